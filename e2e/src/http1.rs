@@ -1,0 +1,148 @@
+//! A byte-exact HTTP/1.1 client: tests need requests no polite client sends (odd spacing, duplicate or
+//! non-UTF-8 headers, absolute-form targets), so the request is written as given and the response parsed here.
+
+use anyhow::{Context, Result, bail};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+#[derive(Debug, Clone)]
+pub struct RawRequest {
+    method: String,
+    target: String,
+    headers: Vec<(String, Vec<u8>)>,
+    body: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RawResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+impl RawRequest {
+    pub fn new(method: &str, target: &str) -> Self {
+        Self { method: method.into(), target: target.into(), headers: Vec::new(), body: Vec::new() }
+    }
+
+    pub fn get(target: &str) -> Self {
+        Self::new("GET", target)
+    }
+
+    pub fn host(self, host: &str) -> Self {
+        self.header("host", host)
+    }
+
+    pub fn header(self, name: &str, value: &str) -> Self {
+        self.header_bytes(name, value.as_bytes())
+    }
+
+    /// A header whose value is sent as these exact bytes.
+    pub fn header_bytes(mut self, name: &str, value: &[u8]) -> Self {
+        self.headers.push((name.into(), value.to_vec()));
+        self
+    }
+
+    /// `authorization: Basic base64(user:password)`.
+    pub fn basic_auth(self, user: &str, password: &str) -> Self {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.header("authorization", &format!("Basic {token}"))
+    }
+
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
+        for (k, v) in &self.headers {
+            out.extend_from_slice(k.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v);
+            out.extend_from_slice(b"\r\n");
+        }
+        if !self.body.is_empty() {
+            out.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+        }
+        out.extend_from_slice(b"connection: close\r\n\r\n");
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// Sends on a fresh connection and reads the whole response (the connection is closed after it).
+    pub async fn send(&self, addr: SocketAddr) -> Result<RawResponse> {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+            stream.write_all(&self.to_bytes()).await?;
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).await?;
+            parse_response(&raw)
+        })
+        .await
+        .context("no response within 30 s")?
+    }
+}
+
+pub fn parse_response(raw: &[u8]) -> Result<RawResponse> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").context("response without end of headers")?;
+    let head = std::str::from_utf8(&raw[..end]).context("response head is not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("bad status line")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let rest = &raw[end + 4..];
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked { dechunk(rest)? } else { rest.to_vec() };
+    Ok(RawResponse { status, headers, body })
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").context("truncated chunk size")?;
+        let size_text = std::str::from_utf8(&data[..line_end])?.split(';').next().unwrap_or_default();
+        let size = usize::from_str_radix(size_text.trim(), 16).context("bad chunk size")?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        if data.len() < size + 2 {
+            bail!("truncated chunk");
+        }
+        out.extend_from_slice(&data[..size]);
+        data = &data[size + 2..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_chunked_and_plain() {
+        let r = parse_response(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic\r\ncontent-length: 2\r\n\r\nno")
+            .unwrap();
+        assert_eq!((r.status, r.header("www-authenticate"), r.text().as_str()), (401, Some("Basic"), "no"));
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n")
+                .unwrap();
+        assert_eq!(r.text(), "abcde");
+    }
+}

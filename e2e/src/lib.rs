@@ -1,0 +1,14 @@
+//! The e2e harness: a real Envoy (V8, as in Istio's ingress gateway) configured by translating our
+//! `WasmPlugin` CRs the way istiod does, upstreams of our own that record what reached them, and clients that
+//! speak HTTP/1.1 byte for byte or gRPC through tonic. Every process it starts is torn down on drop.
+
+pub mod envoy;
+pub mod http1;
+pub mod istio;
+pub mod upstream;
+pub mod workspace;
+
+pub use envoy::{Envoy, Gateway, PathNormalization};
+pub use http1::{RawRequest, RawResponse};
+pub use istio::WasmPlugin;
+pub use upstream::{RecordedRequest, Upstream};

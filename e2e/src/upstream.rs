@@ -1,0 +1,163 @@
+//! An upstream of the harness's own: speaks HTTP/1.1 and h2c on one port, records every request that reaches
+//! it (so a test can prove a denied request never did), answers plain requests with a JSON echo and gRPC
+//! requests with a real `grpc.health.v1.Health` service.
+
+use anyhow::Result;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+/// What reached the upstream: the request line, headers, and the body's size and SHA-256.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    pub method: String,
+    pub path: String,
+    pub authority: String,
+    pub headers: Vec<(String, String)>,
+    pub body_len: u64,
+    pub body_sha256: String,
+}
+
+impl RecordedRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<RecordedRequest>>>,
+    task: JoinHandle<()>,
+}
+
+impl Upstream {
+    /// Starts on a free loopback port; responses carry `x-upstream: <name>`.
+    pub async fn start(name: &str) -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (_reporter, health) = tonic_health::server::health_reporter();
+        let grpc = tonic::service::Routes::new(health).prepare();
+        let state = (name.to_string(), seen.clone());
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let (name, seen, grpc) = (state.0.clone(), state.1.clone(), grpc.clone());
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req| handle(req, name.clone(), seen.clone(), grpc.clone()));
+                    let _ =
+                        auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        Ok(Self { name: name.to_string(), addr, seen, task })
+    }
+
+    /// Everything received so far.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().map(|v| v.len()).unwrap_or_default()
+    }
+
+    pub fn clear(&self) {
+        if let Ok(mut v) = self.seen.lock() {
+            v.clear();
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    name: String,
+    seen: Arc<Mutex<Vec<RecordedRequest>>>,
+    grpc: tonic::service::Routes,
+) -> Result<Response<tonic::body::Body>, Infallible> {
+    let (parts, mut body) = req.into_parts();
+    let is_grpc = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    // Hash the body as it streams, so a 100 MB upload costs no 100 MB here; gRPC bodies are small and kept
+    // whole for the service behind.
+    let mut hasher = Sha256::new();
+    let mut len = 0u64;
+    let mut kept = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        if let Some(data) = frame.data_ref() {
+            hasher.update(data);
+            len += data.len() as u64;
+            if is_grpc {
+                kept.extend_from_slice(data);
+            }
+        }
+    }
+    let record = RecordedRequest {
+        method: parts.method.to_string(),
+        path: parts.uri.path_and_query().map(|p| p.to_string()).unwrap_or_default(),
+        authority: parts
+            .uri
+            .authority()
+            .map(|a| a.to_string())
+            .or_else(|| parts.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string))
+            .unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .collect(),
+        body_len: len,
+        body_sha256: hex::encode(hasher.finalize()),
+    };
+    let echo = json!({
+        "upstream": name,
+        "method": record.method,
+        "path": record.path,
+        "authority": record.authority,
+        "body_len": record.body_len,
+        "body_sha256": record.body_sha256,
+    });
+    if let Ok(mut v) = seen.lock() {
+        v.push(record);
+    }
+    if is_grpc {
+        let req = Request::from_parts(parts, Full::new(Bytes::from(kept)));
+        let mut response = grpc.oneshot(req).await?;
+        response.headers_mut().insert("x-upstream", header_value(&name));
+        return Ok(response);
+    }
+    let response = Response::builder()
+        .status(200)
+        .header("content-type", "application/json")
+        .header("x-upstream", header_value(&name))
+        .body(tonic::body::Body::new(Full::new(Bytes::from(echo.to_string()))))
+        .unwrap_or_default();
+    Ok(response)
+}
+
+fn header_value(name: &str) -> http::HeaderValue {
+    http::HeaderValue::from_str(name).unwrap_or(http::HeaderValue::from_static("upstream"))
+}

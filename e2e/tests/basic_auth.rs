@@ -1,0 +1,234 @@
+//! basic-auth through a real Envoy (V8), configured from the committed WasmPlugin CR.
+
+use anyhow::Result;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use wasmgate_e2e::istio::load_wasm_plugin;
+use wasmgate_e2e::{Envoy, Gateway, PathNormalization, RawRequest, Upstream, WasmPlugin, workspace};
+
+const HOST: &str = "ml.example.com";
+
+fn committed_cr() -> WasmPlugin {
+    load_wasm_plugin(&workspace::manifests_dir(), "basic-auth").expect("basic-auth WasmPlugin in manifests/")
+}
+
+struct Stack {
+    envoy: Envoy,
+    upstream: Upstream,
+}
+
+async fn stack_with(plugin: WasmPlugin, normalization: PathNormalization) -> Result<Stack> {
+    let upstream = Upstream::start("models").await?;
+    let envoy =
+        Gateway::new().plugin(plugin).upstream("models", upstream.addr).normalization(normalization).start().await?;
+    Ok(Stack { envoy, upstream })
+}
+
+async fn stack(config: Option<Value>) -> Result<Stack> {
+    let cr = committed_cr();
+    let plugin = match config {
+        Some(c) => cr.with_config(c),
+        None => cr,
+    };
+    stack_with(plugin, PathNormalization::Base).await
+}
+
+impl Stack {
+    async fn send(&self, req: RawRequest) -> wasmgate_e2e::RawResponse {
+        req.send(self.envoy.listener).await.expect("response from envoy")
+    }
+
+    async fn counter(&self, name: &str) -> u64 {
+        self.envoy.counter(&format!("wasmcustom.wasmgate.basic_auth.{name}")).await.expect("stats")
+    }
+}
+
+#[tokio::test]
+async fn reference_config_from_the_cr() -> Result<()> {
+    let s = stack(None).await?;
+
+    let ok = s.send(RawRequest::get("/v1/models?x=1").host(HOST).basic_auth("username", "password")).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(ok.header("x-upstream"), Some("models"));
+    assert_eq!(s.upstream.count(), 1);
+    assert_eq!(s.upstream.requests()[0].path, "/v1/models?x=1");
+
+    let wrong = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "passwore")).await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.header("www-authenticate"), Some("Basic realm=\"istio\""));
+    assert!(wrong.text().contains("Invalid username and/or password"), "{}", wrong.text());
+
+    let missing = s.send(RawRequest::new("POST", "/infer").host(HOST).body("x")).await;
+    assert_eq!(missing.status, 401);
+    assert!(missing.text().contains("No Basic Authentication information found"), "{}", missing.text());
+
+    let with_port = s.send(RawRequest::get("/").host("ml.example.com:8443")).await;
+    assert_eq!(with_port.status, 401, "a port does not take the host out of the rule");
+    let with_port_ok =
+        s.send(RawRequest::get("/").host("ML.example.com:8443").basic_auth("username", "password")).await;
+    assert_eq!(with_port_ok.status, 200);
+
+    // Outside the rule: other method, other host.
+    let options = s.send(RawRequest::new("OPTIONS", "/").host(HOST)).await;
+    assert_eq!(options.status, 200, "OPTIONS is not in request_methods");
+    let other = s.send(RawRequest::get("/").host("other.example.com")).await;
+    assert_eq!(other.status, 200, "other hosts are not covered");
+
+    assert_eq!(s.upstream.count(), 4, "only the allowed requests reached the upstream");
+    assert_eq!(s.counter("allowed").await, 2);
+    assert_eq!(s.counter("denied.invalid").await, 1);
+    assert_eq!(s.counter("denied.missing").await, 2);
+    assert_eq!(s.counter("no_rule").await, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn paths_outside_the_rule_pass_and_normalised_paths_do_not_escape() -> Result<()> {
+    let config =
+        json!({"basic_auth_rules": [{"prefix": "/admin", "request_methods": ["GET"], "credentials": ["a:b"]}]});
+    let s = stack(Some(config.clone())).await?;
+    assert_eq!(s.send(RawRequest::get("/public").host(HOST)).await.status, 200);
+    assert_eq!(s.send(RawRequest::get("/admin/x").host(HOST)).await.status, 401);
+    // Envoy normalises before the plugin runs (Istio's BASE): dot segments and %2E cannot dodge the rule.
+    assert_eq!(s.send(RawRequest::get("/public/../admin/x").host(HOST)).await.status, 401);
+    assert_eq!(s.send(RawRequest::get("/public/%2E%2E/admin").host(HOST)).await.status, 401);
+
+    // With MERGE_SLASHES, `//admin` is `/admin`; Istio's default BASE leaves it alone (CVE-2021-31920).
+    let merged = stack_with(committed_cr().with_config(config), PathNormalization::MergeSlashes).await?;
+    assert_eq!(merged.send(RawRequest::get("//admin//x").host(HOST)).await.status, 401);
+    assert_eq!(merged.upstream.count(), 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn hashed_credentials() -> Result<()> {
+    let bcrypt_hash = bcrypt::hash("s3cret-bcrypt", 8)?;
+    let sha = format!("{{SHA}}{}", STANDARD.encode(Sha1::digest(b"s3cret-sha")));
+    let config = json!({"basic_auth_rules": [{
+        "prefix": "/", "request_methods": ["GET"], "hosts": [HOST],
+        "credentials": [format!("alice:{bcrypt_hash}"), format!("bob:{sha}")],
+    }]});
+    let s = stack(Some(config)).await?;
+    for (user, password, want) in [
+        ("alice", "s3cret-bcrypt", 200),
+        ("alice", "s3cret-bcrypt", 200),
+        ("alice", "s3cret-sha", 401),
+        ("bob", "s3cret-sha", 200),
+        ("bob", "wrong", 401),
+        ("carol", "s3cret-sha", 401),
+    ] {
+        let r = s.send(RawRequest::get("/").host(HOST).basic_auth(user, password)).await;
+        assert_eq!(r.status, want, "{user}:{password}");
+    }
+    assert_eq!(s.upstream.count(), 3);
+    Ok(())
+}
+
+async fn health(s: &Stack, authorization: Option<&str>, path_service: &str) -> Result<ServingStatus, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.envoy.listener))
+        .map_err(|e| tonic::Status::internal(e.to_string()))?
+        .origin(format!("http://{HOST}").parse().map_err(|_| tonic::Status::internal("origin"))?)
+        .connect()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let mut request = tonic::Request::new(HealthCheckRequest { service: path_service.into() });
+    if let Some(value) = authorization {
+        request.metadata_mut().insert("authorization", value.parse().map_err(|_| tonic::Status::internal("metadata"))?);
+    }
+    let response = HealthClient::new(channel).check(request).await?;
+    Ok(response.into_inner().status())
+}
+
+#[tokio::test]
+async fn grpc_clients_get_unauthenticated() -> Result<()> {
+    let s = stack(None).await?;
+    let missing = health(&s, None, "").await.expect_err("must be refused");
+    assert_eq!(missing.code(), Code::Unauthenticated, "{missing:?}");
+    assert!(missing.message().contains("No Basic Authentication information"), "{missing:?}");
+    let wrong =
+        health(&s, Some(&format!("Basic {}", STANDARD.encode("username:nope"))), "").await.expect_err("refused");
+    assert_eq!(wrong.code(), Code::Unauthenticated);
+    assert_eq!(s.upstream.count(), 0);
+    let ok = health(&s, Some(&format!("Basic {}", STANDARD.encode("username:password"))), "").await?;
+    assert_eq!(ok, ServingStatus::Serving);
+    assert_eq!(s.upstream.requests()[0].path, "/grpc.health.v1.Health/Check");
+    Ok(())
+}
+
+#[tokio::test]
+async fn grpc_health_can_be_exempt() -> Result<()> {
+    let mut config = committed_cr().spec.plugin_config.expect("pluginConfig");
+    config["basic_auth_rules"][0]["exempt_paths"] = json!([{"prefix": "/grpc.health.v1.Health/"}]);
+    let s = stack(Some(config)).await?;
+    assert_eq!(health(&s, None, "").await?, ServingStatus::Serving);
+    let other = s.send(RawRequest::new("POST", "/inference.GRPCInferenceService/ModelInfer").host(HOST)).await;
+    assert_eq!(other.status, 401);
+    assert_eq!(s.counter("exempt").await, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_headers_are_refused_and_the_vm_survives() -> Result<()> {
+    let s = stack(None).await?;
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("bad base64", b"Basic !!!notbase64".to_vec()),
+        ("other scheme", b"Bearer abc.def".to_vec()),
+        ("no token", b"Basic".to_vec()),
+        ("no colon", format!("Basic {}", STANDARD.encode("usernamepassword")).into_bytes()),
+        ("empty user", format!("Basic {}", STANDARD.encode(":password")).into_bytes()),
+        ("non-UTF-8 decoded", format!("Basic {}", STANDARD.encode([0xff, 0xfe, b':', b'p'])).into_bytes()),
+        ("non-UTF-8 header", b"Basic \xff\xfe\xfd".to_vec()),
+        ("oversized", format!("Basic {}", "QUFB".repeat(2000)).into_bytes()),
+        ("two tokens", format!("Basic {} {}", STANDARD.encode("a:b"), STANDARD.encode("c:d")).into_bytes()),
+    ];
+    for (what, value) in &cases {
+        let r = s.send(RawRequest::get("/").host(HOST).header_bytes("authorization", value)).await;
+        assert_eq!(r.status, 401, "{what}");
+    }
+    assert_eq!(s.upstream.count(), 0);
+    assert_eq!(s.counter("denied.malformed").await, cases.len() as u64);
+    let ok = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "password")).await;
+    assert_eq!(ok.status, 200, "the VM is still alive");
+    let log = s.envoy.log();
+    assert!(log.contains("credentials are not valid base64"), "reasons are logged:\n{log}");
+    for secret in ["password".to_string(), STANDARD.encode("username:password"), STANDARD.encode("a:b")] {
+        assert!(!log.contains(&secret), "credentials leaked into the log: {secret}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_config_is_refused_by_envoy() -> Result<()> {
+    let cases = [
+        (
+            json!({"basic_auth_rules": [{"prefix": "/", "request_methods": ["GET"], "credentials": []}]}),
+            "basic_auth_rules[0].credentials",
+        ),
+        (
+            json!({"basic_auth_rules": [{"prefix": "/", "request_methods": ["GET"], "credentials": ["a:b"], "host": ["x"]}]}),
+            "unknown field `host`",
+        ),
+        (
+            json!({"basic_auth_rules": [{"prefix": "/", "request_methods": ["GET"], "credentials": ["u:$2y$10$tooshort"]}]}),
+            "bad bcrypt hash",
+        ),
+    ];
+    let upstream = Upstream::start("models").await?;
+    for (config, want) in cases {
+        let gateway =
+            || Gateway::new().plugin(committed_cr().with_config(config.clone())).upstream("models", upstream.addr);
+        let err = gateway().validate().expect_err("validation must fail").to_string();
+        assert!(err.contains(want), "validate: want {want:?} in:\n{err}");
+        let err = match gateway().start().await {
+            Ok(_) => panic!("envoy started with a bad config"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(want), "start: want {want:?} in:\n{err}");
+    }
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! basic-auth: HTTP Basic authentication at the gateway.
+//!
+//! [`config`] reads the `pluginConfig` of Istio's `basic_auth` extension (plus hashed credentials and exempt
+//! paths) into a validated form; [`policy`] decides each request without touching the host; `filter` (wasm32
+//! only) is the thin proxy-wasm shell.
+
+pub mod authorization;
+pub mod config;
+pub mod credentials;
+pub mod policy;
+
+// Not in test builds: the wasm32 test binary runs under plain WASI, without a proxy to import from.
+#[cfg(all(target_arch = "wasm32", not(test)))]
+mod filter;
+
+pub use config::Config;
+pub use policy::{Outcome, RequestInfo, Verdict};
+
+/// The name used for metrics and log lines.
+pub const PLUGIN: &str = "basic_auth";

@@ -1,0 +1,242 @@
+//! The decision for one request, with no host calls: which rules apply, and whether the presented
+//! credentials satisfy every one of them (Istio's semantics: all matching rules must pass; a request that
+//! matches none passes).
+
+use crate::authorization::{Malformed, parse_basic};
+use crate::config::{Config, Rule};
+use crate::credentials::digest;
+use std::borrow::Cow;
+use wasmgate_common::{Denial, GrpcStatus, normalize_host, path_without_query};
+
+const NOT_FOUND_MESSAGE: &str = "Request denied by Basic Auth check. No Basic Authentication information found.";
+const INVALID_MESSAGE: &str = "Request denied by Basic Auth check. Invalid username and/or password.";
+
+/// The request line as the policy sees it, normalised once.
+#[derive(Debug, Clone)]
+pub struct RequestInfo<'a> {
+    host: Cow<'a, str>,
+    path: &'a str,
+    method: &'a str,
+}
+
+impl<'a> RequestInfo<'a> {
+    pub fn new(authority: &'a str, path: &'a str, method: &'a str) -> Self {
+        Self { host: normalize_host(authority), path: path_without_query(path), method }
+    }
+}
+
+/// Every outcome, each with its own counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Valid credentials for every matching rule.
+    Allowed,
+    /// No rule covers the request.
+    NoRule,
+    /// Every matching rule lists the path as exempt.
+    Exempt,
+    DeniedMissing,
+    DeniedMalformed(Malformed),
+    DeniedInvalid,
+}
+
+impl Outcome {
+    /// Counter names, in the order of [`Outcome::counter`].
+    pub const COUNTERS: [&'static str; 6] =
+        ["allowed", "no_rule", "exempt", "denied.missing", "denied.malformed", "denied.invalid"];
+
+    pub fn counter(self) -> usize {
+        match self {
+            Self::Allowed => 0,
+            Self::NoRule => 1,
+            Self::Exempt => 2,
+            Self::DeniedMissing => 3,
+            Self::DeniedMalformed(_) => 4,
+            Self::DeniedInvalid => 5,
+        }
+    }
+
+    pub fn is_allowed(self) -> bool {
+        matches!(self, Self::Allowed | Self::NoRule | Self::Exempt)
+    }
+}
+
+/// What the shell does with a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Allow(Outcome),
+    Deny(Outcome, Denial),
+}
+
+/// Whether a request needs credentials: the shell reads `authorization` only when it does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    None(Outcome),
+    Credentials,
+}
+
+impl Rule {
+    fn applies_to(&self, req: &RequestInfo<'_>) -> bool {
+        self.path.matches(req.path)
+            && self.methods.iter().any(|m| m == req.method)
+            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(&req.host)))
+    }
+
+    fn exempts(&self, req: &RequestInfo<'_>) -> bool {
+        self.exempt.iter().any(|p| p.matches(req.path))
+    }
+}
+
+impl Config {
+    fn enforcing_rules<'s>(&'s self, req: &'s RequestInfo<'_>) -> impl Iterator<Item = &'s Rule> {
+        self.rules.iter().filter(|r| r.applies_to(req) && !r.exempts(req))
+    }
+
+    pub fn requirement(&self, req: &RequestInfo<'_>) -> Requirement {
+        if self.enforcing_rules(req).next().is_some() {
+            Requirement::Credentials
+        } else if self.rules.iter().any(|r| r.applies_to(req)) {
+            Requirement::None(Outcome::Exempt)
+        } else {
+            Requirement::None(Outcome::NoRule)
+        }
+    }
+
+    /// The whole decision, given the raw `authorization` header if the request had one.
+    pub fn decide(&self, req: &RequestInfo<'_>, authorization: Option<&[u8]>) -> Verdict {
+        if let Requirement::None(outcome) = self.requirement(req) {
+            return Verdict::Allow(outcome);
+        }
+        let Some(header) = authorization else {
+            return self.deny(Outcome::DeniedMissing);
+        };
+        let credentials = match parse_basic(header) {
+            Ok(c) => c,
+            Err(Malformed::NotBasic) if header.is_empty() => return self.deny(Outcome::DeniedMissing),
+            Err(why) => return self.deny(Outcome::DeniedMalformed(why)),
+        };
+        let pair_digest = digest(&credentials);
+        if self.enforcing_rules(req).all(|rule| rule.credentials.verify(&credentials, &pair_digest)) {
+            Verdict::Allow(Outcome::Allowed)
+        } else {
+            self.deny(Outcome::DeniedInvalid)
+        }
+    }
+
+    fn deny(&self, outcome: Outcome) -> Verdict {
+        let message = if outcome == Outcome::DeniedMissing { NOT_FOUND_MESSAGE } else { INVALID_MESSAGE };
+        let denial = Denial::new(401, GrpcStatus::Unauthenticated, message)
+            .with_header("www-authenticate", self.challenge.clone());
+        Verdict::Deny(outcome, denial)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+
+    const REFERENCE: &str = r#"{"basic_auth_rules":[{"prefix":"/","request_methods":["GET","PUT","POST","PATCH","DELETE"],"credentials":["username:password"],"hosts":["ml.example.com"]}]}"#;
+
+    fn basic(pair: &str) -> Vec<u8> {
+        format!("Basic {}", STANDARD.encode(pair)).into_bytes()
+    }
+
+    fn outcome(config: &Config, host: &str, path: &str, method: &str, auth: Option<&[u8]>) -> Outcome {
+        match config.decide(&RequestInfo::new(host, path, method), auth) {
+            Verdict::Allow(o) | Verdict::Deny(o, _) => o,
+        }
+    }
+
+    #[test]
+    fn reference_config() {
+        let c = Config::from_json(REFERENCE.as_bytes()).unwrap();
+        let good = basic("username:password");
+        assert_eq!(outcome(&c, "ml.example.com", "/v1/models", "POST", Some(&good)), Outcome::Allowed);
+        assert_eq!(outcome(&c, "ml.example.com:8080", "/", "GET", Some(&good)), Outcome::Allowed);
+        assert_eq!(outcome(&c, "ml.example.com", "/", "GET", None), Outcome::DeniedMissing);
+        assert_eq!(outcome(&c, "ml.example.com:443", "/", "GET", None), Outcome::DeniedMissing);
+        assert_eq!(outcome(&c, "ml.example.com", "/", "GET", Some(&basic("username:wrong"))), Outcome::DeniedInvalid);
+        assert_eq!(outcome(&c, "ml.example.com", "/", "OPTIONS", None), Outcome::NoRule);
+        assert_eq!(outcome(&c, "other.example.com", "/", "GET", None), Outcome::NoRule);
+        assert_eq!(
+            outcome(&c, "ml.example.com", "/", "GET", Some(b"Basic %%%")),
+            Outcome::DeniedMalformed(Malformed::BadBase64)
+        );
+    }
+
+    #[test]
+    fn denial_carries_the_challenge() {
+        let c = Config::from_json(br#"{"realm":"models","basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["a:b"]}]}"#).unwrap();
+        let Verdict::Deny(_, denial) = c.decide(&RequestInfo::new("h", "/", "GET"), None) else { panic!("allowed") };
+        assert_eq!(denial.http_status, 401);
+        assert_eq!(denial.grpc_status, GrpcStatus::Unauthenticated);
+        assert_eq!(denial.headers, vec![("www-authenticate".into(), "Basic realm=\"models\"".into())]);
+    }
+
+    #[test]
+    fn every_matching_rule_must_pass() {
+        let c = Config::from_json(
+            br#"{"basic_auth_rules":[
+                {"prefix":"/","request_methods":["GET"],"credentials":["a:1","b:2"]},
+                {"prefix":"/admin","request_methods":["GET"],"credentials":["b:2"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(outcome(&c, "h", "/x", "GET", Some(&basic("a:1"))), Outcome::Allowed);
+        assert_eq!(outcome(&c, "h", "/admin/x", "GET", Some(&basic("a:1"))), Outcome::DeniedInvalid);
+        assert_eq!(outcome(&c, "h", "/admin/x", "GET", Some(&basic("b:2"))), Outcome::Allowed);
+    }
+
+    #[test]
+    fn exact_and_suffix_ignore_the_query() {
+        let c = Config::from_json(
+            br#"{"basic_auth_rules":[{"exact":"/admin","request_methods":["GET"],"credentials":["a:1"]},
+                                     {"suffix":".json","request_methods":["GET"],"credentials":["a:1"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(outcome(&c, "h", "/admin?debug=1", "GET", None), Outcome::DeniedMissing);
+        assert_eq!(outcome(&c, "h", "/data.json?x=.txt", "GET", None), Outcome::DeniedMissing);
+        assert_eq!(outcome(&c, "h", "/admin/", "GET", None), Outcome::NoRule);
+    }
+
+    #[test]
+    fn exempt_paths_skip_only_their_rule() {
+        let c = Config::from_json(
+            br#"{"basic_auth_rules":[{"prefix":"/","request_methods":["POST"],"credentials":["a:1"],
+                "exempt_paths":[{"prefix":"/grpc.health.v1.Health/"}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(outcome(&c, "h", "/grpc.health.v1.Health/Check", "POST", None), Outcome::Exempt);
+        assert_eq!(
+            outcome(&c, "h", "/inference.GRPCInferenceService/ModelInfer", "POST", None),
+            Outcome::DeniedMissing
+        );
+    }
+
+    #[test]
+    fn empty_header_counts_as_missing() {
+        let c = Config::from_json(REFERENCE.as_bytes()).unwrap();
+        assert_eq!(outcome(&c, "ml.example.com", "/", "GET", Some(b"")), Outcome::DeniedMissing);
+    }
+
+    proptest! {
+        /// Whatever the header holds, the reference config lets a request on its host through only with the
+        /// one right password.
+        #[test]
+        fn only_the_right_credentials_pass(header in proptest::collection::vec(any::<u8>(), 0..120)) {
+            let c = Config::from_json(REFERENCE.as_bytes()).unwrap();
+            let allowed = outcome(&c, "ml.example.com", "/", "GET", Some(&header)).is_allowed();
+            let right = crate::authorization::parse_basic(&header).map(|c| c.pair() == "username:password").unwrap_or(false);
+            prop_assert_eq!(allowed, right);
+        }
+
+        #[test]
+        fn random_pairs_are_refused(user in "[a-z]{1,12}", password in "[ -~]{0,16}") {
+            prop_assume!(user != "username" || password != "password");
+            let c = Config::from_json(REFERENCE.as_bytes()).unwrap();
+            let header = basic(&format!("{user}:{password}"));
+            prop_assert_eq!(outcome(&c, "ml.example.com", "/", "GET", Some(&header)), Outcome::DeniedInvalid);
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! What every wasmgate plugin needs, written once: config loading with clear errors, host and path matching,
+//! denial answers that suit HTTP and gRPC clients, and metric naming. Everything here is pure Rust with no host
+//! calls, so it is tested natively; only [`host`] (compiled for wasm32) talks to the proxy.
+
+pub mod config;
+pub mod deny;
+pub mod host_match;
+pub mod metrics;
+pub mod path_match;
+
+#[cfg(target_arch = "wasm32")]
+pub mod host;
+
+pub use config::{ConfigError, parse_config};
+pub use deny::{ClientKind, Denial, GrpcStatus, LocalResponse};
+pub use host_match::{HostPattern, normalize_host};
+pub use path_match::{PathMatch, path_without_query};
