@@ -10,7 +10,8 @@ DIST := dist/plugins
 # Features rustc emits that Debian's wasm-opt must be told about.
 WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
 	--enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue
-APT_PACKAGES := binaryen wrk nodejs
+# command:package pairs that `make setup` installs from Debian when the command is missing.
+APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
 .PHONY: help setup build test lint test-wasm demo bench clean
@@ -24,7 +25,7 @@ help:
 
 setup:
 	rustup target add $(WASM_TARGET)
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for t in $(APT_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing apt packages:$$missing"; \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
@@ -39,7 +40,8 @@ build:
 	@mkdir -p $(DIST)
 	@for p in $(PLUGINS); do \
 	  crate=$${p//-/_}; \
-	  wasm-opt $(WASM_OPT_FLAGS) $(WASM_DIR)/$$crate.wasm -o $(DIST)/$$p.wasm; \
+	  plugins/prune-exports.sh $(WASM_DIR)/$$crate.wasm plugins/$$p/exports.txt $(WASM_DIR)/$$crate.pruned.wasm; \
+	  wasm-opt $(WASM_OPT_FLAGS) $(WASM_DIR)/$$crate.pruned.wasm -o $(DIST)/$$p.wasm; \
 	  printf '%-14s %7d bytes (cargo %d bytes)\n' $$p $$(stat -c %s $(DIST)/$$p.wasm) $$(stat -c %s $(WASM_DIR)/$$crate.wasm); \
 	done
 

@@ -2,6 +2,7 @@
 //! `WasmPlugin` CRs the way istiod does, upstreams of our own that record what reached them, and clients that
 //! speak HTTP/1.1 byte for byte or gRPC through tonic. Every process it starts is torn down on drop.
 
+pub mod bench;
 pub mod envoy;
 pub mod http1;
 pub mod istio;

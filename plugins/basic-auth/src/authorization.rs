@@ -23,6 +23,8 @@ pub enum Malformed {
     MissingColon,
     EmptyUser,
     ControlCharacter,
+    /// More than one `authorization` header.
+    Duplicate,
 }
 
 impl fmt::Display for Malformed {
@@ -36,6 +38,7 @@ impl fmt::Display for Malformed {
             Self::MissingColon => "decoded credentials have no `:`",
             Self::EmptyUser => "empty user name",
             Self::ControlCharacter => "control character in credentials",
+            Self::Duplicate => "several authorization headers",
         })
     }
 }

@@ -1,12 +1,13 @@
 //! The proxy-wasm shell: reads the request line and `authorization` from the host, asks the policy, and
 //! answers a denial in the client's protocol. Nothing here decides anything.
 
+use crate::authorization::Malformed;
 use crate::{Config, Outcome, PLUGIN, RequestInfo, Verdict, policy::Requirement};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
-use wasmgate_common::ClientKind;
-use wasmgate_common::host::{Counters, log, plugin_configuration, request_header, send_local_response};
+use wasmgate_common::host::{Counters, log, plugin_configuration, request_headers_raw, send_local_response};
+use wasmgate_common::{ClientKind, HeaderMapView};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -86,25 +87,27 @@ impl HttpContext for Filter {
     }
 }
 
-fn text(value: Option<Vec<u8>>) -> String {
-    value.map(|v| String::from_utf8_lossy(&v).into_owned()).unwrap_or_default()
-}
-
 impl Filter {
     fn check(&self) -> Result<Action, proxy_wasm::types::Status> {
         let state = &self.state;
-        let authority = text(request_header(":authority")?);
-        let path = text(request_header(":path")?);
-        let method = text(request_header(":method")?);
-        let request = RequestInfo::new(&authority, &path, &method);
-        let authorization = match state.config.requirement(&request) {
-            Requirement::None(outcome) => {
-                state.counters.inc(outcome.counter());
-                return Ok(Action::Continue);
-            }
-            Requirement::Credentials => request_header("authorization")?,
+        // One host call for every header: cheaper than one per header, and it shows duplicates.
+        let raw = request_headers_raw()?;
+        let Ok(headers) = HeaderMapView::parse(&raw) else {
+            return Err(proxy_wasm::types::Status::ParseFailure);
         };
-        match state.config.decide(&request, authorization.as_deref()) {
+        let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
+        let request = RequestInfo::new(&authority, &path, &method);
+        if let Requirement::None(outcome) = state.config.requirement(&request) {
+            state.counters.inc(outcome.counter());
+            return Ok(Action::Continue);
+        }
+        let verdict = if headers.count("authorization") > 1 {
+            // Proxies and servers may each pick a different one of several: refuse the ambiguity.
+            state.config.refuse(Outcome::DeniedMalformed(Malformed::Duplicate))
+        } else {
+            state.config.decide(&request, headers.get("authorization"))
+        };
+        match verdict {
             Verdict::Allow(outcome) => {
                 state.counters.inc(outcome.counter());
                 Ok(Action::Continue)
@@ -117,9 +120,9 @@ impl Filter {
                     _ => "invalid credentials".to_string(),
                 };
                 log(LogLevel::Info, &format!("{PLUGIN}: denied {method} {authority}{}: {reason}", request_path(&path)));
-                let content_type = request_header("content-type")?;
-                let client =
-                    ClientKind::from_content_type(content_type.as_deref().and_then(|c| std::str::from_utf8(c).ok()));
+                let client = ClientKind::from_content_type(
+                    std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok(),
+                );
                 send_local_response(&denial.render(client), "basic_auth_denied")?;
                 Ok(Action::Pause)
             }

@@ -107,22 +107,23 @@ impl Config {
             return Verdict::Allow(outcome);
         }
         let Some(header) = authorization else {
-            return self.deny(Outcome::DeniedMissing);
+            return self.refuse(Outcome::DeniedMissing);
         };
         let credentials = match parse_basic(header) {
             Ok(c) => c,
-            Err(Malformed::NotBasic) if header.is_empty() => return self.deny(Outcome::DeniedMissing),
-            Err(why) => return self.deny(Outcome::DeniedMalformed(why)),
+            Err(Malformed::NotBasic) if header.is_empty() => return self.refuse(Outcome::DeniedMissing),
+            Err(why) => return self.refuse(Outcome::DeniedMalformed(why)),
         };
         let pair_digest = digest(&credentials);
         if self.enforcing_rules(req).all(|rule| rule.credentials.verify(&credentials, &pair_digest)) {
             Verdict::Allow(Outcome::Allowed)
         } else {
-            self.deny(Outcome::DeniedInvalid)
+            self.refuse(Outcome::DeniedInvalid)
         }
     }
 
-    fn deny(&self, outcome: Outcome) -> Verdict {
+    /// The denial for `outcome`; the shell also uses it for refusals it decides (several headers).
+    pub fn refuse(&self, outcome: Outcome) -> Verdict {
         let message = if outcome == Outcome::DeniedMissing { NOT_FOUND_MESSAGE } else { INVALID_MESSAGE };
         let denial = Denial::new(401, GrpcStatus::Unauthenticated, message)
             .with_header("www-authenticate", self.challenge.clone());

@@ -48,6 +48,7 @@ impl Counters {
 
 #[link(wasm_import_module = "env")]
 unsafe extern "C" {
+    fn proxy_get_header_map_pairs(map_type: i32, return_data: *mut *mut u8, return_size: *mut usize) -> Status;
     fn proxy_send_local_response(
         status_code: u32,
         status_code_details_data: *const u8,
@@ -63,7 +64,8 @@ unsafe extern "C" {
 /// Sends a local reply and ends the request's filter chain. `details` shows in Envoy's access log as
 /// `%RESPONSE_CODE_DETAILS%`.
 pub fn send_local_response(response: &LocalResponse, details: &str) -> Result<(), Status> {
-    let headers = serialize_headers(&response.headers);
+    let pairs: Vec<(&str, &[u8])> = response.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
+    let headers = crate::header_map::serialize(&pairs);
     let grpc_status = response.grpc_status.and_then(|s| i32::try_from(s).ok()).unwrap_or(-1);
     let body = response.body.as_bytes();
     // SAFETY: every pointer/length pair describes a live slice for the duration of the call.
@@ -85,28 +87,20 @@ pub fn send_local_response(response: &LocalResponse, details: &str) -> Result<()
     }
 }
 
-/// The proxy-wasm map encoding: count, then each key and value length, then the NUL-terminated strings.
-fn serialize_headers(headers: &[(String, String)]) -> Vec<u8> {
-    let size = 4 + headers.iter().map(|(k, v)| 8 + k.len() + v.len() + 2).sum::<usize>();
-    let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(headers.len() as u32).to_le_bytes());
-    for (k, v) in headers {
-        out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+/// Every request header in the proxy's serialised form, in one host call; read it with
+/// [`crate::HeaderMapView`].
+pub fn request_headers_raw() -> Result<Vec<u8>, Status> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: the host writes a buffer it allocated through our `proxy_on_memory_allocate` (the global
+    // allocator), which we then own.
+    match unsafe {
+        proxy_get_header_map_pairs(proxy_wasm::types::MapType::HttpRequestHeaders as i32, &mut data, &mut size)
+    } {
+        Status::Ok if data.is_null() => Ok(Vec::new()),
+        Status::Ok => Ok(unsafe { Vec::from_raw_parts(data, size, size) }),
+        other => Err(other),
     }
-    for (k, v) in headers {
-        out.extend_from_slice(k.as_bytes());
-        out.push(0);
-        out.extend_from_slice(v.as_bytes());
-        out.push(0);
-    }
-    out
-}
-
-/// A request header as bytes (`None` when absent). The SDK's string variant panics on non-UTF-8 values, which
-/// a client controls; this one cannot.
-pub fn request_header(name: &str) -> Result<Option<Vec<u8>>, Status> {
-    hostcalls::get_map_value_bytes(proxy_wasm::types::MapType::HttpRequestHeaders, name)
 }
 
 /// The plugin configuration handed to `on_configure`.

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod deny;
+pub mod header_map;
 pub mod host_match;
 pub mod metrics;
 pub mod path_match;
@@ -13,5 +14,6 @@ pub mod host;
 
 pub use config::{ConfigError, parse_config};
 pub use deny::{ClientKind, Denial, GrpcStatus, LocalResponse};
+pub use header_map::HeaderMapView;
 pub use host_match::{HostPattern, normalize_host};
 pub use path_match::{PathMatch, path_without_query};

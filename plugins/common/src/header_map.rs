@@ -1,0 +1,135 @@
+//! A zero-copy view of a header map as the proxy serialises it (`proxy_get_header_map_pairs`): fetching every
+//! request header in one host call and reading them in place is cheaper than one call per header, and it lets a
+//! plugin see duplicates. The buffer comes from the host, so every offset is checked: a bad buffer is an
+//! error, never a panic.
+//!
+//! Layout: u32 count; count × (u32 key length, u32 value length); then each key and value, each followed by NUL.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadHeaderMap;
+
+#[derive(Debug, Clone)]
+pub struct HeaderMapView<'a> {
+    pairs: Vec<(&'a [u8], &'a [u8])>,
+}
+
+fn read_u32(buf: &[u8], at: usize) -> Result<usize, BadHeaderMap> {
+    let bytes: [u8; 4] = buf.get(at..at + 4).and_then(|b| b.try_into().ok()).ok_or(BadHeaderMap)?;
+    usize::try_from(u32::from_le_bytes(bytes)).map_err(|_| BadHeaderMap)
+}
+
+impl<'a> HeaderMapView<'a> {
+    pub fn parse(buf: &'a [u8]) -> Result<Self, BadHeaderMap> {
+        if buf.is_empty() {
+            return Ok(Self { pairs: Vec::new() });
+        }
+        let count = read_u32(buf, 0)?;
+        let sizes_end = count.checked_mul(8).and_then(|n| n.checked_add(4)).ok_or(BadHeaderMap)?;
+        if sizes_end > buf.len() {
+            return Err(BadHeaderMap);
+        }
+        let mut pairs = Vec::with_capacity(count);
+        let mut at = sizes_end;
+        let mut take = |len: usize| -> Result<&'a [u8], BadHeaderMap> {
+            let end = at.checked_add(len).ok_or(BadHeaderMap)?;
+            let slice = buf.get(at..end).ok_or(BadHeaderMap)?;
+            if buf.get(end) != Some(&0) {
+                return Err(BadHeaderMap);
+            }
+            at = end + 1;
+            Ok(slice)
+        };
+        for i in 0..count {
+            let key_len = read_u32(buf, 4 + i * 8)?;
+            let value_len = read_u32(buf, 8 + i * 8)?;
+            let key = take(key_len)?;
+            let value = take(value_len)?;
+            pairs.push((key, value));
+        }
+        Ok(Self { pairs })
+    }
+
+    /// The first value of `name` (lower-case, as the proxy stores header names).
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        self.pairs.iter().find(|(k, _)| *k == name.as_bytes()).map(|(_, v)| *v)
+    }
+
+    /// The first value of `name` as text (lossy for non-UTF-8 bytes), or `""` when absent.
+    pub fn text(&self, name: &str) -> std::borrow::Cow<'a, str> {
+        String::from_utf8_lossy(self.get(name).unwrap_or_default())
+    }
+
+    /// How many times `name` occurs.
+    pub fn count(&self, name: &str) -> usize {
+        self.pairs.iter().filter(|(k, _)| *k == name.as_bytes()).count()
+    }
+}
+
+/// The serialised form of `pairs`, as the proxy writes it (also used by the plugins' local replies).
+pub fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+    let size = 4 + pairs.iter().map(|(k, v)| 10 + k.len() + v.len()).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    out.extend_from_slice(&len32(pairs.len()));
+    for (k, v) in pairs {
+        out.extend_from_slice(&len32(k.len()));
+        out.extend_from_slice(&len32(v.len()));
+    }
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.push(0);
+        out.extend_from_slice(v);
+        out.push(0);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip_and_duplicates() {
+        let buf = serialize(&[(":path", b"/a"), ("authorization", b"x"), ("authorization", b"\xff"), ("empty", b"")]);
+        let view = HeaderMapView::parse(&buf).unwrap();
+        assert_eq!(view.get(":path"), Some(&b"/a"[..]));
+        assert_eq!(view.get("authorization"), Some(&b"x"[..]));
+        assert_eq!(view.count("authorization"), 2);
+        assert_eq!(view.get("empty"), Some(&b""[..]));
+        assert_eq!(view.get("missing"), None);
+        assert_eq!(view.text("missing"), "");
+        assert!(HeaderMapView::parse(&[]).unwrap().get("a").is_none());
+    }
+
+    #[test]
+    fn bad_buffers_are_errors() {
+        let good = serialize(&[("k", b"v")]);
+        for cut in 1..good.len() {
+            assert!(HeaderMapView::parse(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut no_nul = good.clone();
+        let last = no_nul.len() - 1;
+        no_nul[last] = b'x';
+        assert!(HeaderMapView::parse(&no_nul).is_err());
+        assert!(HeaderMapView::parse(&[0xff, 0xff, 0xff, 0xff]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_or_fail_cleanly(buf in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = HeaderMapView::parse(&buf);
+        }
+
+        #[test]
+        fn serialized_maps_read_back(pairs in proptest::collection::vec(("[a-z:-]{1,12}", proptest::collection::vec(any::<u8>(), 0..20)), 0..8)) {
+            let borrowed: Vec<(&str, &[u8])> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            let buf = serialize(&borrowed);
+            let view = HeaderMapView::parse(&buf).unwrap();
+            for (k, _) in &pairs {
+                let first = pairs.iter().find(|(k2, _)| k2 == k).map(|(_, v)| v.as_slice());
+                prop_assert_eq!(view.get(k), first);
+            }
+        }
+    }
+}
