@@ -59,7 +59,7 @@ test: build lint test-wasm
 	$(CARGO_TEST) --workspace
 
 demo: setup build
-	cargo run -q -p wasmgate-e2e --bin demo
+	cargo run -q -p wasmgate-e2e --bin demo -- $(DEMO_ARGS)
 
 bench: setup build
 	cargo run -q --release -p wasmgate-e2e --bin bench
