@@ -48,7 +48,7 @@ build:
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS)) -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS)) -- -D warnings
 
 # The pure crates' tests, compiled to wasm32-wasip1 and run under Node's WASI.
 test-wasm:

@@ -7,12 +7,15 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
 use wasmgate_common::host::{Counters, log, plugin_configuration, request_headers_raw, send_local_response};
-use wasmgate_common::{ClientKind, HeaderMapView};
+use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
 }}
+
+/// Counted after the policy's own outcomes.
+const HOST_ERROR_COUNTER: usize = Outcome::COUNTERS.len();
 
 struct State {
     config: Config,
@@ -37,7 +40,9 @@ impl RootContext for Root {
         match Config::from_json(&bytes) {
             Ok(config) => {
                 log(LogLevel::Info, &format!("{PLUGIN}: configured with {} rule(s)", config.rule_count()));
-                let counters = Counters::define(PLUGIN, &Outcome::COUNTERS);
+                let mut names = Outcome::COUNTERS.to_vec();
+                names.push("host_error");
+                let counters = Counters::define(PLUGIN, &names);
                 self.state = Some(Rc::new(State { config, counters }));
                 true
             }
@@ -70,17 +75,11 @@ impl HttpContext for Filter {
         match self.check() {
             Ok(action) => action,
             Err(status) => {
+                // Fail closed: a request the plugin could not inspect does not pass.
                 log(LogLevel::Error, &format!("{PLUGIN}: host call failed ({status:?}); request refused"));
-                self.state.counters.inc(Outcome::DeniedMissing.counter());
-                let _ = send_local_response(
-                    &wasmgate_common::Denial::new(
-                        500,
-                        wasmgate_common::GrpcStatus::Unavailable,
-                        "authentication unavailable",
-                    )
-                    .render(ClientKind::Http),
-                    "basic_auth_host_error",
-                );
+                self.state.counters.inc(HOST_ERROR_COUNTER);
+                let denial = Denial::new(503, GrpcStatus::Unavailable, "authentication unavailable");
+                let _ = send_local_response(&denial.render(ClientKind::Http), "basic_auth_host_error");
                 Action::Pause
             }
         }
@@ -114,12 +113,9 @@ impl Filter {
             }
             Verdict::Deny(outcome, denial) => {
                 state.counters.inc(outcome.counter());
-                let reason = match outcome {
-                    Outcome::DeniedMalformed(why) => why.to_string(),
-                    Outcome::DeniedMissing => "no credentials".to_string(),
-                    _ => "invalid credentials".to_string(),
-                };
-                log(LogLevel::Info, &format!("{PLUGIN}: denied {method} {authority}{}: {reason}", request_path(&path)));
+                // Without the query string, which may carry tokens that do not belong in a log.
+                let path = wasmgate_common::path_without_query(&path);
+                log(LogLevel::Info, &format!("{PLUGIN}: denied {method} {authority}{path}: {}", outcome.describe()));
                 let client = ClientKind::from_content_type(
                     std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok(),
                 );
@@ -128,9 +124,4 @@ impl Filter {
             }
         }
     }
-}
-
-/// The path without its query, which may carry tokens that do not belong in logs.
-fn request_path(path: &str) -> &str {
-    wasmgate_common::path_without_query(path)
 }

@@ -55,6 +55,18 @@ impl Outcome {
         }
     }
 
+    /// For the log: why, never with what credentials.
+    pub fn describe(self) -> String {
+        match self {
+            Self::Allowed => "authenticated".into(),
+            Self::NoRule => "no rule applies".into(),
+            Self::Exempt => "exempt path".into(),
+            Self::DeniedMissing => "no credentials".into(),
+            Self::DeniedMalformed(why) => why.to_string(),
+            Self::DeniedInvalid => "invalid credentials".into(),
+        }
+    }
+
     pub fn is_allowed(self) -> bool {
         matches!(self, Self::Allowed | Self::NoRule | Self::Exempt)
     }
