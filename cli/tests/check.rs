@@ -1,0 +1,51 @@
+//! `wasmgate check` as a user runs it, on the committed manifests and on broken copies of them.
+
+use std::path::Path;
+use std::process::Command;
+
+fn check(path: &Path) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wasmgate")).arg("check").arg(path).output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn manifests() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests")
+}
+
+#[test]
+fn committed_manifests_pass() {
+    let (ok, out) = check(&manifests());
+    assert!(ok, "{out}");
+    assert!(out.contains("ok      istio-system.basic-auth: basic-auth, 1 rule(s)"), "{out}");
+}
+
+#[test]
+fn a_broken_plugin_config_fails_with_the_field() {
+    let original = std::fs::read_to_string(manifests().join("base/plugins/basic-auth.yaml")).unwrap();
+    let cases = [
+        ("credentials: [\"username:password\"]", "credentials: []", "basic_auth_rules[0].credentials"),
+        ("request_methods:", "request_method:", "unknown field `request_method`"),
+        ("hosts: [ml.example.com]", "hosts: [\"ml.example.com:443\"]", "leave the port out"),
+        (
+            "oci://registry.example.com/wasmgate/basic-auth",
+            "oci://registry.example.com/wasmgate/nope",
+            "no wasmgate plugin is called `nope`",
+        ),
+    ];
+    for (from, to, want) in cases {
+        assert!(original.contains(from), "{from}");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plugin.yaml");
+        std::fs::write(&file, original.replace(from, to)).unwrap();
+        let (ok, out) = check(&file);
+        assert!(!ok, "{to}: passed\n{out}");
+        assert!(out.contains(want), "{to}: want {want:?} in\n{out}");
+    }
+}
+
+#[test]
+fn no_plugins_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out) = check(dir.path());
+    assert!(!ok && out.contains("no WasmPlugin"), "{out}");
+}
