@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PLUGINS := basic-auth
+PLUGINS := basic-auth grpc-limits
 VENV := .venv
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/wasm

@@ -22,6 +22,9 @@ pub fn check_plugin(plugin: &WasmPlugin) -> Result<String, String> {
         "basic-auth" => basic_auth::Config::from_json(&config)
             .map(|c| format!("basic-auth, {} rule(s)", c.rule_count()))
             .map_err(|e| e.to_string()),
+        "grpc-limits" => grpc_limits::Config::from_json(&config)
+            .map(|c| format!("grpc-limits, {} rule(s)", c.rule_count()))
+            .map_err(|e| e.to_string()),
         other => Err(format!("no wasmgate plugin is called `{other}` (from url {})", plugin.spec.url)),
     }
 }

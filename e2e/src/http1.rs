@@ -13,6 +13,8 @@ pub struct RawRequest {
     target: String,
     headers: Vec<(String, Vec<u8>)>,
     body: Vec<u8>,
+    /// Send the body with `transfer-encoding: chunked` in pieces of this size (no content-length).
+    chunk_size: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,7 +36,7 @@ impl RawResponse {
 
 impl RawRequest {
     pub fn new(method: &str, target: &str) -> Self {
-        Self { method: method.into(), target: target.into(), headers: Vec::new(), body: Vec::new() }
+        Self { method: method.into(), target: target.into(), headers: Vec::new(), body: Vec::new(), chunk_size: None }
     }
 
     pub fn get(target: &str) -> Self {
@@ -67,6 +69,12 @@ impl RawRequest {
         self
     }
 
+    /// Sends the body chunked, `size` bytes a chunk, without a content-length.
+    pub fn chunked(mut self, size: usize) -> Self {
+        self.chunk_size = Some(size.max(1));
+        self
+    }
+
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = format!("{} {} HTTP/1.1\r\n", self.method, self.target).into_bytes();
         for (k, v) in &self.headers {
@@ -75,25 +83,49 @@ impl RawRequest {
             out.extend_from_slice(v);
             out.extend_from_slice(b"\r\n");
         }
-        if !self.body.is_empty() {
-            out.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+        match self.chunk_size {
+            Some(_) => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+            None if !self.body.is_empty() => {
+                out.extend_from_slice(format!("content-length: {}\r\n", self.body.len()).as_bytes());
+            }
+            None => {}
         }
         out.extend_from_slice(b"connection: close\r\n\r\n");
-        out.extend_from_slice(&self.body);
+        match self.chunk_size {
+            Some(size) => {
+                for chunk in self.body.chunks(size) {
+                    out.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+                    out.extend_from_slice(chunk);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+            }
+            None => out.extend_from_slice(&self.body),
+        }
         out
     }
 
-    /// Sends on a fresh connection and reads the whole response (the connection is closed after it).
+    /// Sends on a fresh connection and reads the whole response (the connection is closed after it). Reading
+    /// runs alongside writing: a proxy may answer (413, 401) before a large body is sent, and stop reading it.
     pub async fn send(&self, addr: SocketAddr) -> Result<RawResponse> {
-        tokio::time::timeout(Duration::from_secs(30), async {
-            let mut stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
-            stream.write_all(&self.to_bytes()).await?;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+            let (mut reader, mut writer) = stream.into_split();
+            let bytes = self.to_bytes();
+            let write = tokio::spawn(async move {
+                let _ = writer.write_all(&bytes).await;
+                writer
+            });
             let mut raw = Vec::new();
-            stream.read_to_end(&mut raw).await?;
+            let read = reader.read_to_end(&mut raw).await;
+            write.abort();
+            if raw.is_empty() {
+                read.context("reading the response")?;
+            }
             parse_response(&raw)
         })
         .await
-        .context("no response within 30 s")?
+        .context("no response within 60 s")?
     }
 }
 

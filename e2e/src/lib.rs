@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod envoy;
+pub mod grpc;
 pub mod http1;
 pub mod upstream;
 pub mod workspace;

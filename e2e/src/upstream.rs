@@ -1,6 +1,7 @@
 //! An upstream of the harness's own: speaks HTTP/1.1 and h2c on one port, records every request that reaches
-//! it (so a test can prove a denied request never did), answers plain requests with a JSON echo and gRPC
-//! requests with a real `grpc.health.v1.Health` service.
+//! it (so a test can prove a denied request never did), answers plain requests with a JSON echo, gRPC health
+//! with a real `grpc.health.v1.Health` service, and any other gRPC method as a sink that returns the SHA-256
+//! of what it received.
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -27,6 +28,8 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     pub body_len: u64,
     pub body_sha256: String,
+    /// Whether the body arrived whole (false when the stream was reset, e.g. by a refusal).
+    pub complete: bool,
 }
 
 impl RecordedRequest {
@@ -100,17 +103,22 @@ async fn handle(
         .get(http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/grpc"));
-    // Hash the body as it streams, so a 100 MB upload costs no 100 MB here; gRPC bodies are small and kept
+    let is_health = parts.uri.path().starts_with("/grpc.health.v1.Health/");
+    // Hash the body as it streams, so a 100 MB upload costs no 100 MB here; health requests are small and kept
     // whole for the service behind.
     let mut hasher = Sha256::new();
     let mut len = 0u64;
     let mut kept = Vec::new();
+    let mut complete = true;
     while let Some(frame) = body.frame().await {
-        let Ok(frame) = frame else { break };
+        let Ok(frame) = frame else {
+            complete = false;
+            break;
+        };
         if let Some(data) = frame.data_ref() {
             hasher.update(data);
             len += data.len() as u64;
-            if is_grpc {
+            if is_health {
                 kept.extend_from_slice(data);
             }
         }
@@ -131,6 +139,7 @@ async fn handle(
             .collect(),
         body_len: len,
         body_sha256: hex::encode(hasher.finalize()),
+        complete,
     };
     let echo = json!({
         "upstream": name,
@@ -140,22 +149,40 @@ async fn handle(
         "body_len": record.body_len,
         "body_sha256": record.body_sha256,
     });
+    let digest = record.body_sha256.clone();
     if let Ok(mut v) = seen.lock() {
         v.push(record);
     }
-    if is_grpc {
+    let mut response = if is_health {
         let req = Request::from_parts(parts, Full::new(Bytes::from(kept)));
-        let mut response = grpc.oneshot(req).await?;
-        response.headers_mut().insert("x-upstream", header_value(&name));
-        return Ok(response);
-    }
-    let response = Response::builder()
-        .status(200)
-        .header("content-type", "application/json")
-        .header("x-upstream", header_value(&name))
-        .body(tonic::body::Body::new(Full::new(Bytes::from(echo.to_string()))))
-        .unwrap_or_default();
+        grpc.oneshot(req).await?
+    } else if is_grpc {
+        grpc_sink_response(&digest)
+    } else {
+        Response::builder()
+            .status(200)
+            .header("content-type", "application/json")
+            .body(tonic::body::Body::new(Full::new(Bytes::from(echo.to_string()))))
+            .unwrap_or_default()
+    };
+    response.headers_mut().insert("x-upstream", header_value(&name));
     Ok(response)
+}
+
+/// The gRPC sink's answer to any other method: one message holding the hex SHA-256 of the request body as
+/// received (prefixes included), then `grpc-status: 0`.
+fn grpc_sink_response(digest: &str) -> Response<tonic::body::Body> {
+    let mut message = vec![0u8];
+    message.extend_from_slice(&(digest.len() as u32).to_be_bytes());
+    message.extend_from_slice(digest.as_bytes());
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+    let body = Full::new(Bytes::from(message)).with_trailers(async move { Some(Ok(trailers)) });
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc")
+        .body(tonic::body::Body::new(body))
+        .unwrap_or_default()
 }
 
 fn header_value(name: &str) -> http::HeaderValue {

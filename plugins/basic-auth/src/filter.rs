@@ -2,11 +2,11 @@
 //! answers a denial in the client's protocol. Nothing here decides anything.
 
 use crate::authorization::Malformed;
-use crate::{Config, Outcome, PLUGIN, RequestInfo, Verdict, policy::Requirement};
+use crate::{Config, Outcome, PLUGIN, RequestLine, Verdict, policy::Requirement};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
-use wasmgate_common::host::{Counters, log, plugin_configuration, request_headers_raw, send_local_response};
+use wasmgate_common::host::{Counters, load_configuration, log, request_headers_raw, send_local_response};
 use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView};
 
 proxy_wasm::main! {{
@@ -30,28 +30,15 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let bytes = match plugin_configuration() {
-            Ok(bytes) => bytes,
-            Err(status) => {
-                log(LogLevel::Critical, &format!("{PLUGIN}: cannot read plugin configuration: {status:?}"));
-                return false;
-            }
+        let Some(config) = load_configuration(PLUGIN, Config::from_json) else {
+            return false;
         };
-        match Config::from_json(&bytes) {
-            Ok(config) => {
-                log(LogLevel::Info, &format!("{PLUGIN}: configured with {} rule(s)", config.rule_count()));
-                let mut names = Outcome::COUNTERS.to_vec();
-                names.push("host_error");
-                let counters = Counters::define(PLUGIN, &names);
-                self.state = Some(Rc::new(State { config, counters }));
-                true
-            }
-            Err(e) => {
-                // Returning false makes Envoy refuse the plugin: fail closed on a bad config.
-                log(LogLevel::Critical, &format!("{PLUGIN}: {e}; plugin refused"));
-                false
-            }
-        }
+        log(LogLevel::Info, &format!("{PLUGIN}: configured with {} rule(s)", config.rule_count()));
+        let mut names = Outcome::COUNTERS.to_vec();
+        names.push("host_error");
+        let counters = Counters::define(PLUGIN, &names);
+        self.state = Some(Rc::new(State { config, counters }));
+        true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -95,7 +82,7 @@ impl Filter {
             return Err(proxy_wasm::types::Status::ParseFailure);
         };
         let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
-        let request = RequestInfo::new(&authority, &path, &method);
+        let request = RequestLine::new(&authority, &path, &method);
         if let Requirement::None(outcome) = state.config.requirement(&request) {
             state.counters.inc(outcome.counter());
             return Ok(Action::Continue);

@@ -14,7 +14,8 @@ pub mod policy;
 mod filter;
 
 pub use config::Config;
-pub use policy::{Outcome, RequestInfo, Verdict};
+pub use policy::{Outcome, Verdict};
+pub use wasmgate_common::RequestLine;
 
 /// The name used for metrics and log lines.
 pub const PLUGIN: &str = "basic_auth";

@@ -5,25 +5,10 @@
 use crate::authorization::{Malformed, parse_basic};
 use crate::config::{Config, Rule};
 use crate::credentials::digest;
-use std::borrow::Cow;
-use wasmgate_common::{Denial, GrpcStatus, normalize_host, path_without_query};
+use wasmgate_common::{Denial, GrpcStatus, RequestLine};
 
 const NOT_FOUND_MESSAGE: &str = "Request denied by Basic Auth check. No Basic Authentication information found.";
 const INVALID_MESSAGE: &str = "Request denied by Basic Auth check. Invalid username and/or password.";
-
-/// The request line as the policy sees it, normalised once.
-#[derive(Debug, Clone)]
-pub struct RequestInfo<'a> {
-    host: Cow<'a, str>,
-    path: &'a str,
-    method: &'a str,
-}
-
-impl<'a> RequestInfo<'a> {
-    pub fn new(authority: &'a str, path: &'a str, method: &'a str) -> Self {
-        Self { host: normalize_host(authority), path: path_without_query(path), method }
-    }
-}
 
 /// Every outcome, each with its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,23 +72,23 @@ pub enum Requirement {
 }
 
 impl Rule {
-    fn applies_to(&self, req: &RequestInfo<'_>) -> bool {
+    fn applies_to(&self, req: &RequestLine<'_>) -> bool {
         self.path.matches(req.path)
             && self.methods.iter().any(|m| m == req.method)
             && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(&req.host)))
     }
 
-    fn exempts(&self, req: &RequestInfo<'_>) -> bool {
+    fn exempts(&self, req: &RequestLine<'_>) -> bool {
         self.exempt.iter().any(|p| p.matches(req.path))
     }
 }
 
 impl Config {
-    fn enforcing_rules<'s>(&'s self, req: &'s RequestInfo<'_>) -> impl Iterator<Item = &'s Rule> {
+    fn enforcing_rules<'s>(&'s self, req: &'s RequestLine<'_>) -> impl Iterator<Item = &'s Rule> {
         self.rules.iter().filter(|r| r.applies_to(req) && !r.exempts(req))
     }
 
-    pub fn requirement(&self, req: &RequestInfo<'_>) -> Requirement {
+    pub fn requirement(&self, req: &RequestLine<'_>) -> Requirement {
         if self.enforcing_rules(req).next().is_some() {
             Requirement::Credentials
         } else if self.rules.iter().any(|r| r.applies_to(req)) {
@@ -114,7 +99,7 @@ impl Config {
     }
 
     /// The whole decision, given the raw `authorization` header if the request had one.
-    pub fn decide(&self, req: &RequestInfo<'_>, authorization: Option<&[u8]>) -> Verdict {
+    pub fn decide(&self, req: &RequestLine<'_>, authorization: Option<&[u8]>) -> Verdict {
         if let Requirement::None(outcome) = self.requirement(req) {
             return Verdict::Allow(outcome);
         }
@@ -157,7 +142,7 @@ mod tests {
     }
 
     fn outcome(config: &Config, host: &str, path: &str, method: &str, auth: Option<&[u8]>) -> Outcome {
-        match config.decide(&RequestInfo::new(host, path, method), auth) {
+        match config.decide(&RequestLine::new(host, path, method), auth) {
             Verdict::Allow(o) | Verdict::Deny(o, _) => o,
         }
     }
@@ -182,7 +167,7 @@ mod tests {
     #[test]
     fn denial_carries_the_challenge() {
         let c = Config::from_json(br#"{"realm":"models","basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["a:b"]}]}"#).unwrap();
-        let Verdict::Deny(_, denial) = c.decide(&RequestInfo::new("h", "/", "GET"), None) else { panic!("allowed") };
+        let Verdict::Deny(_, denial) = c.decide(&RequestLine::new("h", "/", "GET"), None) else { panic!("allowed") };
         assert_eq!(denial.http_status, 401);
         assert_eq!(denial.grpc_status, GrpcStatus::Unauthenticated);
         assert_eq!(denial.headers, vec![("www-authenticate".into(), "Basic realm=\"models\"".into())]);

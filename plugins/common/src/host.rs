@@ -90,13 +90,15 @@ pub fn send_local_response(response: &LocalResponse, details: &str) -> Result<()
 /// Every request header in the proxy's serialised form, in one host call; read it with
 /// [`crate::HeaderMapView`].
 pub fn request_headers_raw() -> Result<Vec<u8>, Status> {
+    header_map_raw(proxy_wasm::types::MapType::HttpRequestHeaders)
+}
+
+fn header_map_raw(map: proxy_wasm::types::MapType) -> Result<Vec<u8>, Status> {
     let mut data: *mut u8 = std::ptr::null_mut();
     let mut size: usize = 0;
     // SAFETY: the host writes a buffer it allocated through our `proxy_on_memory_allocate` (the global
     // allocator), which we then own.
-    match unsafe {
-        proxy_get_header_map_pairs(proxy_wasm::types::MapType::HttpRequestHeaders as i32, &mut data, &mut size)
-    } {
+    match unsafe { proxy_get_header_map_pairs(map as i32, &mut data, &mut size) } {
         Status::Ok if data.is_null() => Ok(Vec::new()),
         Status::Ok => Ok(unsafe { Vec::from_raw_parts(data, size, size) }),
         other => Err(other),
@@ -106,4 +108,38 @@ pub fn request_headers_raw() -> Result<Vec<u8>, Status> {
 /// The plugin configuration handed to `on_configure`.
 pub fn plugin_configuration() -> Result<Vec<u8>, Status> {
     Ok(hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)?.unwrap_or_default())
+}
+
+/// Reads and parses the plugin configuration in `on_configure`, logging the outcome. `None` means the plugin
+/// must return `false`, which makes Envoy refuse it: a bad config fails closed.
+pub fn load_configuration<T>(plugin: &str, parse: impl FnOnce(&[u8]) -> Result<T, crate::ConfigError>) -> Option<T> {
+    let bytes = match plugin_configuration() {
+        Ok(bytes) => bytes,
+        Err(status) => {
+            log(LogLevel::Critical, &format!("{plugin}: cannot read plugin configuration: {status:?}"));
+            return None;
+        }
+    };
+    match parse(&bytes) {
+        Ok(config) => Some(config),
+        Err(e) => {
+            log(LogLevel::Critical, &format!("{plugin}: {e}; plugin refused"));
+            None
+        }
+    }
+}
+
+/// A chunk of the request (or response) body being streamed: `len` bytes from `offset`.
+pub fn body_bytes(response: bool, offset: usize, len: usize) -> Result<Vec<u8>, Status> {
+    let buffer = if response {
+        proxy_wasm::types::BufferType::HttpResponseBody
+    } else {
+        proxy_wasm::types::BufferType::HttpRequestBody
+    };
+    Ok(hostcalls::get_buffer(buffer, offset, len)?.unwrap_or_default())
+}
+
+/// Every response header, serialised as [`request_headers_raw`] does for the request.
+pub fn response_headers_raw() -> Result<Vec<u8>, Status> {
+    header_map_raw(proxy_wasm::types::MapType::HttpResponseHeaders)
 }

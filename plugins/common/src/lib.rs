@@ -8,6 +8,8 @@ pub mod header_map;
 pub mod host_match;
 pub mod metrics;
 pub mod path_match;
+pub mod request;
+pub mod size;
 
 #[cfg(target_arch = "wasm32")]
 pub mod host;
@@ -17,3 +19,5 @@ pub use deny::{ClientKind, Denial, GrpcStatus, LocalResponse};
 pub use header_map::HeaderMapView;
 pub use host_match::{HostPattern, normalize_host};
 pub use path_match::{PathMatch, path_without_query};
+pub use request::RequestLine;
+pub use size::ByteSize;

@@ -1,0 +1,68 @@
+//! A tonic gRPC client that sends raw bytes as one message to any method: the plugins judge frames, not
+//! protobuf, and the upstream sink answers with the SHA-256 of what reached it.
+
+use bytes::{Buf, BufMut, Bytes};
+use std::net::SocketAddr;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Status, metadata::MetadataValue};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+/// A channel to `addr` whose requests carry `:authority` `host`.
+pub async fn channel(addr: SocketAddr, host: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?.origin(format!("http://{host}").parse()?).connect().await?)
+}
+
+/// Sends `payload` as one message to `path` (`/pkg.Service/Method`) with `metadata`; returns the reply message.
+pub async fn raw_unary(
+    channel: Channel,
+    path: &str,
+    payload: Bytes,
+    metadata: &[(&'static str, &str)],
+) -> Result<Bytes, Status> {
+    let mut grpc = tonic::client::Grpc::new(channel).max_decoding_message_size(usize::MAX);
+    grpc.ready().await.map_err(|e| Status::unavailable(e.to_string()))?;
+    let mut request = tonic::Request::new(payload);
+    for (k, v) in metadata {
+        let value: MetadataValue<_> = v.parse().map_err(|_| Status::internal("bad metadata value"))?;
+        request.metadata_mut().insert(*k, value);
+    }
+    let path = path.parse().map_err(|_| Status::internal("bad path"))?;
+    grpc.unary(request, path, RawCodec).await.map(tonic::Response::into_inner)
+}

@@ -1,0 +1,151 @@
+//! grpc-limits through a real Envoy (V8), chained after basic-auth as the committed CRs order them.
+
+use anyhow::Result;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use tonic::Code;
+use wasmgate_e2e::grpc::{channel, raw_unary};
+use wasmgate_e2e::istio::load_wasm_plugins;
+use wasmgate_e2e::{Envoy, Gateway, RawRequest, Upstream, workspace};
+
+const HOST: &str = "ml.example.com";
+const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
+const METADATA: &str = "/inference.GRPCInferenceService/ModelMetadata";
+const MI: usize = 1 << 20;
+
+struct Stack {
+    envoy: Envoy,
+    upstream: Upstream,
+}
+
+/// Both committed CRs (basic-auth in AUTHN, grpc-limits in AUTHZ) in front of the recording upstream.
+async fn stack() -> Result<Stack> {
+    let upstream = Upstream::start("models").await?;
+    let plugins = load_wasm_plugins(&workspace::manifests_dir())?;
+    let envoy = Gateway::new().plugins(plugins).upstream("models", upstream.addr).start().await?;
+    Ok(Stack { envoy, upstream })
+}
+
+fn auth() -> String {
+    format!("Basic {}", STANDARD.encode("username:password"))
+}
+
+/// `len` bytes that are not all alike, so a corrupted transfer shows in the checksum.
+fn payload(len: usize) -> Bytes {
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut data = vec![0u8; len];
+    for chunk in data.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    Bytes::from(data)
+}
+
+/// The SHA-256 of `payload` framed as one gRPC message, as the upstream sink reports it.
+fn framed_sha256(payload: &[u8]) -> String {
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update((payload.len() as u32).to_be_bytes());
+    h.update(payload);
+    hex::encode(h.finalize())
+}
+
+impl Stack {
+    async fn call(&self, host: &str, path: &str, payload: Bytes, authenticated: bool) -> Result<Bytes, tonic::Status> {
+        let channel =
+            channel(self.envoy.listener, host).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let auth = auth();
+        let metadata: Vec<(&'static str, &str)> =
+            if authenticated { vec![("authorization", auth.as_str())] } else { vec![] };
+        raw_unary(channel, path, payload, &metadata).await
+    }
+
+    async fn counter(&self, name: &str) -> u64 {
+        self.envoy.counter(&format!("wasmcustom.wasmgate.grpc_limits.{name}")).await.expect("stats")
+    }
+}
+
+#[tokio::test]
+async fn a_100_mb_message_passes_intact_and_130_mib_is_refused() -> Result<()> {
+    let s = stack().await?;
+    let big = payload(100_000_000);
+    let reply = s.call(HOST, INFER, big.clone(), true).await?;
+    assert_eq!(String::from_utf8_lossy(&reply), framed_sha256(&big), "checksum at the upstream");
+    let seen = s.upstream.requests();
+    assert_eq!((seen.len(), seen[0].body_len, seen[0].complete), (1, 100_000_005, true));
+    assert_eq!(s.counter("accepted").await, 1);
+    assert_eq!(s.counter("messages").await, 1);
+    assert_eq!(s.counter("request_bytes").await, 100_000_005);
+    drop(big);
+
+    let too_big = payload(130 * MI);
+    let err = s.call(HOST, INFER, too_big, true).await.expect_err("130 MiB must be refused");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("received message larger than max (136314880 vs. 134217728)"), "{err:?}");
+    assert_eq!(s.counter("refused.message_bytes").await, 1);
+    // Refused at the prefix: whatever reached the upstream before the reset is a fraction of the message.
+    for r in s.upstream.requests().iter().skip(1) {
+        assert!(!r.complete && r.body_len < 64 * MI as u64, "{} bytes reached the upstream", r.body_len);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn limits_differ_per_method_and_per_host() -> Result<()> {
+    let s = stack().await?;
+    let five_mb = payload(5 * MI);
+    // ModelInfer on the model host is allowed 128 MiB; other methods and other hosts get the 4 MiB default.
+    assert!(s.call(HOST, INFER, five_mb.clone(), true).await.is_ok());
+    let err = s.call(HOST, METADATA, five_mb.clone(), true).await.expect_err("default limit");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("(rule default)"), "{err:?}");
+    let err = s.call("canary.example.com", INFER, five_mb.clone(), false).await.expect_err("other host");
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(s.call(HOST, METADATA, payload(MI), true).await.is_ok());
+    assert!(s.call("canary.example.com", INFER, payload(4 * MI - 5), false).await.is_ok(), "exactly at the limit");
+    assert_eq!(s.counter("refused.message_bytes").await, 2);
+    assert_eq!(s.counter("accepted").await, 3);
+    Ok(())
+}
+
+#[tokio::test]
+async fn plain_http_gets_413_with_and_without_content_length() -> Result<()> {
+    let s = stack().await?;
+    let body = payload(5 * MI).to_vec();
+    let post = || RawRequest::new("POST", "/upload").host(HOST).header("authorization", &auth());
+
+    let declared = post().body(body.clone()).send(s.envoy.listener).await?;
+    assert_eq!(declared.status, 413, "{}", declared.text());
+    assert!(declared.text().contains("over the limit of 4Mi (rule default)"), "{}", declared.text());
+    assert_eq!(s.upstream.count(), 0, "refused at the headers, before any body moved");
+    assert_eq!(s.counter("refused.content_length").await, 1);
+
+    let chunked = post().body(body).chunked(64 * 1024).send(s.envoy.listener).await?;
+    assert_eq!(chunked.status, 413, "{}", chunked.text());
+    assert_eq!(s.counter("refused.request_bytes").await, 1);
+    assert!(s.upstream.requests().iter().all(|r| !r.complete), "the chunked body never arrived whole");
+
+    let small = post().body(vec![b'x'; 1000]).send(s.envoy.listener).await?;
+    assert_eq!(small.status, 200);
+    let small_chunked = post().body(vec![b'y'; 4 * MI]).chunked(100_000).send(s.envoy.listener).await?;
+    assert_eq!(small_chunked.status, 200, "exactly at the limit");
+    assert_eq!(s.upstream.requests().last().map(|r| r.body_len), Some(4 * MI as u64));
+    Ok(())
+}
+
+#[tokio::test]
+async fn basic_auth_runs_first() -> Result<()> {
+    let s = stack().await?;
+    // Over the limit and unauthenticated: AUTHN comes before AUTHZ, so the answer is UNAUTHENTICATED and
+    // grpc-limits never counts it.
+    let err = s.call(HOST, METADATA, payload(5 * MI), false).await.expect_err("refused");
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert_eq!(s.counter("refused.message_bytes").await, 0);
+    assert_eq!(s.counter("accepted").await, 0);
+    assert_eq!(s.upstream.count(), 0);
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! The plugin's configuration: a default and an ordered list of rules, first match wins.
+//!
+//! ```yaml
+//! default: {max_request_bytes: 4Mi, max_message_bytes: 4Mi}
+//! rules:
+//!   - name: infer                          # optional; shown in logs and denials
+//!     hosts: [ml.example.com]              # optional; `*.example.com`; any port
+//!     grpc_method: inference.GRPCInferenceService/ModelInfer   # or grpc_service, path_prefix; optional
+//!     methods: [POST]                      # optional
+//!     max_request_bytes: 130Mi             # each limit optional, at least one per rule
+//!     max_message_bytes: 128Mi
+//!     max_response_bytes: 16Mi
+//! ```
+
+use serde::Deserialize;
+use wasmgate_common::{ByteSize, ConfigError, HostPattern, parse_config};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    default: Option<RawLimits>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_request_bytes: Option<ByteSize>,
+    max_message_bytes: Option<ByteSize>,
+    max_response_bytes: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Option<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
+    path_prefix: Option<String>,
+    grpc_service: Option<String>,
+    grpc_method: Option<String>,
+    #[serde(default)]
+    methods: Vec<String>,
+    max_request_bytes: Option<ByteSize>,
+    max_message_bytes: Option<ByteSize>,
+    max_response_bytes: Option<ByteSize>,
+}
+
+/// Byte limits; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub request: Option<u64>,
+    /// The largest single gRPC message, without its 5-byte prefix, as gRPC libraries count it.
+    pub message: Option<u64>,
+    pub response: Option<u64>,
+}
+
+impl Limits {
+    fn compile(raw: RawLimits) -> Result<Self, ConfigError> {
+        let limits = Self {
+            request: raw.max_request_bytes.map(|s| s.0),
+            message: raw.max_message_bytes.map(|s| s.0),
+            response: raw.max_response_bytes.map(|s| s.0),
+        };
+        for (field, value) in [
+            ("max_request_bytes", limits.request),
+            ("max_message_bytes", limits.message),
+            ("max_response_bytes", limits.response),
+        ] {
+            if value == Some(0) {
+                return Err(ConfigError::new(field, "a limit of 0 refuses every request; leave it out for no limit"));
+            }
+        }
+        if let (Some(message), Some(request)) = (limits.message, limits.request)
+            && message > request
+        {
+            return Err(ConfigError::new(
+                "max_message_bytes",
+                format!(
+                    "{} is above max_request_bytes {}: no message could reach it",
+                    ByteSize(message),
+                    ByteSize(request)
+                ),
+            ));
+        }
+        Ok(limits)
+    }
+
+    pub fn is_unlimited(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Which paths a rule covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PathSelector {
+    Any,
+    Prefix(String),
+    Exact(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Rule {
+    pub(crate) name: String,
+    pub(crate) hosts: Vec<HostPattern>,
+    pub(crate) path: PathSelector,
+    pub(crate) methods: Vec<String>,
+    pub(crate) limits: Limits,
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub(crate) rules: Vec<Rule>,
+    pub(crate) default: Limits,
+}
+
+impl Config {
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let raw: RawConfig = parse_config(bytes)?;
+        let default = Limits::compile(raw.default.unwrap_or_default()).map_err(|e| e.within("default"))?;
+        let rules = raw
+            .rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| Rule::compile(r, i).map_err(|e| e.within(&format!("rules[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if default.is_unlimited() && rules.is_empty() {
+            return Err(ConfigError::new("", "no `default` limits and no `rules`: the plugin would do nothing"));
+        }
+        Ok(Self { rules, default })
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+}
+
+fn grpc_name_ok(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+}
+
+impl Rule {
+    fn compile(raw: RawRule, index: usize) -> Result<Self, ConfigError> {
+        let path = match (raw.path_prefix, raw.grpc_service, raw.grpc_method) {
+            (None, None, None) => PathSelector::Any,
+            (Some(p), None, None) if p.starts_with('/') => PathSelector::Prefix(p),
+            (Some(p), None, None) => return Err(ConfigError::new("path_prefix", format!("`{p}` must start with `/`"))),
+            (None, Some(s), None) if grpc_name_ok(&s) => PathSelector::Prefix(format!("/{s}/")),
+            (None, Some(s), None) => {
+                return Err(ConfigError::new(
+                    "grpc_service",
+                    format!("`{s}` is not a service name like `pkg.Service`"),
+                ));
+            }
+            (None, None, Some(m)) => {
+                let trimmed = m.strip_prefix('/').unwrap_or(&m);
+                match trimmed.split_once('/') {
+                    Some((service, method)) if grpc_name_ok(service) && grpc_name_ok(method) => {
+                        PathSelector::Exact(format!("/{trimmed}"))
+                    }
+                    _ => {
+                        return Err(ConfigError::new(
+                            "grpc_method",
+                            format!("`{m}` is not a method like `pkg.Service/Method`"),
+                        ));
+                    }
+                }
+            }
+            _ => return Err(ConfigError::new("", "at most one of `path_prefix`, `grpc_service`, `grpc_method`")),
+        };
+        let hosts = raw
+            .hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| HostPattern::parse(h).map_err(|e| e.within(&format!("hosts[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        for (i, m) in raw.methods.iter().enumerate() {
+            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(ConfigError::new(
+                    format!("methods[{i}]"),
+                    format!("`{m}` is not an upper-case HTTP method"),
+                ));
+            }
+        }
+        let limits = Limits::compile(RawLimits {
+            max_request_bytes: raw.max_request_bytes,
+            max_message_bytes: raw.max_message_bytes,
+            max_response_bytes: raw.max_response_bytes,
+        })?;
+        if limits.is_unlimited() {
+            return Err(ConfigError::new(
+                "",
+                "a rule needs at least one of max_request_bytes, max_message_bytes, max_response_bytes",
+            ));
+        }
+        Ok(Self {
+            name: raw.name.unwrap_or_else(|| format!("rules[{index}]")),
+            hosts,
+            path,
+            methods: raw.methods,
+            limits,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_a_full_config() {
+        let c = Config::from_json(
+            br#"{"default":{"max_request_bytes":"4Mi","max_message_bytes":"4Mi"},
+                 "rules":[{"name":"infer","hosts":["ml.example.com"],"grpc_method":"inference.GRPCInferenceService/ModelInfer",
+                           "max_request_bytes":"130Mi","max_message_bytes":"128Mi","max_response_bytes":"16MB"},
+                          {"grpc_service":"grpc.health.v1.Health","max_request_bytes":1024},
+                          {"path_prefix":"/upload","methods":["POST","PUT"],"max_request_bytes":"1Gi"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(c.rule_count(), 3);
+        assert_eq!(c.default, Limits { request: Some(4 << 20), message: Some(4 << 20), response: None });
+        assert_eq!(c.rules[0].path, PathSelector::Exact("/inference.GRPCInferenceService/ModelInfer".into()));
+        assert_eq!(c.rules[0].limits.response, Some(16_000_000));
+        assert_eq!(c.rules[1].path, PathSelector::Prefix("/grpc.health.v1.Health/".into()));
+        assert_eq!(c.rules[1].name, "rules[1]");
+    }
+
+    #[test]
+    fn contradictions_are_refused() {
+        let cases = [
+            (r#"{}"#, "would do nothing"),
+            (r#"{"default":{"max_request_bytes":0}}"#, "default.max_request_bytes"),
+            (r#"{"default":{"max_request_bytes":"1Mi","max_message_bytes":"2Mi"}}"#, "above max_request_bytes 1Mi"),
+            (r#"{"default":{"max_request":"1Mi"}}"#, "unknown field `max_request`"),
+            (r#"{"rules":[{"max_request_bytes":"1Mi","grpc_service":"a.B","path_prefix":"/x"}]}"#, "at most one"),
+            (r#"{"rules":[{"grpc_method":"a.B"}]}"#, "rules[0].grpc_method"),
+            (r#"{"rules":[{"grpc_method":"a.B/C/D","max_request_bytes":1}]}"#, "not a method"),
+            (r#"{"rules":[{"path_prefix":"x","max_request_bytes":1}]}"#, "must start with"),
+            (r#"{"rules":[{"hosts":["a:1"],"max_request_bytes":1}]}"#, "rules[0].hosts[0]"),
+            (r#"{"rules":[{"hosts":["a"]}]}"#, "at least one of"),
+            (r#"{"rules":[{"methods":["post"],"max_request_bytes":1}]}"#, "rules[0].methods[0]"),
+            (r#"{"default":{"max_request_bytes":"10 parsecs"}}"#, "unknown unit"),
+            (r#"{"default":{"max_request_bytes":-1}}"#, "negative"),
+        ];
+        for (json, want) in cases {
+            let err = Config::from_json(json.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(want), "{json}: {err}");
+        }
+    }
+}

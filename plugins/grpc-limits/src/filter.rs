@@ -1,0 +1,191 @@
+//! The proxy-wasm shell: picks the limits at the request headers, then meters the body chunks as they stream
+//! (`Continue` on every chunk, so Envoy buffers nothing), answering a violation in the client's protocol.
+
+use crate::policy::{
+    ACCEPTED_COUNTER, COUNTERS, MESSAGES_COUNTER, Meter, REQUEST_BYTES_COUNTER, Stop, TRUNCATED_COUNTER, Violation,
+    content_length,
+};
+use crate::{Config, PLUGIN};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
+use std::rc::Rc;
+use wasmgate_common::host::{
+    Counters, body_bytes, load_configuration, log, request_headers_raw, response_headers_raw, send_local_response,
+};
+use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView, RequestLine};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
+}}
+
+/// Counted after the policy's own counters.
+const HOST_ERROR_COUNTER: usize = COUNTERS.len();
+
+struct State {
+    config: Config,
+    counters: Counters,
+}
+
+struct Root {
+    state: Option<Rc<State>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(config) = load_configuration(PLUGIN, Config::from_json) else {
+            return false;
+        };
+        log(LogLevel::Info, &format!("{PLUGIN}: configured with {} rule(s)", config.rule_count()));
+        let mut names = COUNTERS.to_vec();
+        names.push("host_error");
+        let counters = Counters::define(PLUGIN, &names);
+        self.state = Some(Rc::new(State { config, counters }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Filter { state: self.state.clone()?, stream: None }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// A request under limits.
+struct Stream {
+    meter: Meter,
+    rule: String,
+    client: ClientKind,
+    /// Set once a denial has been sent: later callbacks have nothing to do.
+    finished: bool,
+}
+
+struct Filter {
+    state: Rc<State>,
+    stream: Option<Stream>,
+}
+
+impl Context for Filter {}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        let result = self.start(end_of_stream);
+        self.settle(result)
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let Some(stream) = self.stream.as_mut().filter(|s| !s.finished) else {
+            return Action::Continue;
+        };
+        let counters = &self.state.counters;
+        counters.add(REQUEST_BYTES_COUNTER, body_size as u64);
+        let before = stream.meter.messages();
+        let result = stream.meter.on_request_chunk(body_size, |offset, len| body_bytes(false, offset, len));
+        counters.add(MESSAGES_COUNTER, stream.meter.messages() - before);
+        let result = match result {
+            Ok(()) => {
+                if end_of_stream {
+                    stream.finished = true;
+                    counters.inc(ACCEPTED_COUNTER);
+                    if stream.meter.ended_mid_message() {
+                        counters.inc(TRUNCATED_COUNTER);
+                    }
+                }
+                Ok(())
+            }
+            Err(Stop::Limit(v)) => Err(Refusal::Limit(v)),
+            Err(Stop::Host(status)) => Err(Refusal::Host(status)),
+        };
+        self.settle(result)
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        let Some(stream) = self.stream.as_ref().filter(|s| s.meter.limits_response()) else {
+            return Action::Continue;
+        };
+        let result = match response_headers_raw() {
+            Ok(raw) => {
+                let declared = HeaderMapView::parse(&raw).ok().and_then(|h| content_length(h.get("content-length")));
+                stream.meter.check_response_headers(declared).map_err(Refusal::Limit)
+            }
+            Err(status) => Err(Refusal::Host(status)),
+        };
+        self.settle(result)
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        let Some(stream) = self.stream.as_mut().filter(|s| s.meter.limits_response()) else {
+            return Action::Continue;
+        };
+        let result = stream.meter.on_response_chunk(body_size).map_err(Refusal::Limit);
+        self.settle(result)
+    }
+}
+
+enum Refusal {
+    Limit(Violation),
+    Host(Status),
+}
+
+impl Filter {
+    /// Chooses the limits and checks what the headers already tell.
+    fn start(&mut self, end_of_stream: bool) -> Result<(), Refusal> {
+        let raw = request_headers_raw().map_err(Refusal::Host)?;
+        let headers = HeaderMapView::parse(&raw).map_err(|_| Refusal::Host(Status::ParseFailure))?;
+        let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
+        let Some(selected) = self.state.config.select(&RequestLine::new(&authority, &path, &method)) else {
+            return Ok(());
+        };
+        let client =
+            ClientKind::from_content_type(std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok());
+        let meter = Meter::new(selected.limits, client == ClientKind::Grpc);
+        let declared = content_length(headers.get("content-length"));
+        self.stream = Some(Stream { meter, rule: selected.rule.to_string(), client, finished: end_of_stream });
+        if let Some(stream) = &self.stream {
+            stream.meter.check_request_headers(declared).map_err(Refusal::Limit)?;
+        }
+        if end_of_stream {
+            self.state.counters.inc(ACCEPTED_COUNTER);
+        }
+        Ok(())
+    }
+
+    /// Turns a step's result into the action for Envoy, answering a refusal.
+    fn settle(&mut self, result: Result<(), Refusal>) -> Action {
+        let refusal = match result {
+            Ok(()) => return Action::Continue,
+            Err(refusal) => refusal,
+        };
+        let (rule, client) = match self.stream.as_mut() {
+            Some(stream) => {
+                stream.finished = true;
+                (stream.rule.as_str(), stream.client)
+            }
+            None => ("-", ClientKind::Http),
+        };
+        let counters = &self.state.counters;
+        let (denial, details) = match refusal {
+            Refusal::Limit(violation) => {
+                counters.inc(violation.counter());
+                (violation.denial(rule), "grpc_limits_exceeded")
+            }
+            // Fail closed: a body the plugin could not inspect does not pass.
+            Refusal::Host(status) => {
+                counters.inc(HOST_ERROR_COUNTER);
+                (
+                    Denial::new(503, GrpcStatus::Unavailable, format!("limits unavailable ({status:?})")),
+                    "grpc_limits_host_error",
+                )
+            }
+        };
+        log(LogLevel::Info, &format!("{PLUGIN}: refused: {}", denial.message));
+        if let Err(status) = send_local_response(&denial.render(client), details) {
+            log(LogLevel::Error, &format!("{PLUGIN}: cannot send the refusal: {status:?}"));
+        }
+        Action::Pause
+    }
+}

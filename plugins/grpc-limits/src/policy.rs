@@ -1,0 +1,289 @@
+//! Which limits apply to a request (first matching rule, else the default) and the meter that enforces them as
+//! headers and body chunks go by. No host calls: the shell hands in sizes and a way to read prefix bytes.
+
+use crate::config::{Config, Limits, PathSelector, Rule};
+use crate::frames::{FrameCounter, FrameError};
+use wasmgate_common::{ByteSize, Denial, GrpcStatus, RequestLine};
+
+/// A limit that was crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Violation {
+    /// `content-length` already above the request limit: refused before any body moves.
+    ContentLength {
+        declared: u64,
+        limit: u64,
+    },
+    RequestBytes {
+        limit: u64,
+    },
+    MessageBytes {
+        size: u64,
+        limit: u64,
+    },
+    ResponseBytes {
+        limit: u64,
+    },
+}
+
+/// Counter names, in the order of [`Violation::counter`] and the `*_COUNTER` indexes.
+pub const COUNTERS: [&str; 8] = [
+    "accepted",
+    "refused.content_length",
+    "refused.request_bytes",
+    "refused.message_bytes",
+    "refused.response_bytes",
+    "request_bytes",
+    "messages",
+    "truncated",
+];
+pub const ACCEPTED_COUNTER: usize = 0;
+pub const REQUEST_BYTES_COUNTER: usize = 5;
+pub const MESSAGES_COUNTER: usize = 6;
+pub const TRUNCATED_COUNTER: usize = 7;
+
+impl Violation {
+    pub fn counter(self) -> usize {
+        match self {
+            Self::ContentLength { .. } => 1,
+            Self::RequestBytes { .. } => 2,
+            Self::MessageBytes { .. } => 3,
+            Self::ResponseBytes { .. } => 4,
+        }
+    }
+
+    /// The answer, naming the limit and the rule that set it.
+    pub fn denial(self, rule: &str) -> Denial {
+        let (status, message) = match self {
+            Self::ContentLength { declared, limit } => (
+                413,
+                format!("request body of {declared} bytes is over the limit of {} (rule {rule})", ByteSize(limit)),
+            ),
+            Self::RequestBytes { limit } => {
+                (413, format!("request body is over the limit of {} (rule {rule})", ByteSize(limit)))
+            }
+            // The wording gRPC libraries use for the same refusal, so clients and dashboards recognise it.
+            Self::MessageBytes { size, limit } => {
+                (413, format!("received message larger than max ({size} vs. {limit}) (rule {rule})"))
+            }
+            Self::ResponseBytes { limit } => {
+                (502, format!("response body is over the limit of {} (rule {rule})", ByteSize(limit)))
+            }
+        };
+        Denial::new(status, GrpcStatus::ResourceExhausted, message)
+    }
+}
+
+/// The limits chosen for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Selected<'c> {
+    pub rule: &'c str,
+    pub limits: Limits,
+}
+
+impl Rule {
+    fn matches(&self, req: &RequestLine<'_>) -> bool {
+        let path_ok = match &self.path {
+            PathSelector::Any => true,
+            PathSelector::Prefix(p) => req.path.starts_with(p.as_str()),
+            PathSelector::Exact(e) => req.path == e,
+        };
+        path_ok
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == req.method))
+            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(&req.host)))
+    }
+}
+
+impl Config {
+    /// The first matching rule's limits, else the default; `None` when nothing limits this request.
+    pub fn select(&self, req: &RequestLine<'_>) -> Option<Selected<'_>> {
+        let selected = match self.rules.iter().find(|r| r.matches(req)) {
+            Some(rule) => Selected { rule: &rule.name, limits: rule.limits },
+            None => Selected { rule: "default", limits: self.default },
+        };
+        (!selected.limits.is_unlimited()).then_some(selected)
+    }
+}
+
+/// Why metering stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stop<E> {
+    Limit(Violation),
+    /// The host could not give the bytes of a gRPC prefix.
+    Host(E),
+}
+
+/// Enforces one request's limits as it streams.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    limits: Limits,
+    request_bytes: u64,
+    response_bytes: u64,
+    /// Present for gRPC requests with a message limit.
+    frames: Option<FrameCounter>,
+}
+
+/// `content-length` as a number, if present and well-formed (Envoy has already refused malformed ones).
+pub fn content_length(value: Option<&[u8]>) -> Option<u64> {
+    std::str::from_utf8(value?).ok()?.trim().parse().ok()
+}
+
+impl Meter {
+    pub fn new(limits: Limits, grpc: bool) -> Self {
+        let frames = (grpc && limits.message.is_some()).then(FrameCounter::default);
+        Self { limits, request_bytes: 0, response_bytes: 0, frames }
+    }
+
+    pub fn check_request_headers(&self, content_length: Option<u64>) -> Result<(), Violation> {
+        match (content_length, self.limits.request) {
+            (Some(declared), Some(limit)) if declared > limit => Err(Violation::ContentLength { declared, limit }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Accounts for a request body chunk of `len` bytes; `read(offset, len)` gives bytes of that chunk.
+    pub fn on_request_chunk<E>(
+        &mut self,
+        len: usize,
+        read: impl FnMut(usize, usize) -> Result<Vec<u8>, E>,
+    ) -> Result<(), Stop<E>> {
+        self.request_bytes = self.request_bytes.saturating_add(len as u64);
+        if let Some(limit) = self.limits.request.filter(|limit| self.request_bytes > *limit) {
+            return Err(Stop::Limit(Violation::RequestBytes { limit }));
+        }
+        if let Some(frames) = &mut self.frames {
+            frames.advance(len, self.limits.message, read).map_err(|e| match e {
+                FrameError::Oversized(o) => Stop::Limit(Violation::MessageBytes { size: o.size, limit: o.limit }),
+                FrameError::Read(e) => Stop::Host(e),
+            })?;
+        }
+        Ok(())
+    }
+
+    pub fn check_response_headers(&self, content_length: Option<u64>) -> Result<(), Violation> {
+        match (content_length, self.limits.response) {
+            (Some(declared), Some(limit)) if declared > limit => Err(Violation::ResponseBytes { limit }),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn on_response_chunk(&mut self, len: usize) -> Result<(), Violation> {
+        self.response_bytes = self.response_bytes.saturating_add(len as u64);
+        match self.limits.response {
+            Some(limit) if self.response_bytes > limit => Err(Violation::ResponseBytes { limit }),
+            _ => Ok(()),
+        }
+    }
+
+    pub fn request_bytes(&self) -> u64 {
+        self.request_bytes
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.frames.as_ref().map_or(0, FrameCounter::messages)
+    }
+
+    /// Whether the request body ended inside a gRPC message (truncated or lying prefix).
+    pub fn ended_mid_message(&self) -> bool {
+        self.frames.as_ref().is_some_and(FrameCounter::is_mid_message)
+    }
+
+    pub fn limits_response(&self) -> bool {
+        self.limits.response.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frames::encode;
+    use std::convert::Infallible;
+
+    const CONFIG: &str = r#"{"default":{"max_request_bytes":"4Mi","max_message_bytes":"4Mi"},
+        "rules":[{"name":"infer","hosts":["ml.example.com"],"grpc_method":"inference.GRPCInferenceService/ModelInfer",
+                  "max_request_bytes":"130Mi","max_message_bytes":"128Mi","max_response_bytes":"1Mi"},
+                 {"name":"internal","hosts":["*.internal"],"max_request_bytes":"1Gi"}]}"#;
+
+    fn select<'c>(c: &'c Config, host: &str, path: &str) -> Option<Selected<'c>> {
+        c.select(&RequestLine::new(host, path, "POST"))
+    }
+
+    #[test]
+    fn first_match_then_default() {
+        let c = Config::from_json(CONFIG.as_bytes()).unwrap();
+        let infer = "/inference.GRPCInferenceService/ModelInfer";
+        assert_eq!(select(&c, "ml.example.com:443", infer).unwrap().rule, "infer");
+        assert_eq!(select(&c, "ML.example.com", &format!("{infer}?x")).unwrap().rule, "infer");
+        assert_eq!(select(&c, "other.example.com", infer).unwrap().rule, "default");
+        assert_eq!(
+            select(&c, "ml.example.com", "/inference.GRPCInferenceService/ModelMetadata").unwrap().rule,
+            "default"
+        );
+        assert_eq!(select(&c, "db.internal", "/").unwrap().rule, "internal");
+        let no_default = Config::from_json(br#"{"rules":[{"hosts":["a"],"max_request_bytes":1}]}"#).unwrap();
+        assert!(select(&no_default, "b", "/").is_none());
+    }
+
+    fn meter(c: &Config, host: &str, path: &str, grpc: bool) -> Meter {
+        Meter::new(select(c, host, path).unwrap().limits, grpc)
+    }
+
+    fn stream(m: &mut Meter, body: &[u8], chunk: usize) -> Result<(), Stop<Infallible>> {
+        for piece in body.chunks(chunk.max(1)) {
+            m.on_request_chunk(piece.len(), |off, len| Ok(piece[off..off + len].to_vec()))?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn content_length_is_refused_at_the_headers() {
+        let c = Config::from_json(CONFIG.as_bytes()).unwrap();
+        let m = meter(&c, "x", "/", false);
+        assert_eq!(m.check_request_headers(Some(4 << 20)), Ok(()));
+        assert_eq!(
+            m.check_request_headers(Some((4 << 20) + 1)),
+            Err(Violation::ContentLength { declared: (4 << 20) + 1, limit: 4 << 20 })
+        );
+        assert_eq!(content_length(Some(b" 12 ")), Some(12));
+        assert_eq!(content_length(Some(b"x")), None);
+    }
+
+    #[test]
+    fn streaming_request_bytes() {
+        let c = Config::from_json(br#"{"default":{"max_request_bytes":100}}"#).unwrap();
+        let mut m = meter(&c, "x", "/", false);
+        assert_eq!(stream(&mut m, &[0u8; 100], 7), Ok(()));
+        assert_eq!(stream(&mut m, &[0u8; 1], 1), Err(Stop::Limit(Violation::RequestBytes { limit: 100 })));
+    }
+
+    #[test]
+    fn grpc_messages_are_limited_by_their_prefix() {
+        let c = Config::from_json(br#"{"default":{"max_request_bytes":"1Mi","max_message_bytes":1000}}"#).unwrap();
+        let ok = encode(&[&[1u8; 1000], &[2u8; 10]]);
+        let mut m = meter(&c, "x", "/", true);
+        assert_eq!(stream(&mut m, &ok, 3), Ok(()));
+        assert_eq!((m.messages(), m.ended_mid_message()), (2, false));
+        let big = encode(&[&[1u8; 1001]]);
+        let mut m = meter(&c, "x", "/", true);
+        assert_eq!(stream(&mut m, &big, 64), Err(Stop::Limit(Violation::MessageBytes { size: 1001, limit: 1000 })));
+        let mut plain = meter(&c, "x", "/", false);
+        assert_eq!(stream(&mut plain, &big, 64), Ok(()), "non-gRPC bodies have no messages");
+    }
+
+    #[test]
+    fn responses() {
+        let c = Config::from_json(CONFIG.as_bytes()).unwrap();
+        let mut m = meter(&c, "ml.example.com", "/inference.GRPCInferenceService/ModelInfer", true);
+        assert!(m.limits_response());
+        assert_eq!(m.check_response_headers(Some(2 << 20)), Err(Violation::ResponseBytes { limit: 1 << 20 }));
+        assert_eq!(m.on_response_chunk(1 << 20), Ok(()));
+        assert_eq!(m.on_response_chunk(1), Err(Violation::ResponseBytes { limit: 1 << 20 }));
+    }
+
+    #[test]
+    fn denials_name_the_limit() {
+        let d = Violation::MessageBytes { size: 136314880, limit: 134217728 }.denial("infer");
+        assert_eq!((d.http_status, d.grpc_status), (413, GrpcStatus::ResourceExhausted));
+        assert_eq!(d.message, "received message larger than max (136314880 vs. 134217728) (rule infer)");
+        assert!(Violation::RequestBytes { limit: 130 << 20 }.denial("infer").message.contains("130Mi"));
+    }
+}
