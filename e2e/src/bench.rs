@@ -88,6 +88,20 @@ fn duration_us(v: &str) -> Result<f64> {
     Ok(num.parse::<f64>()? * scale)
 }
 
+/// A line of `/proc/<pid>/status` in bytes (`VmRSS`, `VmHWM`, ...).
+pub fn proc_status_bytes(pid: u32, field: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with(field)).with_context(|| format!("no {field} for {pid}"))?;
+    let kb: u64 = line.split_whitespace().nth(1).context("malformed status line")?.parse()?;
+    Ok(kb * 1024)
+}
+
+/// Resets the process's peak resident size (`VmHWM`) to its current size (Linux `clear_refs` 5), so a later
+/// `VmHWM` is the peak of what came after.
+pub fn reset_peak_rss(pid: u32) -> Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").with_context(|| format!("resetting the peak RSS of {pid}"))
+}
+
 pub fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {

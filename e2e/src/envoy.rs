@@ -34,6 +34,7 @@ pub struct Gateway {
     native_filters: Vec<Value>,
     resolve: Resolver,
     concurrency: u32,
+    downstream_windows: Option<(u32, u32)>,
 }
 
 impl Default for Gateway {
@@ -53,6 +54,7 @@ impl Gateway {
             native_filters: Vec::new(),
             resolve: Box::new(workspace::resolve_from_dist),
             concurrency: 1,
+            downstream_windows: None,
         }
     }
 
@@ -95,6 +97,13 @@ impl Gateway {
         self
     }
 
+    /// HTTP/2 flow-control windows towards clients (stream, connection). Unset, Envoy's (and Istio's) default
+    /// of 256 MiB lets a fast client push far ahead of a slow upstream; Envoy's edge guidance is 64 KiB / 1 MiB.
+    pub fn downstream_windows(mut self, stream: u32, connection: u32) -> Self {
+        self.downstream_windows = Some((stream, connection));
+        self
+    }
+
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
         self
@@ -119,6 +128,12 @@ impl Gateway {
             PathNormalization::DecodeAndMergeSlashes => (true, true, "UNESCAPE_AND_FORWARD"),
         };
         let clusters: Vec<Value> = self.clusters.iter().map(|(name, addr)| cluster(name, *addr)).collect();
+        let http2 = match self.downstream_windows {
+            Some((stream, connection)) => {
+                json!({"initial_stream_window_size": stream, "initial_connection_window_size": connection})
+            }
+            None => json!({}),
+        };
         Ok(json!({
             "admin": {"address": socket(([127, 0, 0, 1], 0).into())},
             "static_resources": {
@@ -136,6 +151,7 @@ impl Gateway {
                             "path_with_escaped_slashes_action": escaped,
                             "use_remote_address": true,
                             "stream_idle_timeout": "300s",
+                            "http2_protocol_options": http2,
                             "route_config": {
                                 "name": "gateway",
                                 "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]

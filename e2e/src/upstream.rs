@@ -61,8 +61,10 @@ impl Upstream {
                 tokio::spawn(async move {
                     let service =
                         hyper::service::service_fn(move |req| handle(req, name.clone(), seen.clone(), grpc.clone()));
-                    let _ =
-                        auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
+                    let mut builder = auto::Builder::new(TokioExecutor::new());
+                    // Windows as large as Envoy's towards its upstreams, so "direct" is not slowed by flow control.
+                    builder.http2().initial_stream_window_size(16 << 20).initial_connection_window_size(16 << 20);
+                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
                 });
             }
         });
