@@ -149,3 +149,53 @@ async fn basic_auth_runs_first() -> Result<()> {
     assert_eq!(s.upstream.count(), 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn responses_over_their_limit_are_not_delivered() -> Result<()> {
+    let upstream = Upstream::start("models").await?;
+    let cr = wasmgate_e2e::istio::load_wasm_plugin(&workspace::manifests_dir(), "grpc-limits")?;
+    let config = serde_json::json!({"rules": [{"hosts": ["small.example.com"], "max_response_bytes": 50}]});
+    let envoy = Gateway::new().plugin(cr.with_config(config)).upstream("models", upstream.addr).start().await?;
+    let s = Stack { envoy, upstream };
+
+    // The echo's JSON (over 50 bytes, with content-length) is refused at the response headers.
+    let r = RawRequest::get("/").host("small.example.com").send(s.envoy.listener).await?;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("response body is over the limit of 50 bytes"), "{}", r.text());
+    // Other hosts are not limited.
+    assert_eq!(RawRequest::get("/").host("big.example.com").send(s.envoy.listener).await?.status, 200);
+    // The gRPC sink's reply (69 bytes, no content-length) is cut when its body goes over the limit.
+    let err = s.call("small.example.com", INFER, payload(10), false).await.expect_err("reply over the limit");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(s.counter("refused.response_bytes").await, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn malformed_grpc_bodies_never_break_the_vm() -> Result<()> {
+    let s = stack().await?;
+    let post = |body: Vec<u8>| {
+        RawRequest::new("POST", METADATA)
+            .host("other.example.com")
+            .header("content-type", "application/grpc")
+            .body(body)
+    };
+    let cases: Vec<(&str, Vec<u8>, Option<&str>)> = vec![
+        ("ends mid-prefix", vec![0, 0, 0], None),
+        ("zero-length message", vec![0, 0, 0, 0, 0], None),
+        ("prefix promises more than comes", vec![0, 0, 0, 0, 9, b'x'], None),
+        ("prefix announces 10 MiB", vec![0, 0, 0xA0, 0, 0, b'x'], Some("8")),
+        ("flag byte not 0 or 1", vec![0xFF, 0, 0, 0, 1, b'x'], None),
+    ];
+    for (what, body, grpc_status) in cases {
+        let r = post(body).send(s.envoy.listener).await?;
+        assert_eq!(r.status, 200, "{what}: {}", r.text());
+        // Passed on to the upstream (gRPC trailers do not survive HTTP/1.1), or refused with a gRPC status.
+        assert_eq!(r.header("grpc-status"), grpc_status, "{what}");
+        assert_eq!(r.header("x-upstream").is_some(), grpc_status.is_none(), "{what}");
+    }
+    assert_eq!(s.counter("truncated").await, 2);
+    assert_eq!(s.counter("refused.message_bytes").await, 1);
+    assert!(s.call(HOST, INFER, payload(1000), true).await.is_ok(), "the VM is still serving");
+    Ok(())
+}
