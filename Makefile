@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-PLUGINS := basic-auth grpc-limits
+PLUGINS := basic-auth grpc-limits host-router
 VENV := .venv
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/wasm

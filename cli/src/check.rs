@@ -25,6 +25,9 @@ pub fn check_plugin(plugin: &WasmPlugin) -> Result<String, String> {
         "grpc-limits" => grpc_limits::Config::from_json(&config)
             .map(|c| format!("grpc-limits, {} rule(s)", c.rule_count()))
             .map_err(|e| e.to_string()),
+        "host-router" => host_router::Config::from_json(&config)
+            .map(|c| format!("host-router, {} host(s)", c.host_count()))
+            .map_err(|e| e.to_string()),
         other => Err(format!("no wasmgate plugin is called `{other}` (from url {})", plugin.spec.url)),
     }
 }

@@ -1,6 +1,7 @@
-//! `make bench`: request rate, latency and Envoy CPU per request through a real Envoy for
-//! (a) no filter, (b) our basic-auth on V8, (c) Envoy's native basic_auth with the same user; the variants are
-//! run in interleaved rounds and reported as medians with ratios, since this machine is noisy.
+//! `make bench [-- basic-auth|host-router|payload]`: request rate, latency and Envoy CPU per request through a
+//! real Envoy for each plugin against passthrough (and Envoy's native equivalent where there is one), and one
+//! 100 MB gRPC message with and without grpc-limits. Variants run in interleaved rounds and are reported as
+//! medians with ratios, since this machine is noisy.
 
 use anyhow::{Result, bail};
 use base64::Engine;
@@ -55,6 +56,9 @@ async fn main() -> Result<()> {
     if which == "all" || which == "basic-auth" {
         report.push_str(&basic_auth().await?);
     }
+    if which == "all" || which == "host-router" {
+        report.push_str(&host_router().await?);
+    }
     if which == "all" || which == "payload" {
         report.push_str(&payload().await?);
     }
@@ -69,48 +73,53 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// (a) passthrough, (b) basic-auth on V8, (c) native basic_auth: req/s, latency, Envoy CPU per request.
-async fn basic_auth() -> Result<String> {
+/// Load through each variant's gateway in interleaved rounds. `check` runs once per fresh Envoy before the load,
+/// to prove the variant really does its job.
+async fn load_rounds(
+    names: &[&'static str],
+    upstream: &Upstream,
+    make: impl Fn(&str, &Upstream) -> Result<Gateway>,
+    check: impl AsyncCheck,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Vec<Variant>> {
     let rounds: usize = env_or("BENCH_ROUNDS", 3);
     let seconds: u32 = env_or("BENCH_SECONDS", 5);
     let connections = 50;
-    let upstream = Upstream::start("models").await?;
-    let auth = format!("Basic {}", STANDARD.encode("username:password"));
-    let headers = [("host", HOST), ("authorization", auth.as_str())];
-    let mut names = vec!["passthrough", "basic-auth (wasm)", "basic_auth (native)"];
-    if std::env::var_os("BENCH_ALT_WASM").is_some() {
-        names.push("basic-auth (alt wasm)");
-    }
-    let mut variants: Vec<Variant> = names.into_iter().map(|name| Variant { name, runs: Vec::new() }).collect();
-
-    println!("{rounds} rounds x {seconds} s per variant, wrk -t1 -c{connections}, Envoy with 1 worker\n");
+    let mut variants: Vec<Variant> = names.iter().map(|name| Variant { name, runs: Vec::new() }).collect();
+    println!("\n{rounds} rounds x {seconds} s per variant, wrk -t1 -c{connections}, Envoy with 1 worker");
     for round in 1..=rounds {
         for variant in &mut variants {
-            let envoy = gateway(variant.name, &upstream)?.start().await?;
-            // Each variant must really authenticate: a wrong password is refused where a filter runs.
-            let probe = RawRequest::get("/").host(HOST).basic_auth("username", "wrong").send(envoy.listener).await?;
-            // An alternative build is measured as it is, whatever it does.
-            let expect = if variant.name == "passthrough" { 200 } else { 401 };
-            if probe.status != expect && !variant.name.contains("alt") {
-                bail!("{}: wrong password answered {} (want {expect})", variant.name, probe.status);
-            }
-            let r = wrk(envoy.listener, "/v1/models", &headers, connections, seconds, envoy.pid())?;
+            let envoy = make(variant.name, upstream)?.start().await?;
+            check.check(variant.name, envoy.listener, upstream).await?;
+            let r = wrk(envoy.listener, path, headers, connections, seconds, envoy.pid())?;
             if r.non_2xx > 0 {
                 bail!("{}: {} non-2xx responses under load", variant.name, r.non_2xx);
             }
             println!(
-                "round {round} {:<20} {:>9.0} req/s  p50 {:>7.0} us  p99 {:>7.0} us  envoy cpu {:>6.1} us/req",
+                "round {round} {:<26} {:>9.0} req/s  p50 {:>7.0} us  p99 {:>7.0} us  envoy cpu {:>6.1} us/req",
                 variant.name, r.rps, r.p50_us, r.p99_us, r.envoy_cpu_us
             );
             variant.runs.push(r);
         }
     }
+    Ok(variants)
+}
 
-    let med = |v: &Variant, f: fn(&LoadResult) -> f64| median(v.runs.iter().map(f).collect());
-    let mut report = String::from(
-        "## Request rate: basic-auth\n\n| variant | req/s | p50 µs | p99 µs | Envoy CPU µs/req |\n|---|---:|---:|---:|---:|\n",
+/// A probe run against each fresh gateway before it is loaded.
+trait AsyncCheck {
+    async fn check(&self, variant: &str, listener: std::net::SocketAddr, upstream: &Upstream) -> Result<()>;
+}
+
+fn med(v: &Variant, f: fn(&LoadResult) -> f64) -> f64 {
+    median(v.runs.iter().map(f).collect())
+}
+
+fn rate_table(title: &str, variants: &[Variant]) -> String {
+    let mut report = format!(
+        "## Request rate: {title}\n\n| variant | req/s | p50 µs | p99 µs | Envoy CPU µs/req |\n|---|---:|---:|---:|---:|\n"
     );
-    for v in &variants {
+    for v in variants {
         let _ = writeln!(
             report,
             "| {} | {:.0} | {:.0} | {:.0} | {:.1} |",
@@ -121,6 +130,34 @@ async fn basic_auth() -> Result<String> {
             med(v, |r| r.envoy_cpu_us)
         );
     }
+    report
+}
+
+struct WrongPasswordRefused;
+
+impl AsyncCheck for WrongPasswordRefused {
+    async fn check(&self, variant: &str, listener: std::net::SocketAddr, _upstream: &Upstream) -> Result<()> {
+        let probe = RawRequest::get("/").host(HOST).basic_auth("username", "wrong").send(listener).await?;
+        // An alternative build is measured as it is, whatever it does.
+        let expect = if variant == "passthrough" { 200 } else { 401 };
+        if probe.status != expect && !variant.contains("alt") {
+            bail!("{variant}: wrong password answered {} (want {expect})", probe.status);
+        }
+        Ok(())
+    }
+}
+
+/// (a) passthrough, (b) basic-auth on V8, (c) native basic_auth: req/s, latency, Envoy CPU per request.
+async fn basic_auth() -> Result<String> {
+    let upstream = Upstream::start("models").await?;
+    let auth = format!("Basic {}", STANDARD.encode("username:password"));
+    let headers = [("host", HOST), ("authorization", auth.as_str())];
+    let mut names = vec!["passthrough", "basic-auth (wasm)", "basic_auth (native)"];
+    if std::env::var_os("BENCH_ALT_WASM").is_some() {
+        names.push("basic-auth (alt wasm)");
+    }
+    let variants = load_rounds(&names, &upstream, gateway, WrongPasswordRefused, "/v1/models", &headers).await?;
+    let mut report = rate_table("basic-auth", &variants);
     let (a, b, c) = (&variants[0], &variants[1], &variants[2]);
     let rps = |v: &Variant| med(v, |r| r.rps);
     let cpu = |v: &Variant| med(v, |r| r.envoy_cpu_us);
@@ -132,6 +169,64 @@ async fn basic_auth() -> Result<String> {
         cpu(b) - cpu(a),
         cpu(c) - cpu(a),
         cpu(c) / cpu(b)
+    );
+    println!("\n{report}");
+    Ok(report)
+}
+
+/// 20 hosts × 10 rules; the benchmark's requests match only the last rule of the last host.
+fn router_config() -> serde_json::Value {
+    let hosts: Vec<serde_json::Value> = (0..20)
+        .map(|h| {
+            let rules: Vec<serde_json::Value> = (0..10)
+                .map(|r| {
+                    json!({"name": format!("h{h}-r{r}"),
+                           "match": {"prefix": format!("/r{r}/"), "methods": ["GET"], "headers": [{"name": "x-tenant", "present": true}]},
+                           "set_headers": {"x-wasmgate-rule": format!("h{h}-r{r}")}})
+                })
+                .collect();
+            json!({"host": format!("h{h}.example.com"), "rules": rules})
+        })
+        .collect();
+    json!({ "hosts": hosts })
+}
+
+struct LastRuleTaken;
+
+impl AsyncCheck for LastRuleTaken {
+    async fn check(&self, variant: &str, listener: std::net::SocketAddr, upstream: &Upstream) -> Result<()> {
+        RawRequest::get("/r9/x").host("h19.example.com").header("x-tenant", "t").send(listener).await?;
+        let seen = upstream.requests().last().and_then(|r| r.header("x-wasmgate-rule").map(str::to_string));
+        let want = (variant != "passthrough").then(|| "h19-r9".to_string());
+        if seen != want {
+            bail!("{variant}: upstream saw rule {seen:?}, want {want:?}");
+        }
+        upstream.clear();
+        Ok(())
+    }
+}
+
+/// Passthrough vs host-router with 20 hosts × 10 rules, every request matching the very last rule.
+async fn host_router() -> Result<String> {
+    let upstream = Upstream::start("models").await?;
+    let names = ["passthrough", "host-router (wasm)"];
+    let make = |variant: &str, upstream: &Upstream| -> Result<Gateway> {
+        let base = Gateway::new().upstream("models", upstream.addr);
+        Ok(match variant {
+            "passthrough" => base,
+            _ => {
+                base.plugin(load_wasm_plugin(&workspace::manifests_dir(), "host-router")?.with_config(router_config()))
+            }
+        })
+    };
+    let headers = [("host", "h19.example.com"), ("x-tenant", "t")];
+    let variants = load_rounds(&names, &upstream, make, LastRuleTaken, "/r9/x", &headers).await?;
+    upstream.clear();
+    let mut report = rate_table("host-router, 20 hosts × 10 rules, last rule matches", &variants);
+    let _ = writeln!(
+        report,
+        "\nreq/s ratio host-router / passthrough: {:.3}",
+        med(&variants[1], |r| r.rps) / med(&variants[0], |r| r.rps)
     );
     println!("\n{report}");
     Ok(report)

@@ -1,0 +1,166 @@
+//! host-router through a real Envoy (V8): the route table picks the upstream by the header the plugin sets,
+//! chained after basic-auth and grpc-limits as the committed CRs order them.
+
+use anyhow::Result;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use serde_json::{Value, json};
+use tonic::Code;
+use wasmgate_e2e::grpc::{channel, raw_unary};
+use wasmgate_e2e::istio::{load_wasm_plugin, load_wasm_plugins};
+use wasmgate_e2e::{Envoy, Gateway, RawRequest, Upstream, WasmPlugin, workspace};
+
+const HOST: &str = "ml.example.com";
+const CANARY: &str = "canary.ml.example.com";
+const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
+
+struct Stack {
+    envoy: Envoy,
+    stable: Upstream,
+    canary: Upstream,
+}
+
+/// Two upstreams; Envoy's route table (the VirtualService on a cluster) sends `x-wasmgate-route: canary` to the
+/// second, everything else to the first.
+async fn stack(plugins: Vec<WasmPlugin>) -> Result<Stack> {
+    let stable = Upstream::start("stable").await?;
+    let canary = Upstream::start("canary").await?;
+    let envoy = Gateway::new()
+        .plugins(plugins)
+        .upstream("stable", stable.addr)
+        .upstream("canary", canary.addr)
+        .route(json!({
+            "match": {"prefix": "/", "headers": [{"name": "x-wasmgate-route", "string_match": {"exact": "canary"}}]},
+            "route": {"cluster": "canary", "timeout": "0s"}
+        }))
+        .start()
+        .await?;
+    Ok(Stack { envoy, stable, canary })
+}
+
+async fn committed() -> Result<Stack> {
+    stack(load_wasm_plugins(&workspace::manifests_dir())?).await
+}
+
+async fn with_config(config: Value) -> Result<Stack> {
+    stack(vec![load_wasm_plugin(&workspace::manifests_dir(), "host-router")?.with_config(config)]).await
+}
+
+fn auth() -> String {
+    format!("Basic {}", STANDARD.encode("username:password"))
+}
+
+impl Stack {
+    async fn get(&self, host: &str, path: &str) -> wasmgate_e2e::RawResponse {
+        RawRequest::get(path)
+            .host(host)
+            .header("authorization", &auth())
+            .send(self.envoy.listener)
+            .await
+            .expect("response")
+    }
+
+    async fn counter(&self, rule: &str) -> u64 {
+        self.envoy.counter(&format!("wasmcustom.wasmgate.host_router.rules.{rule}")).await.expect("stats")
+    }
+}
+
+#[tokio::test]
+async fn the_canary_host_reaches_the_canary_upstream() -> Result<()> {
+    let s = committed().await?;
+    let canary = s.get(CANARY, "/v1/models").await;
+    assert_eq!(canary.header("x-upstream"), Some("canary"), "Envoy re-picked the route after the plugin's header");
+    let stable = s.get(HOST, "/v1/models").await;
+    assert_eq!(stable.header("x-upstream"), Some("stable"));
+    assert_eq!((s.canary.count(), s.stable.count()), (1, 1));
+    assert_eq!(s.canary.requests()[0].header("x-wasmgate-route"), Some("canary"));
+    assert_eq!(s.counter("canary-host").await, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn grpc_requests_are_routed_by_method_and_header() -> Result<()> {
+    let s = committed().await?;
+    let auth = auth();
+    let call = |metadata: Vec<(&'static str, String)>| {
+        let addr = s.envoy.listener;
+        async move {
+            let refs: Vec<(&'static str, &str)> = metadata.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            raw_unary(channel(addr, HOST).await.expect("channel"), INFER, Bytes::from_static(b"x"), &refs).await
+        }
+    };
+    call(vec![("authorization", auth.clone())]).await?;
+    call(vec![("authorization", auth.clone()), ("x-model-version", "canary".into())]).await?;
+    assert_eq!((s.stable.count(), s.canary.count()), (1, 1));
+    assert_eq!(s.canary.requests()[0].path, INFER);
+
+    // Routing by method alone: ModelMetadata goes to the canary, ModelInfer stays.
+    let by_method = with_config(json!({"hosts": [{"host": HOST, "rules": [{
+        "name": "metadata", "match": {"exact": "/inference.GRPCInferenceService/ModelMetadata"},
+        "set_headers": {"x-wasmgate-route": "canary"}}]}]}))
+    .await?;
+    let ch = channel(by_method.envoy.listener, HOST).await?;
+    raw_unary(ch.clone(), "/inference.GRPCInferenceService/ModelMetadata", Bytes::from_static(b"m"), &[]).await?;
+    raw_unary(ch, INFER, Bytes::from_static(b"i"), &[]).await?;
+    assert_eq!(by_method.canary.requests()[0].path, "/inference.GRPCInferenceService/ModelMetadata");
+    assert_eq!(by_method.stable.requests()[0].path, INFER);
+    Ok(())
+}
+
+#[tokio::test]
+async fn rewrites_redirects_direct_responses_and_denials() -> Result<()> {
+    let s = with_config(json!({"hosts": [{"host": "*.example.com", "rules": [
+        {"name": "v1", "match": {"prefix": "/v1/"}, "rewrite": {"prefix": {"from": "/v1/", "to": "/v2/"}}},
+        {"name": "items", "match": {"regex": "^/items/[0-9]+$"},
+         "rewrite": {"regex": {"pattern": "^/items/([0-9]+)$", "substitution": "/catalog/$1"}}, "host": "catalog.internal"},
+        {"name": "login", "match": {"prefix": "/login"}, "redirect": {"status": 308, "https": true}},
+        {"name": "moved", "match": {"exact": "/old"}, "redirect": {"status": 301, "path": "/new"}},
+        {"name": "health", "match": {"exact": "/healthz"}, "direct_response": {"status": 200, "body": "ok", "content_type": "text/plain"}},
+        {"name": "admin", "match": {"prefix": "/admin"}, "deny": {"status": 403, "message": "admin is internal"}}
+    ]}]}))
+    .await?;
+    let listener = s.envoy.listener;
+    let send = |path: &'static str| async move { RawRequest::get(path).host("api.example.com").send(listener).await };
+
+    assert_eq!(send("/v1/models?limit=5").await?.status, 200);
+    assert_eq!(s.stable.requests()[0].path, "/v2/models?limit=5", "rewrite seen at the upstream");
+    assert_eq!(send("/items/42").await?.status, 200);
+    assert_eq!(
+        (s.stable.requests()[1].path.as_str(), s.stable.requests()[1].authority.as_str()),
+        ("/catalog/42", "catalog.internal")
+    );
+
+    let login = send("/login?next=%2Fhome").await?;
+    assert_eq!((login.status, login.header("location")), (308, Some("https://api.example.com/login?next=%2Fhome")));
+    let moved = send("/old?x=1").await?;
+    assert_eq!((moved.status, moved.header("location")), (301, Some("http://api.example.com/new?x=1")));
+    let health = send("/healthz").await?;
+    assert_eq!((health.status, health.text().as_str(), health.header("content-type")), (200, "ok", Some("text/plain")));
+    let admin = send("/admin/users").await?;
+    assert_eq!((admin.status, admin.text().as_str()), (403, "admin is internal"));
+    let grpc_admin = raw_unary(channel(s.envoy.listener, "api.example.com").await?, "/admin.Svc/Do", Bytes::new(), &[])
+        .await
+        .expect_err("denied");
+    assert_eq!((grpc_admin.code(), grpc_admin.message()), (Code::PermissionDenied, "admin is internal"));
+    assert_eq!(s.stable.count(), 2, "answers never reach an upstream");
+    assert_eq!(s.counter("admin").await, 2);
+    Ok(())
+}
+
+#[tokio::test]
+async fn routing_runs_after_auth_and_limits() -> Result<()> {
+    let s = committed().await?;
+    // The health direct response sits behind basic-auth (AUTHN runs first) ...
+    let unauthenticated = RawRequest::get("/healthz").host(HOST).send(s.envoy.listener).await?;
+    assert_eq!(unauthenticated.status, 401);
+    assert_eq!(s.counter("healthz").await, 0, "host-router never saw it");
+    let health = s.get(HOST, "/healthz").await;
+    assert_eq!((health.status, health.text().as_str()), (200, "ok"));
+    // ... and grpc-limits (AUTHZ) refuses an oversized request before it is routed.
+    let big = RawRequest::new("POST", "/upload").host(CANARY).body(vec![0u8; 5 << 20]).send(s.envoy.listener).await?;
+    assert_eq!(big.status, 413);
+    assert_eq!(s.counter("canary-host").await, 0);
+    assert_eq!(s.canary.count() + s.stable.count(), 0);
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The proxy-wasm shell: reads the request headers once, asks the policy, then either answers (redirect,
+//! direct response, denial) or changes the request and has Envoy pick the route again.
+
+use crate::policy::{Request, Response};
+use crate::{Config, PLUGIN};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, Status};
+use std::rc::Rc;
+use wasmgate_common::host::{Counters, load_configuration, log, request_headers_raw, send_local_response};
+use wasmgate_common::{ClientKind, HeaderMapView, LocalResponse};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
+}}
+
+struct State {
+    config: Config,
+    counters: Counters,
+    /// Index of the `host_error` counter, after the per-rule ones.
+    host_error: usize,
+}
+
+struct Root {
+    state: Option<Rc<State>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(config) = load_configuration(PLUGIN, Config::from_json) else {
+            return false;
+        };
+        log(LogLevel::Info, &format!("{PLUGIN}: configured with {} host(s)", config.host_count()));
+        let mut names = config.counter_names();
+        names.push("host_error".into());
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let counters = Counters::define(PLUGIN, &refs);
+        self.state = Some(Rc::new(State { host_error: names.len() - 1, config, counters }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(Filter { state: self.state.clone()? }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Filter {
+    state: Rc<State>,
+}
+
+impl Context for Filter {}
+
+impl HttpContext for Filter {
+    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        match self.route() {
+            Ok(action) => action,
+            Err(status) => {
+                // Routing is not a security boundary: on a host failure the request goes on unchanged, counted.
+                self.state.counters.inc(self.state.host_error);
+                log(LogLevel::Error, &format!("{PLUGIN}: host call failed ({status:?}); request passed unchanged"));
+                Action::Continue
+            }
+        }
+    }
+}
+
+impl Filter {
+    fn route(&self) -> Result<Action, Status> {
+        let raw = request_headers_raw()?;
+        let headers = HeaderMapView::parse(&raw).map_err(|_| Status::ParseFailure)?;
+        let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
+        let scheme = headers.text("x-forwarded-proto");
+        let scheme = if scheme.is_empty() { headers.text(":scheme") } else { scheme };
+        let request = Request::new(&authority, &path, &method, &scheme, &headers);
+        let Some(decision) = self.state.config.decide(&request) else {
+            return Ok(Action::Continue);
+        };
+        self.state.counters.inc(decision.counter);
+        if let Some(response) = decision.response {
+            let reply = match response {
+                Response::Redirect { status, location } => LocalResponse {
+                    status,
+                    headers: vec![("location".into(), location)],
+                    body: String::new(),
+                    grpc_status: None,
+                },
+                Response::Direct { status, body, content_type } => LocalResponse {
+                    status,
+                    headers: vec![("content-type".into(), content_type)],
+                    body,
+                    grpc_status: None,
+                },
+                Response::Deny(denial) => {
+                    let content_type = std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok();
+                    denial.render(ClientKind::from_content_type(content_type))
+                }
+            };
+            send_local_response(&reply, "host_router")?;
+            return Ok(Action::Pause);
+        }
+        let changed = decision.changes_route_inputs();
+        for name in decision.remove_headers {
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)?;
+        }
+        for (name, value) in decision.set_headers {
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))?;
+        }
+        for (name, value) in decision.append_headers {
+            hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)?;
+        }
+        if let Some(path) = &decision.path {
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path))?;
+        }
+        if let Some(authority) = decision.authority {
+            hostcalls::set_map_value(MapType::HttpRequestHeaders, ":authority", Some(authority))?;
+        }
+        if changed {
+            // Newer Envoys no longer re-pick the route by themselves after a header change; older ones lack
+            // the function and re-pick anyway, so "not found" is fine.
+            let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+        }
+        Ok(Action::Continue)
+    }
+}

@@ -1,0 +1,19 @@
+//! host-router: per-host routing rules at the gateway. For the first host entry that matches a request, the
+//! first rule that matches decides: set / append / remove request headers (e.g. a route header the Envoy route
+//! table matches on), rewrite the path or host, or answer at once with a redirect, a direct response or a denial.
+//!
+//! [`config`] validates the `pluginConfig`; [`policy`] decides with no host calls; `filter` (wasm32 only) is
+//! the proxy-wasm shell.
+
+pub mod config;
+pub mod policy;
+
+// Not in test builds: the wasm32 test binary runs under plain WASI, without a proxy to import from.
+#[cfg(all(target_arch = "wasm32", not(test)))]
+mod filter;
+
+pub use config::Config;
+pub use policy::{Decision, Request, Response};
+
+/// The name used for metrics and log lines.
+pub const PLUGIN: &str = "host_router";
