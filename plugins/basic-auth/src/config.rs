@@ -13,7 +13,7 @@
 
 use crate::credentials::CredentialSet;
 use serde::Deserialize;
-use wasmgate_common::{ConfigError, HostPattern, PathMatch, parse_config};
+use wasmgate_common::{ConfigError, HostPattern, PathMatch, parse_config, validate_methods};
 
 pub const DEFAULT_REALM: &str = "istio";
 
@@ -89,20 +89,8 @@ impl Rule {
         if raw.request_methods.is_empty() {
             return Err(ConfigError::new("request_methods", "at least one method is required"));
         }
-        for (i, method) in raw.request_methods.iter().enumerate() {
-            if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_') {
-                return Err(ConfigError::new(
-                    format!("request_methods[{i}]"),
-                    format!("`{method}` is not an upper-case HTTP method"),
-                ));
-            }
-        }
-        let hosts = raw
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| HostPattern::parse(h).map_err(|e| e.within(&format!("hosts[{i}]"))))
-            .collect::<Result<Vec<_>, _>>()?;
+        validate_methods("request_methods", &raw.request_methods)?;
+        let hosts = HostPattern::parse_list("hosts", &raw.hosts)?;
         for (i, exempt) in raw.exempt_paths.iter().enumerate() {
             exempt.validate().map_err(|e| e.within(&format!("exempt_paths[{i}]")))?;
         }

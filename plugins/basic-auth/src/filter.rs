@@ -4,55 +4,42 @@
 use crate::authorization::Malformed;
 use crate::{Config, Outcome, PLUGIN, RequestLine, Verdict, policy::Requirement};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
-use wasmgate_common::host::{Counters, load_configuration, log, request_headers_raw, send_local_response};
+use wasmgate_common::ConfigError;
+use wasmgate_common::host::{Loaded, Plugin, PluginRoot, log, request_headers_raw, send_local_response};
 use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PluginRoot::<BasicAuth>::default()) });
 }}
 
-/// Counted after the policy's own outcomes.
-const HOST_ERROR_COUNTER: usize = Outcome::COUNTERS.len();
+struct BasicAuth;
 
-struct State {
-    config: Config,
-    counters: Counters,
-}
+impl Plugin for BasicAuth {
+    const NAME: &'static str = PLUGIN;
+    type Config = Config;
 
-struct Root {
-    state: Option<Rc<State>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(config) = load_configuration(PLUGIN, Config::from_json) else {
-            return false;
-        };
-        log(LogLevel::Info, &format!("{PLUGIN}: configured with {} rule(s)", config.rule_count()));
-        let mut names = Outcome::COUNTERS.to_vec();
-        names.push("host_error");
-        let counters = Counters::define(PLUGIN, &names);
-        self.state = Some(Rc::new(State { config, counters }));
-        true
+    fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::from_json(bytes)
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let state = self.state.clone()?;
-        Some(Box::new(Filter { state }))
+    fn summary(config: &Config) -> String {
+        format!("{} rule(s)", config.rule_count())
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn counters(_config: &Config) -> Vec<String> {
+        Outcome::COUNTERS.iter().map(|c| c.to_string()).collect()
+    }
+
+    fn http_context(state: Rc<Loaded<Config>>) -> Box<dyn HttpContext> {
+        Box::new(Filter { state })
     }
 }
 
 struct Filter {
-    state: Rc<State>,
+    state: Rc<Loaded<Config>>,
 }
 
 impl Context for Filter {}
@@ -64,7 +51,7 @@ impl HttpContext for Filter {
             Err(status) => {
                 // Fail closed: a request the plugin could not inspect does not pass.
                 log(LogLevel::Error, &format!("{PLUGIN}: host call failed ({status:?}); request refused"));
-                self.state.counters.inc(HOST_ERROR_COUNTER);
+                self.state.counters.inc(self.state.host_error);
                 let denial = Denial::new(503, GrpcStatus::Unavailable, "authentication unavailable");
                 let _ = send_local_response(&denial.render(ClientKind::Http), "basic_auth_host_error");
                 Action::Pause

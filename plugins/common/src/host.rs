@@ -3,8 +3,11 @@
 
 use crate::LocalResponse;
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{LogLevel, MetricType, Status};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel, MetricType, Status};
+use std::marker::PhantomData;
 use std::ptr::null;
+use std::rc::Rc;
 
 /// Logs through the proxy; a failed log call has nowhere better to go, so it is dropped.
 pub fn log(level: LogLevel, message: &str) {
@@ -142,4 +145,64 @@ pub fn body_bytes(response: bool, offset: usize, len: usize) -> Result<Vec<u8>, 
 /// Every response header, serialised as [`request_headers_raw`] does for the request.
 pub fn response_headers_raw() -> Result<Vec<u8>, Status> {
     header_map_raw(proxy_wasm::types::MapType::HttpResponseHeaders)
+}
+
+/// What a plugin's shell gives the shared root context: how to parse its config, its counters, and its
+/// per-request context.
+pub trait Plugin: 'static {
+    /// For logs and metric names (`wasmgate.<NAME>.*`).
+    const NAME: &'static str;
+    type Config: 'static;
+    fn parse(bytes: &[u8]) -> Result<Self::Config, crate::ConfigError>;
+    /// One line for the log once configured.
+    fn summary(config: &Self::Config) -> String;
+    /// The plugin's counters, in index order; `host_error` is added after them.
+    fn counters(config: &Self::Config) -> Vec<String>;
+    fn http_context(state: Rc<Loaded<Self::Config>>) -> Box<dyn HttpContext>;
+}
+
+/// A configured plugin, shared by its request contexts.
+pub struct Loaded<C> {
+    pub config: C,
+    pub counters: Counters,
+    /// Index of the `host_error` counter.
+    pub host_error: usize,
+}
+
+/// The root context every plugin uses: parse the config in `on_configure` (refusing the plugin on error),
+/// define the counters, and hand each request the shared state.
+pub struct PluginRoot<P: Plugin> {
+    state: Option<Rc<Loaded<P::Config>>>,
+    plugin: PhantomData<P>,
+}
+
+impl<P: Plugin> Default for PluginRoot<P> {
+    fn default() -> Self {
+        Self { state: None, plugin: PhantomData }
+    }
+}
+
+impl<P: Plugin> Context for PluginRoot<P> {}
+
+impl<P: Plugin> RootContext for PluginRoot<P> {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(config) = load_configuration(P::NAME, P::parse) else {
+            return false;
+        };
+        log(LogLevel::Info, &format!("{}: configured: {}", P::NAME, P::summary(&config)));
+        let mut names = P::counters(&config);
+        names.push("host_error".into());
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let counters = Counters::define(P::NAME, &refs);
+        self.state = Some(Rc::new(Loaded { config, counters, host_error: names.len() - 1 }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(P::http_context(self.state.clone()?))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
 }

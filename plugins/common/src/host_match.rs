@@ -49,6 +49,15 @@ impl HostPattern {
         Ok(parsed)
     }
 
+    /// Parses each entry of a config list, errors located at `field[i]`.
+    pub fn parse_list(field: &str, patterns: &[String]) -> Result<Vec<Self>, ConfigError> {
+        patterns
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Self::parse(p).map_err(|e| e.within(&format!("{field}[{i}]"))))
+            .collect()
+    }
+
     /// Matches a host already passed through [`normalize_host`].
     pub fn matches(&self, host: &str) -> bool {
         match self {

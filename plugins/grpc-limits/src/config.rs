@@ -13,7 +13,7 @@
 //! ```
 
 use serde::Deserialize;
-use wasmgate_common::{ByteSize, ConfigError, HostPattern, parse_config};
+use wasmgate_common::{ByteSize, ConfigError, HostPattern, parse_config, validate_methods};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,20 +169,8 @@ impl Rule {
             }
             _ => return Err(ConfigError::new("", "at most one of `path_prefix`, `grpc_service`, `grpc_method`")),
         };
-        let hosts = raw
-            .hosts
-            .iter()
-            .enumerate()
-            .map(|(i, h)| HostPattern::parse(h).map_err(|e| e.within(&format!("hosts[{i}]"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        for (i, m) in raw.methods.iter().enumerate() {
-            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(ConfigError::new(
-                    format!("methods[{i}]"),
-                    format!("`{m}` is not an upper-case HTTP method"),
-                ));
-            }
-        }
+        let hosts = HostPattern::parse_list("hosts", &raw.hosts)?;
+        validate_methods("methods", &raw.methods)?;
         let limits = Limits::compile(RawLimits {
             max_request_bytes: raw.max_request_bytes,
             max_message_bytes: raw.max_message_bytes,

@@ -7,51 +7,39 @@ use crate::policy::{
 };
 use crate::{Config, PLUGIN};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, Status};
+use proxy_wasm::types::{Action, LogLevel, Status};
 use std::rc::Rc;
+use wasmgate_common::ConfigError;
 use wasmgate_common::host::{
-    Counters, body_bytes, load_configuration, log, request_headers_raw, response_headers_raw, send_local_response,
+    Loaded, Plugin, PluginRoot, body_bytes, log, request_headers_raw, response_headers_raw, send_local_response,
 };
 use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView, RequestLine};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PluginRoot::<GrpcLimits>::default()) });
 }}
 
-/// Counted after the policy's own counters.
-const HOST_ERROR_COUNTER: usize = COUNTERS.len();
+struct GrpcLimits;
 
-struct State {
-    config: Config,
-    counters: Counters,
-}
+impl Plugin for GrpcLimits {
+    const NAME: &'static str = PLUGIN;
+    type Config = Config;
 
-struct Root {
-    state: Option<Rc<State>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(config) = load_configuration(PLUGIN, Config::from_json) else {
-            return false;
-        };
-        log(LogLevel::Info, &format!("{PLUGIN}: configured with {} rule(s)", config.rule_count()));
-        let mut names = COUNTERS.to_vec();
-        names.push("host_error");
-        let counters = Counters::define(PLUGIN, &names);
-        self.state = Some(Rc::new(State { config, counters }));
-        true
+    fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::from_json(bytes)
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Filter { state: self.state.clone()?, stream: None }))
+    fn summary(config: &Config) -> String {
+        format!("{} rule(s)", config.rule_count())
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn counters(_config: &Config) -> Vec<String> {
+        COUNTERS.iter().map(|c| c.to_string()).collect()
+    }
+
+    fn http_context(state: Rc<Loaded<Config>>) -> Box<dyn HttpContext> {
+        Box::new(Filter { state, stream: None })
     }
 }
 
@@ -65,7 +53,7 @@ struct Stream {
 }
 
 struct Filter {
-    state: Rc<State>,
+    state: Rc<Loaded<Config>>,
     stream: Option<Stream>,
 }
 
@@ -175,7 +163,7 @@ impl Filter {
             }
             // Fail closed: a body the plugin could not inspect does not pass.
             Refusal::Host(status) => {
-                counters.inc(HOST_ERROR_COUNTER);
+                counters.inc(self.state.host_error);
                 (
                     Denial::new(503, GrpcStatus::Unavailable, format!("limits unavailable ({status:?})")),
                     "grpc_limits_host_error",

@@ -26,7 +26,7 @@
 use regex::Regex;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use wasmgate_common::{ConfigError, HostPattern, PathMatch, parse_config};
+use wasmgate_common::{ConfigError, HostPattern, PathMatch, parse_config, validate_methods};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -368,14 +368,7 @@ impl Conditions {
             (None, None, Some(r)) => Some(PathCondition::Regex(compile_regex(&r).map_err(|e| e.within("regex"))?)),
             _ => return Err(ConfigError::new("", "at most one of `prefix`, `exact`, `regex`")),
         };
-        for (i, m) in raw.methods.iter().enumerate() {
-            if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                return Err(ConfigError::new(
-                    format!("methods[{i}]"),
-                    format!("`{m}` is not an upper-case HTTP method"),
-                ));
-            }
-        }
+        validate_methods("methods", &raw.methods)?;
         let headers = raw
             .headers
             .into_iter()

@@ -5,54 +5,42 @@ use crate::policy::{Request, Response};
 use crate::{Config, PLUGIN};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, Status};
+use proxy_wasm::types::{Action, LogLevel, MapType, Status};
 use std::rc::Rc;
-use wasmgate_common::host::{Counters, load_configuration, log, request_headers_raw, send_local_response};
+use wasmgate_common::ConfigError;
+use wasmgate_common::host::{Loaded, Plugin, PluginRoot, log, request_headers_raw, send_local_response};
 use wasmgate_common::{ClientKind, HeaderMapView, LocalResponse};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { state: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PluginRoot::<HostRouter>::default()) });
 }}
 
-struct State {
-    config: Config,
-    counters: Counters,
-    /// Index of the `host_error` counter, after the per-rule ones.
-    host_error: usize,
-}
+struct HostRouter;
 
-struct Root {
-    state: Option<Rc<State>>,
-}
+impl Plugin for HostRouter {
+    const NAME: &'static str = PLUGIN;
+    type Config = Config;
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(config) = load_configuration(PLUGIN, Config::from_json) else {
-            return false;
-        };
-        log(LogLevel::Info, &format!("{PLUGIN}: configured with {} host(s)", config.host_count()));
-        let mut names = config.counter_names();
-        names.push("host_error".into());
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let counters = Counters::define(PLUGIN, &refs);
-        self.state = Some(Rc::new(State { host_error: names.len() - 1, config, counters }));
-        true
+    fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
+        Config::from_json(bytes)
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(Filter { state: self.state.clone()? }))
+    fn summary(config: &Config) -> String {
+        format!("{} host(s)", config.host_count())
     }
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
+    fn counters(config: &Config) -> Vec<String> {
+        config.counter_names()
+    }
+
+    fn http_context(state: Rc<Loaded<Config>>) -> Box<dyn HttpContext> {
+        Box::new(Filter { state })
     }
 }
 
 struct Filter {
-    state: Rc<State>,
+    state: Rc<Loaded<Config>>,
 }
 
 impl Context for Filter {}
