@@ -1,4 +1,5 @@
-//! `make demo`: Envoy with the plugins of our WasmPlugin CRs in front of an upstream on loopback, and a short
+//! `make demo`: Envoy with every plugin of our WasmPlugin CRs (basic-auth, grpc-limits, host-router) in front
+//! of an upstream on loopback, and a short
 //! scripted session through it. `--keep-running` leaves the gateway up until Ctrl-C.
 
 use anyhow::Result;
@@ -21,16 +22,23 @@ async fn main() -> Result<()> {
         ("wrong password", RawRequest::get("/v1/models").host(HOST).basic_auth("username", "guess")),
         ("right credentials", RawRequest::get("/v1/models").host(HOST).basic_auth("username", "password")),
         ("another host (no rule)", RawRequest::get("/").host("status.example.com")),
+        (
+            "5 MB upload (4 MiB limit)",
+            RawRequest::new("POST", "/upload").host(HOST).basic_auth("username", "password").body(vec![0u8; 5 << 20]),
+        ),
+        ("health, direct response", RawRequest::get("/healthz").host(HOST).basic_auth("username", "password")),
+        ("canary host", RawRequest::get("/v1/models").host("canary.ml.example.com")),
     ];
     for (what, request) in steps {
         let response = request.send(envoy.listener).await?;
         let detail =
             response.header("www-authenticate").map(|c| format!("  www-authenticate: {c}")).unwrap_or_default();
-        println!("{what:<24} -> {} {}{detail}", response.status, summary(&response.text()));
+        println!("{what:<26} -> {} {}{detail}", response.status, summary(&response.text()));
     }
     println!("\nrequests that reached the upstream: {}", upstream.count());
     let stats = envoy.stats().await?;
-    for (name, value) in stats.iter().filter(|(k, _)| k.starts_with("wasmcustom.wasmgate.")) {
+    println!("plugin counters (non-zero):");
+    for (name, value) in stats.iter().filter(|(k, v)| k.starts_with("wasmcustom.wasmgate.") && **v > 0) {
         println!("  {name} = {value}");
     }
 
