@@ -1,6 +1,6 @@
 //! `make demo`: Envoy with every plugin of our WasmPlugin CRs (basic-auth, grpc-limits, host-router) in front
-//! of an upstream on loopback, and a short
-//! scripted session through it. `--keep-running` leaves the gateway up until Ctrl-C.
+//! of an upstream on loopback, and a short scripted session through it. `--keep-running` leaves the gateway up
+//! until Ctrl-C.
 
 use anyhow::Result;
 use wasmgate_e2e::istio::load_wasm_plugins;
