@@ -117,7 +117,7 @@ fn med(v: &Variant, f: fn(&LoadResult) -> f64) -> f64 {
 
 fn rate_table(title: &str, variants: &[Variant]) -> String {
     let mut report = format!(
-        "## Request rate: {title}\n\n| variant | req/s | p50 µs | p99 µs | Envoy CPU µs/req |\n|---|---:|---:|---:|---:|\n"
+        "\n## Request rate: {title}\n\n| variant | req/s | p50 µs | p99 µs | Envoy CPU µs/req |\n|---|---:|---:|---:|---:|\n"
     );
     for v in variants {
         let _ = writeln!(
