@@ -58,9 +58,28 @@ impl Stack {
     }
 }
 
+/// The reference deployment's `pluginConfig`, exactly as it stands there (plaintext credential).
+fn reference_config() -> Value {
+    json!({"basic_auth_rules": [{"prefix": "/", "request_methods": ["GET", "PUT", "POST", "PATCH", "DELETE"],
+                                 "credentials": ["username:password"], "hosts": ["ml.example.com"]}]})
+}
+
 #[tokio::test]
-async fn reference_config_from_the_cr() -> Result<()> {
+async fn the_committed_cr_stores_no_plaintext_password() -> Result<()> {
+    let cr = committed_cr();
+    let credentials = &cr.spec.plugin_config.expect("pluginConfig")["basic_auth_rules"][0]["credentials"];
+    assert!(credentials[0].as_str().is_some_and(|c| c.starts_with("username:$2y$")), "{credentials}");
     let s = stack(None).await?;
+    let ok = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "password")).await;
+    assert_eq!(ok.status, 200);
+    let wrong = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "passwore")).await;
+    assert_eq!(wrong.status, 401);
+    Ok(())
+}
+
+#[tokio::test]
+async fn reference_config_unchanged() -> Result<()> {
+    let s = stack(Some(reference_config())).await?;
 
     let ok = s.send(RawRequest::get("/v1/models?x=1").host(HOST).basic_auth("username", "password")).await;
     assert_eq!(ok.status, 200, "{}", ok.text());
@@ -156,7 +175,7 @@ async fn health(s: &Stack, authorization: Option<&str>, path_service: &str) -> R
 
 #[tokio::test]
 async fn grpc_clients_get_unauthenticated() -> Result<()> {
-    let s = stack(None).await?;
+    let s = stack(Some(reference_config())).await?;
     let missing = health(&s, None, "").await.expect_err("must be refused");
     assert_eq!(missing.code(), Code::Unauthenticated, "{missing:?}");
     assert!(missing.message().contains("No Basic Authentication information"), "{missing:?}");
@@ -184,7 +203,7 @@ async fn grpc_health_can_be_exempt() -> Result<()> {
 
 #[tokio::test]
 async fn malformed_headers_are_refused_and_the_vm_survives() -> Result<()> {
-    let s = stack(None).await?;
+    let s = stack(Some(reference_config())).await?;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         ("bad base64", b"Basic !!!notbase64".to_vec()),
         ("other scheme", b"Bearer abc.def".to_vec()),
