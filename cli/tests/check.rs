@@ -22,8 +22,10 @@ fn committed_manifests_pass() {
 #[test]
 fn a_broken_plugin_config_fails_with_the_field() {
     let original = std::fs::read_to_string(manifests().join("base/plugins/basic-auth.yaml")).unwrap();
+    let credentials = original.lines().find(|l| l.trim_start().starts_with("credentials:")).unwrap().trim();
     let cases = [
-        ("credentials: [\"username:password\"]", "credentials: []", "basic_auth_rules[0].credentials"),
+        (credentials, "credentials: []", "basic_auth_rules[0].credentials"),
+        ("$2y$10$", "$2y$99$", "bad bcrypt hash"),
         ("request_methods:", "request_method:", "unknown field `request_method`"),
         ("hosts: [ml.example.com]", "hosts: [\"ml.example.com:443\"]", "leave the port out"),
         (

@@ -68,9 +68,17 @@ impl CredentialSet {
                 .map_err(|_| ConfigError::new("", format!("user `{user}`: {{SHA}} hash is not 20 bytes")))?;
             self.hashed.push((user.to_string(), Hashed::Sha1(hash)));
         } else if ["$2a$", "$2b$", "$2x$", "$2y$"].iter().any(|p| secret.starts_with(p)) {
-            secret.parse::<bcrypt::HashParts>().map_err(|_| {
-                ConfigError::new("", format!("user `{user}`: bad bcrypt hash (want `$2y$<cost>$` and 53 characters)"))
-            })?;
+            let bad = || {
+                ConfigError::new(
+                    "",
+                    format!("user `{user}`: bad bcrypt hash (want `$2y$<cost 04-31>$` and 53 characters)"),
+                )
+            };
+            let parts = secret.parse::<bcrypt::HashParts>().map_err(|_| bad())?;
+            // A cost bcrypt cannot run would refuse every login at request time instead of at load.
+            if !(4..=31).contains(&parts.get_cost()) {
+                return Err(bad());
+            }
             self.hashed.push((user.to_string(), Hashed::Bcrypt(secret.to_string())));
         } else if secret.starts_with("$apr1$")
             || secret.starts_with("$1$")
@@ -165,6 +173,16 @@ mod tests {
             (vec![STANDARD.encode("nocolon")], "no `:`"),
             (vec!["u:{SHA}zzz".to_string()], "{SHA}"),
             (vec!["u:$2y$10$short".to_string()], "bcrypt"),
+            (
+                vec![format!(
+                    "u:{}",
+                    bcrypt::hash_with_salt("p", 4, [1u8; 16])
+                        .unwrap()
+                        .format_for_version(bcrypt::Version::TwoY)
+                        .replacen("$04$", "$99$", 1)
+                )],
+                "cost 04-31",
+            ),
             (vec!["u:$apr1$abc$def".to_string()], "unsupported hash"),
         ];
         for (entries, want) in cases {
