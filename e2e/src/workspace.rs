@@ -41,3 +41,17 @@ pub fn envoy_binary() -> Result<PathBuf> {
 pub fn resolve_from_dist(plugin: &wasmgate::istio::WasmPlugin) -> Result<PathBuf> {
     plugin_wasm(plugin.image_name())
 }
+
+/// The project's Python (`make setup` makes `.venv` with the real clients: tritonclient, grpcio-reflection, ...).
+pub fn python() -> Result<PathBuf> {
+    let python = root().join(".venv/bin/python");
+    if !python.is_file() {
+        bail!("{} is missing: run `make setup`", python.display());
+    }
+    Ok(python)
+}
+
+/// The weights committed with the model server.
+pub fn committed_model() -> PathBuf {
+    root().join("inference/model/catnet.safetensors")
+}

@@ -1,0 +1,72 @@
+//! The real model server (`wasmgate-inference`) with the committed weights, in-process on a loopback port.
+
+use crate::workspace;
+use anyhow::{Context, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use wasmgate_inference::model::{DEFAULT_SIZES, Network, weights};
+use wasmgate_inference::server::{self, ServerOptions};
+use wasmgate_inference::service::{ModelService, Stats};
+
+pub struct ModelServer {
+    pub addr: SocketAddr,
+    pub stats: Arc<Stats>,
+    pub network: Arc<Network<f32>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<()>>>,
+}
+
+impl ModelServer {
+    pub async fn start() -> Result<Self> {
+        Self::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Result<Self> {
+        let path = workspace::committed_model();
+        let network =
+            weights::load(&path, Some(&DEFAULT_SIZES)).with_context(|| format!("loading {}", path.display()))?.network;
+        let service = ModelService::new(network.clone()).map_err(anyhow::Error::msg)?;
+        let stats = service.stats();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server::serve(listener, service, &options, async {
+                let _ = stop.await;
+            })
+            .await
+        });
+        Ok(Self { addr, stats, network: Arc::new(network), shutdown: Some(shutdown), task: Some(task) })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Asks the server to stop without waiting: it refuses new connections and finishes calls in flight.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    /// Stops gracefully and waits until the server has finished.
+    pub async fn stop(mut self) -> Result<()> {
+        self.begin_shutdown();
+        match self.task.take() {
+            Some(task) => task.await.context("server task")?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ModelServer {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,17 @@
+//! Generates the Open Inference Protocol v2 types and service, plus the descriptor set server reflection serves.
+
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    // prost-build finds protoc through PROTOC; the vendored one means no system package is needed.
+    // SAFETY: nothing else runs in this single-threaded build script yet.
+    unsafe { std::env::set_var("PROTOC", protoc) };
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_prost_build::configure()
+        // Tensor payloads reach 100 MB: `Bytes` fields slice the receive buffer instead of copying it.
+        .bytes(".")
+        .file_descriptor_set_path(out_dir.join("inference_descriptor.bin"))
+        .compile_protos(&["proto/grpc_predict_v2.proto"], &["proto"])?;
+    Ok(())
+}

@@ -1,0 +1,149 @@
+//! A client for the model server: reads images (PNG, JPEG, or `.npy` batches), sends them as one UINT8 batch and
+//! returns each image's probability of being a cat.
+
+use crate::model::{IMAGE_SHAPE, IMAGE_VALUES};
+use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use crate::proto::model_infer_request::InferInputTensor;
+use crate::proto::{ModelInferRequest, ModelInferResponse};
+use crate::service::MODEL_NAME;
+use crate::tensor::{INPUT, PROBABILITIES};
+use anyhow::{Context, Result, bail};
+use base64::Engine;
+use bytes::Bytes;
+use image::imageops::FilterType;
+use ndarray::{Array, IxDyn};
+use std::path::Path;
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Channel, Endpoint};
+
+/// Images ready to send: `pixels` holds `names.len()` images of 64×64×3 bytes, row-major.
+#[derive(Debug, Default)]
+pub struct Images {
+    pub names: Vec<String>,
+    pub pixels: Vec<u8>,
+}
+
+impl Images {
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Adds a PNG or JPEG (resized to 64×64) or an `.npy` of uint8 `[64,64,3]` or `[N,64,64,3]`.
+    pub fn add_file(&mut self, path: &Path) -> Result<()> {
+        let name = path.display().to_string();
+        if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy")) {
+            let array: Array<u8, IxDyn> = ndarray_npy::read_npy(path)
+                .with_context(|| format!("reading {name}: expected a uint8 .npy of shape [64,64,3] or [N,64,64,3]"))?;
+            let shape = array.shape().to_vec();
+            let count = match shape.as_slice() {
+                [h, w, c] if [*h, *w, *c] == IMAGE_SHAPE => 1,
+                [n, h, w, c] if [*h, *w, *c] == IMAGE_SHAPE => *n,
+                _ => bail!("{name} has shape {shape:?}; expected [64,64,3] or [N,64,64,3]"),
+            };
+            self.pixels.extend(array.iter().copied());
+            self.names.extend((0..count).map(|i| if count == 1 { name.clone() } else { format!("{name}[{i}]") }));
+            return Ok(());
+        }
+        let image = image::open(path).with_context(|| format!("reading {name} (PNG or JPEG)"))?;
+        let resized = image.resize_exact(IMAGE_SHAPE[1] as u32, IMAGE_SHAPE[0] as u32, FilterType::Triangle);
+        self.pixels.extend_from_slice(resized.to_rgb8().as_raw());
+        self.names.push(name);
+        Ok(())
+    }
+
+    /// The request for this batch, as raw UINT8 contents.
+    pub fn request(&self) -> ModelInferRequest {
+        let count = i64::try_from(self.len()).unwrap_or(i64::MAX);
+        ModelInferRequest {
+            model_name: MODEL_NAME.to_owned(),
+            inputs: vec![InferInputTensor {
+                name: INPUT.to_owned(),
+                datatype: "UINT8".to_owned(),
+                shape: vec![count, IMAGE_SHAPE[0] as i64, IMAGE_SHAPE[1] as i64, IMAGE_SHAPE[2] as i64],
+                ..Default::default()
+            }],
+            raw_input_contents: vec![Bytes::copy_from_slice(&self.pixels)],
+            ..Default::default()
+        }
+    }
+}
+
+/// How to reach the server.
+#[derive(Debug, Default, Clone)]
+pub struct Target {
+    /// `http://host:port`.
+    pub address: String,
+    /// `:authority` to send instead of the address (a gateway routes on it).
+    pub authority: Option<String>,
+    /// Basic credentials for a gateway that asks for them.
+    pub basic_auth: Option<(String, String)>,
+}
+
+impl Target {
+    pub async fn connect(&self) -> Result<Client> {
+        let mut endpoint = Endpoint::from_shared(self.address.clone())
+            .with_context(|| format!("`{}` is not an address like http://127.0.0.1:8500", self.address))?;
+        if let Some(authority) = &self.authority {
+            endpoint = endpoint.origin(format!("http://{authority}").parse().context("bad --authority")?);
+        }
+        let channel = endpoint.connect().await.with_context(|| format!("connecting to {}", self.address))?;
+        let authorization = self
+            .basic_auth
+            .as_ref()
+            .map(|(user, password)| {
+                let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+                MetadataValue::try_from(format!("Basic {token}")).context("credentials do not fit in a header")
+            })
+            .transpose()?;
+        let grpc = GrpcInferenceServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        Ok(Client { grpc, authorization })
+    }
+}
+
+pub struct Client {
+    grpc: GrpcInferenceServiceClient<Channel>,
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Client {
+    pub async fn infer(&mut self, request: ModelInferRequest) -> Result<ModelInferResponse, tonic::Status> {
+        let mut request = tonic::Request::new(request);
+        if let Some(value) = &self.authorization {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        self.grpc.model_infer(request).await.map(tonic::Response::into_inner)
+    }
+
+    /// Each image's probability of being a cat.
+    pub async fn classify(&mut self, images: &Images) -> Result<Vec<f32>> {
+        let response =
+            self.infer(images.request()).await.map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?;
+        probabilities(&response)
+    }
+}
+
+/// The `probabilities` output of a response, raw or typed.
+pub fn probabilities(response: &ModelInferResponse) -> Result<Vec<f32>> {
+    let index = response
+        .outputs
+        .iter()
+        .position(|o| o.name == PROBABILITIES)
+        .context("the response has no `probabilities` output")?;
+    if let Some(raw) = response.raw_output_contents.get(index) {
+        return Ok(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect());
+    }
+    let typed = response.outputs[index].contents.as_ref().map(|c| c.fp32_contents.clone()).unwrap_or_default();
+    Ok(typed)
+}
+
+/// A deterministic batch of `count` images (for demos and benchmarks where the data set is absent).
+pub fn generated(count: usize) -> Images {
+    let pixels = (0..count * IMAGE_VALUES).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    Images { names: (0..count).map(|i| format!("generated[{i}]")).collect(), pixels }
+}

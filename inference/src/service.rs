@@ -1,0 +1,200 @@
+//! `inference.GRPCInferenceService` for the cat / non-cat model.
+
+use crate::model::{DEFAULT_SIZES, IMAGE_SHAPE, Network};
+use crate::proto::grpc_inference_service_server::GrpcInferenceService;
+use crate::proto::model_metadata_response::TensorMetadata;
+use crate::proto::*;
+use crate::tensor::{self, INPUT, LABELS, PROBABILITIES};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+use tonic::{Request, Response, Status};
+
+pub const MODEL_NAME: &str = "catnet";
+pub const MODEL_VERSION: &str = "1";
+pub const SERVER_NAME: &str = "wasmgate-inference";
+
+/// What the server has done since it started; read by tests and logged at shutdown.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// ModelInfer calls received in full and not yet answered.
+    pub in_flight: AtomicU64,
+    pub infer_ok: AtomicU64,
+    pub infer_invalid: AtomicU64,
+    pub infer_not_found: AtomicU64,
+    pub images: AtomicU64,
+    pub raw_input_bytes: AtomicU64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+            infer_ok: self.infer_ok.load(Ordering::Relaxed),
+            infer_invalid: self.infer_invalid.load(Ordering::Relaxed),
+            infer_not_found: self.infer_not_found.load(Ordering::Relaxed),
+            images: self.images.load(Ordering::Relaxed),
+            raw_input_bytes: self.raw_input_bytes.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub in_flight: u64,
+    pub infer_ok: u64,
+    pub infer_invalid: u64,
+    pub infer_not_found: u64,
+    pub images: u64,
+    pub raw_input_bytes: u64,
+}
+
+#[derive(Clone)]
+pub struct ModelService {
+    network: Arc<Network<f32>>,
+    stats: Arc<Stats>,
+}
+
+impl ModelService {
+    /// Serves `network`, which must take 64×64×3 images; other shapes are refused here, not at the first request.
+    pub fn new(network: Network<f32>) -> Result<Self, String> {
+        if network.input_size() != DEFAULT_SIZES[0] {
+            return Err(format!(
+                "the model takes {} inputs, but this server feeds it 64x64x3 images ({})",
+                network.input_size(),
+                DEFAULT_SIZES[0]
+            ));
+        }
+        Ok(Self { network: Arc::new(network), stats: Arc::default() })
+    }
+
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    fn check_model(&self, name: &str, version: &str) -> Result<(), Status> {
+        if name != MODEL_NAME {
+            self.stats.infer_not_found.fetch_add(1, Ordering::Relaxed);
+            return Err(Status::not_found(format!("unknown model `{name}`; this server serves `{MODEL_NAME}`")));
+        }
+        if !version.is_empty() && version != MODEL_VERSION {
+            self.stats.infer_not_found.fetch_add(1, Ordering::Relaxed);
+            return Err(Status::not_found(format!(
+                "model `{MODEL_NAME}` has no version `{version}` (only `{MODEL_VERSION}`)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Counts a call as in flight until it is answered, however it ends.
+struct InFlight<'a>(&'a Stats);
+
+impl<'a> InFlight<'a> {
+    fn enter(stats: &'a Stats) -> Self {
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(stats)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn tensor_metadata(name: &str, datatype: &str, shape: &[i64]) -> TensorMetadata {
+    TensorMetadata { name: name.to_owned(), datatype: datatype.to_owned(), shape: shape.to_vec() }
+}
+
+#[tonic::async_trait]
+impl GrpcInferenceService for ModelService {
+    async fn server_live(&self, _: Request<ServerLiveRequest>) -> Result<Response<ServerLiveResponse>, Status> {
+        Ok(Response::new(ServerLiveResponse { live: true }))
+    }
+
+    async fn server_ready(&self, _: Request<ServerReadyRequest>) -> Result<Response<ServerReadyResponse>, Status> {
+        Ok(Response::new(ServerReadyResponse { ready: true }))
+    }
+
+    async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
+        let request = request.into_inner();
+        let ready = request.name == MODEL_NAME && (request.version.is_empty() || request.version == MODEL_VERSION);
+        Ok(Response::new(ModelReadyResponse { ready }))
+    }
+
+    async fn server_metadata(
+        &self,
+        _: Request<ServerMetadataRequest>,
+    ) -> Result<Response<ServerMetadataResponse>, Status> {
+        Ok(Response::new(ServerMetadataResponse {
+            name: SERVER_NAME.to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            extensions: Vec::new(),
+        }))
+    }
+
+    async fn model_metadata(
+        &self,
+        request: Request<ModelMetadataRequest>,
+    ) -> Result<Response<ModelMetadataResponse>, Status> {
+        let request = request.into_inner();
+        self.check_model(&request.name, &request.version)?;
+        let image = [-1, IMAGE_SHAPE[0] as i64, IMAGE_SHAPE[1] as i64, IMAGE_SHAPE[2] as i64];
+        Ok(Response::new(ModelMetadataResponse {
+            name: MODEL_NAME.to_owned(),
+            versions: vec![MODEL_VERSION.to_owned()],
+            platform: "wasmgate_ndarray".to_owned(),
+            // UINT8 is the advertised form; FP32 pixels scaled to [0, 1] are accepted as well.
+            inputs: vec![tensor_metadata(INPUT, "UINT8", &image)],
+            outputs: vec![tensor_metadata(PROBABILITIES, "FP32", &[-1, 1]), tensor_metadata(LABELS, "BYTES", &[-1, 1])],
+        }))
+    }
+
+    async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
+        let started = Instant::now();
+        let _in_flight = InFlight::enter(&self.stats);
+        let request = request.into_inner();
+        self.check_model(&request.model_name, &request.model_version)?;
+        let raw_bytes: usize = request.raw_input_contents.iter().map(bytes::Bytes::len).sum();
+        let network = Arc::clone(&self.network);
+        let stats = &self.stats;
+        // Decoding and the forward pass are CPU work: keep them off the async workers.
+        let (request_id, result) = tokio::task::spawn_blocking(move || {
+            let batch = tensor::decode(&request);
+            let ModelInferRequest { id, .. } = request; // frees the received tensor before the forward pass
+            let answer =
+                batch.map(|batch| (network.predict(batch.pixels.view()).to_vec(), batch.outputs, batch.raw_output));
+            (id, answer)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("inference task failed: {e}")))?;
+        let (probabilities, outputs, raw) = match result {
+            Ok(answer) => answer,
+            Err(e) => {
+                stats.infer_invalid.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(request_id, error = %e, "refused ModelInfer");
+                return Err(Status::invalid_argument(e.to_string()));
+            }
+        };
+        stats.infer_ok.fetch_add(1, Ordering::Relaxed);
+        stats.images.fetch_add(probabilities.len() as u64, Ordering::Relaxed);
+        stats.raw_input_bytes.fetch_add(raw_bytes as u64, Ordering::Relaxed);
+        tracing::info!(
+            request_id,
+            images = probabilities.len(),
+            raw_bytes,
+            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+            "ModelInfer"
+        );
+        let (tensors, raw_output_contents) = tensor::encode(&probabilities, &outputs, raw);
+        Ok(Response::new(ModelInferResponse {
+            model_name: MODEL_NAME.to_owned(),
+            model_version: MODEL_VERSION.to_owned(),
+            id: request_id,
+            parameters: Default::default(),
+            outputs: tensors,
+            raw_output_contents,
+        }))
+    }
+}
