@@ -3,6 +3,7 @@
 // The BLAS backend ndarray's matrix products link against.
 extern crate blas_src;
 
+pub mod blas;
 pub mod client;
 pub mod data;
 pub mod model;

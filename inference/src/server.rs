@@ -5,7 +5,7 @@ use crate::proto::{self, grpc_inference_service_server::GrpcInferenceServiceServ
 use crate::service::ModelService;
 use std::future::Future;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 /// 128 MiB: room for a 100 MB batch, while tonic, which reserves a message's announced length up front, stays
 /// bounded.
@@ -21,13 +21,15 @@ impl Default for ServerOptions {
     }
 }
 
-/// Serves until `shutdown` completes, then stops accepting and lets in-flight calls finish.
+/// Serves until `shutdown` completes, then stops accepting and lets in-flight calls finish. Sets OpenBLAS to one
+/// thread per call for the whole process (see [`crate::blas`]).
 pub async fn serve(
     listener: TcpListener,
     service: ModelService,
     options: &ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    crate::blas::single_threaded_unless_configured();
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<GrpcInferenceServiceServer<ModelService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -46,9 +48,15 @@ pub async fn serve(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(inference)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// Accepted connections with Nagle's algorithm off: a small answer must not wait for the client's delayed ACK
+/// (measured: every batch-64 call took ~44 ms with it on), and keepalive probes to notice dead peers.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true)).with_keepalive(Some(std::time::Duration::from_secs(60)))
 }
 
 /// Resolves on SIGTERM (what Kubernetes sends) or Ctrl-C.

@@ -17,6 +17,7 @@ pub struct TrainOptions {
     pub seed: u32,
     pub output: Option<PathBuf>,
     pub plot: Option<PathBuf>,
+    /// A progress bar and the cost every 100 iterations.
     pub progress: bool,
 }
 
@@ -47,7 +48,7 @@ pub fn run(options: &TrainOptions) -> Result<TrainReport> {
             bar.set_position(iteration as u64);
             bar.set_message(format!("cost {cost:.6}"));
         }
-        if iteration % 100 == 0 {
+        if options.progress && iteration % 100 == 0 {
             bar.suspend(|| println!("cost after iteration {iteration}: {cost:.6}"));
         }
     });

@@ -1,4 +1,4 @@
-//! `make bench [-- basic-auth|host-router|payload]`: request rate, latency and Envoy CPU per request through a
+//! `make bench [-- basic-auth|host-router|payload|inference]`: request rate, latency and Envoy CPU per request through a
 //! real Envoy for each plugin against passthrough (and Envoy's native equivalent where there is one), and one
 //! 100 MB gRPC message with and without grpc-limits. Variants run in interleaved rounds and are reported as
 //! medians with ratios, since this machine is noisy.
@@ -11,7 +11,7 @@ use serde_json::json;
 use sha1::{Digest, Sha1};
 use std::fmt::Write as _;
 use std::time::Instant;
-use wasmgate_e2e::bench::{LoadResult, median, proc_status_bytes, reset_peak_rss, wrk};
+use wasmgate_e2e::bench::{LoadResult, env_or, median, proc_status_bytes, reset_peak_rss, wrk};
 use wasmgate_e2e::grpc;
 use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::{Gateway, RawRequest, Upstream, workspace};
@@ -62,15 +62,14 @@ async fn main() -> Result<()> {
     if which == "all" || which == "payload" {
         report.push_str(&payload().await?);
     }
+    if which == "all" || which == "inference" {
+        report.push_str(&wasmgate_e2e::bench::inference::run().await?);
+    }
     let dir = workspace::root().join("bench-report");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("report.md"), &report)?;
     println!("\nwritten to bench-report/report.md");
     Ok(())
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 /// Load through each variant's gateway in interleaved rounds. `check` runs once per fresh Envoy before the load,
