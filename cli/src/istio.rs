@@ -268,13 +268,19 @@ pub fn load_wasm_plugins(dir: &Path) -> Result<Vec<WasmPlugin>> {
     let mut plugins = Vec::new();
     for file in files {
         let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
-        for doc in serde_yaml_ng::Deserializer::from_str(&text) {
-            let value = Value::deserialize(doc).with_context(|| format!("parsing {}", file.display()))?;
-            if value.get("kind").and_then(Value::as_str) == Some("WasmPlugin") {
-                let plugin =
-                    serde_json::from_value(value).with_context(|| format!("WasmPlugin in {}", file.display()))?;
-                plugins.push(plugin);
-            }
+        plugins.extend(parse_wasm_plugins(&text).with_context(|| format!("in {}", file.display()))?);
+    }
+    Ok(plugins)
+}
+
+/// Every `WasmPlugin` in a YAML stream (e.g. a rendered kustomize overlay), in order.
+pub fn parse_wasm_plugins(yaml: &str) -> Result<Vec<WasmPlugin>> {
+    let mut plugins = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
+        let value = Value::deserialize(doc).context("parsing YAML")?;
+        if value.get("kind").and_then(Value::as_str) == Some("WasmPlugin") {
+            let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_owned();
+            plugins.push(serde_json::from_value(value).with_context(|| format!("WasmPlugin {name}"))?);
         }
     }
     Ok(plugins)

@@ -5,3 +5,4 @@ pub mod check;
 pub mod istio;
 pub mod oci;
 pub mod pin;
+pub mod virtual_service;

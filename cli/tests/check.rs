@@ -27,7 +27,7 @@ fn a_broken_plugin_config_fails_with_the_field() {
         (credentials, "credentials: []", "basic_auth_rules[0].credentials"),
         ("$2y$10$", "$2y$99$", "bad bcrypt hash"),
         ("request_methods:", "request_method:", "unknown field `request_method`"),
-        ("hosts: [ml.example.com]", "hosts: [\"ml.example.com:443\"]", "leave the port out"),
+        ("hosts: [ml.example.com, canary.ml.example.com]", "hosts: [\"ml.example.com:443\"]", "leave the port out"),
         (
             "oci://registry.example.com/wasmgate/basic-auth",
             "oci://registry.example.com/wasmgate/nope",

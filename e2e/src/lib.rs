@@ -8,6 +8,7 @@ pub mod grpc;
 pub mod http1;
 pub mod model_server;
 pub mod registry;
+pub mod stack;
 pub mod upstream;
 pub mod workspace;
 

@@ -158,7 +158,12 @@ async fn routing_runs_after_auth_and_limits() -> Result<()> {
     let health = s.get(HOST, "/healthz").await;
     assert_eq!((health.status, health.text().as_str()), (200, "ok"));
     // ... and grpc-limits (AUTHZ) refuses an oversized request before it is routed.
-    let big = RawRequest::new("POST", "/upload").host(CANARY).body(vec![0u8; 5 << 20]).send(s.envoy.listener).await?;
+    let big = RawRequest::new("POST", "/upload")
+        .host(CANARY)
+        .basic_auth("username", "password")
+        .body(vec![0u8; 5 << 20])
+        .send(s.envoy.listener)
+        .await?;
     assert_eq!(big.status, 413);
     assert_eq!(s.counter("canary-host").await, 0);
     assert_eq!(s.canary.count() + s.stable.count(), 0);

@@ -1,65 +1,171 @@
-//! `make demo`: Envoy with every plugin of our WasmPlugin CRs (basic-auth, grpc-limits, host-router) in front
-//! of an upstream on loopback, and a short scripted session through it. `--keep-running` leaves the gateway up
-//! until Ctrl-C.
+//! `make demo`: the whole gateway on loopback — a local registry with the plugin images, two model servers with
+//! the committed weights, and Envoy configured from the kind overlay's CRs (three plugins pulled by digest) — and
+//! a short scripted session through it. `--keep-running` leaves it up and prints how to call it. Ctrl-C (or
+//! SIGTERM) at any point stops every process it started.
 
 use anyhow::Result;
-use wasmgate_e2e::istio::load_wasm_plugins;
-use wasmgate_e2e::{Gateway, RawRequest, Upstream, workspace};
-
-const HOST: &str = "ml.example.com";
+use base64::Engine;
+use std::time::Instant;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER};
+use wasmgate_inference::client::{self, Images, Target};
+use wasmgate_inference::data;
+use wasmgate_inference::model::{IMAGE_VALUES, LABELS, label};
+use wasmgate_inference::server::termination;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let keep_running = std::env::args().any(|a| a == "--keep-running");
-    let plugins = load_wasm_plugins(&workspace::manifests_dir())?;
-    println!("WasmPlugins from manifests/: {}", names(&plugins));
-    let upstream = Upstream::start("models").await?;
-    let envoy = Gateway::new().plugins(plugins).upstream("models", upstream.addr).start().await?;
-    println!("Envoy (V8) listening on {}, admin on {}, upstream on {}\n", envoy.listener, envoy.admin, upstream.addr);
-
-    let steps = [
-        ("no credentials", RawRequest::get("/v1/models").host(HOST)),
-        ("wrong password", RawRequest::get("/v1/models").host(HOST).basic_auth("username", "guess")),
-        ("right credentials", RawRequest::get("/v1/models").host(HOST).basic_auth("username", "password")),
-        ("another host (no rule)", RawRequest::get("/").host("status.example.com")),
-        (
-            "5 MB upload (4 MiB limit)",
-            RawRequest::new("POST", "/upload").host(HOST).basic_auth("username", "password").body(vec![0u8; 5 << 20]),
-        ),
-        ("health, direct response", RawRequest::get("/healthz").host(HOST).basic_auth("username", "password")),
-        ("canary host", RawRequest::get("/v1/models").host("canary.ml.example.com")),
-    ];
-    for (what, request) in steps {
-        let response = request.send(envoy.listener).await?;
-        let detail =
-            response.header("www-authenticate").map(|c| format!("  www-authenticate: {c}")).unwrap_or_default();
-        println!("{what:<26} -> {} {}{detail}", response.status, summary(&response.text()));
+    println!("starting: registry, plugin images, two model servers, Envoy from manifests/overlays/kind ...");
+    let stack = tokio::select! {
+        stack = FullStack::start() => stack?,
+        () = termination() => return stopped(),
+    };
+    describe(&stack);
+    tokio::select! {
+        result = session(&stack) => result?,
+        () = termination() => {
+            println!("\ninterrupted");
+            drop(stack);
+            return stopped();
+        }
     }
-    println!("\nrequests that reached the upstream: {}", upstream.count());
-    let stats = envoy.stats().await?;
-    println!("plugin counters (non-zero):");
-    for (name, value) in stats.iter().filter(|(k, v)| k.starts_with("wasmcustom.wasmgate.") && **v > 0) {
-        println!("  {name} = {value}");
-    }
-
     if keep_running {
-        println!(
-            "\nGateway running. Try:\n  curl -u username:password -H 'host: {HOST}' http://{}/v1/models",
-            envoy.listener
-        );
-        println!("Ctrl-C stops Envoy and the upstream.");
-        tokio::signal::ctrl_c().await?;
+        how_to_call(&stack);
+        termination().await;
     }
-    drop(envoy);
-    println!("stopped");
+    drop(stack);
+    stopped()
+}
+
+fn stopped() -> Result<()> {
+    println!("stopped: Envoy, the registry and the model servers are shut down");
     Ok(())
 }
 
-fn names(plugins: &[wasmgate_e2e::WasmPlugin]) -> String {
-    plugins.iter().map(|p| p.filter_name()).collect::<Vec<_>>().join(", ")
+fn describe(stack: &FullStack) {
+    println!(
+        "registry      {} (plugin images pushed, pinned by digest, pulled back as istio-agent does)",
+        stack.registry.host()
+    );
+    for plugin in &stack.plugins {
+        let digest = plugin.spec.sha256.as_deref().unwrap_or("-");
+        println!("  {:<22} {}  sha256 {}…", plugin.filter_name(), plugin.spec.url, &digest[..digest.len().min(12)]);
+    }
+    println!("model servers stable {}  canary {}", stack.stable.addr, stack.canary.addr);
+    println!("Envoy (V8)    {}  admin http://{}\n", stack.envoy.listener, stack.envoy.admin);
 }
 
-fn summary(body: &str) -> String {
-    let line = body.lines().next().unwrap_or_default();
-    if line.len() > 80 { format!("{}...", &line[..80]) } else { line.to_string() }
+fn target(stack: &FullStack, host: &str, credentials: Option<(&str, &str)>) -> Target {
+    Target {
+        address: format!("http://{}", stack.envoy.listener),
+        authority: Some(host.to_owned()),
+        basic_auth: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
+    }
+}
+
+fn step(what: &str, outcome: impl std::fmt::Display) {
+    println!("{what:<44} -> {outcome}");
+}
+
+fn status(result: Result<impl Sized, tonic::Status>) -> String {
+    match result {
+        Ok(_) => "OK".to_owned(),
+        Err(s) => format!("{:?}: {}", s.code(), s.message()),
+    }
+}
+
+/// A few test images with their true labels, or a generated batch when the data set is absent.
+fn sample_images() -> Result<(Images, Option<Vec<u8>>)> {
+    let dir = data::default_dir();
+    if !data::available(&dir) {
+        println!("(no catvnoncat data at {}: classifying a generated batch)", dir.display());
+        return Ok((client::generated(8), None));
+    }
+    let test = data::load_split(&dir, "test")?;
+    // Cats and non-cats, two of them misclassified: the model is right on 80 % of the test set.
+    let picks = [0usize, 1, 2, 5, 11, 14, 16, 21];
+    let mut images = Images::default();
+    for &i in &picks {
+        images.names.push(format!("test image {i}"));
+        images.pixels.extend(test.images.row(i).iter());
+    }
+    Ok((images, Some(picks.iter().map(|&i| test.labels[i]).collect())))
+}
+
+async fn session(stack: &FullStack) -> Result<()> {
+    let (images, truth) = sample_images()?;
+
+    let mut anonymous = target(stack, HOST, None).connect().await?;
+    step("ModelInfer without credentials", status(anonymous.infer(images.request()).await));
+    let mut guessing = target(stack, HOST, Some((USER, "guess"))).connect().await?;
+    step("ModelInfer with a wrong password", status(guessing.infer(images.request()).await));
+
+    let mut client = target(stack, HOST, Some((USER, PASSWORD))).connect().await?;
+    let probabilities = client.classify(&images).await?;
+    step(&format!("classify {} images as {USER}", images.len()), "OK");
+    for (i, (name, p)) in images.names.iter().zip(&probabilities).enumerate() {
+        let actual =
+            truth.as_ref().map(|t| format!("  (truly {})", LABELS[usize::from(t[i] == 1)])).unwrap_or_default();
+        println!("    {name:<16} {:<8} p(cat) = {p:.3}{actual}", label(*p));
+    }
+
+    let count = 100_000_000usize.div_ceil(IMAGE_VALUES * 4);
+    let started = Instant::now();
+    let outcome = status(client.infer(fp32_batch(count)?).await);
+    step(
+        &format!("100 MB ModelInfer ({count} FP32 images)"),
+        format!("{outcome} in {:.2} s", started.elapsed().as_secs_f64()),
+    );
+
+    let before = stack.stable.stats.snapshot().infer_ok;
+    let too_big = (130 << 20) / (IMAGE_VALUES * 4) + 1;
+    let outcome = status(client.infer(fp32_batch(too_big)?).await);
+    let reached = stack.stable.stats.snapshot().infer_ok - before;
+    step("130 MiB ModelInfer", format!("{outcome} (calls that reached the model: {reached})"));
+
+    let mut canary = target(stack, CANARY_HOST, Some((USER, PASSWORD))).connect().await?;
+    let outcome = status(canary.infer(images.request()).await);
+    let served = stack.canary.stats.snapshot().infer_ok;
+    step(&format!("ModelInfer to {CANARY_HOST}"), format!("{outcome}, answered by the canary server ({served} call)"));
+
+    let channel = wasmgate_e2e::grpc::channel(stack.envoy.listener, HOST).await?;
+    let health = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await;
+    let outcome = match health {
+        Ok(r) => format!("{:?}", r.into_inner().status()),
+        Err(s) => format!("{:?}", s.code()),
+    };
+    step("gRPC health check without credentials", outcome);
+
+    println!("\nplugin counters on Envoy's /stats (non-zero):");
+    for (name, value) in
+        stack.envoy.stats().await?.iter().filter(|(k, v)| k.starts_with("wasmcustom.wasmgate.") && **v > 0)
+    {
+        println!("  {name} = {value}");
+    }
+    Ok(())
+}
+
+fn fp32_batch(count: usize) -> Result<wasmgate_inference::proto::ModelInferRequest> {
+    let mut request = client::generated(1).request();
+    request.inputs[0].datatype = "FP32".into();
+    request.inputs[0].shape[0] = i64::try_from(count)?;
+    request.raw_input_contents = vec![vec![0u8; count * IMAGE_VALUES * 4].into()];
+    Ok(request)
+}
+
+fn how_to_call(stack: &FullStack) {
+    let gateway = stack.envoy.listener;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    println!(
+        "\nThe gateway stays up at {gateway} (host {HOST}). Try:\n\
+         \n  WASMGATE_PASSWORD={PASSWORD} cargo run -q --release -p wasmgate-inference -- classify \\\n    \
+         --address http://{gateway} --authority {HOST} --user {USER} some-cat.jpg\n\
+         \n  .venv/bin/python -c 'import numpy as np, tritonclient.grpc as g\n\
+         c = g.InferenceServerClient(\"{gateway}\", channel_args=[(\"grpc.default_authority\", \"{HOST}\")])\n\
+         x = g.InferInput(\"images\", [1, 64, 64, 3], \"UINT8\"); x.set_data_from_numpy(np.zeros((1, 64, 64, 3), np.uint8))\n\
+         print(c.infer(\"catnet\", [x], headers={{\"authorization\": \"Basic {token}\"}}).as_numpy(\"probabilities\"))'\n\
+         \n  Envoy admin: curl http://{}/stats | grep wasmgate\n\nCtrl-C stops everything.",
+        stack.envoy.admin
+    );
 }

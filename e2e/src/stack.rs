@@ -1,0 +1,76 @@
+//! The whole gateway on loopback, as `make demo` and the full-stack tests run it: the kind overlay rendered by
+//! `kubectl kustomize`, its `WasmPlugin`s pushed to a real registry, pinned and pulled back by digest, and Envoy
+//! configured from those CRs and the overlay's `VirtualService` in front of two model servers (the `stable` and
+//! `canary` subsets).
+
+use crate::envoy::{Envoy, Gateway};
+use crate::model_server::ModelServer;
+use crate::registry::{Registry, publish_and_fetch};
+use crate::workspace;
+use anyhow::{Context, Result, bail};
+use std::process::Command;
+use wasmgate::istio::{WasmPlugin, parse_wasm_plugins};
+use wasmgate::virtual_service;
+
+pub const HOST: &str = "ml.example.com";
+pub const CANARY_HOST: &str = "canary.ml.example.com";
+/// The credentials whose bcrypt hash the committed basic-auth CR holds.
+pub const USER: &str = "username";
+pub const PASSWORD: &str = "password";
+
+pub struct FullStack {
+    pub envoy: Envoy,
+    pub stable: ModelServer,
+    pub canary: ModelServer,
+    /// The CRs as Envoy got them: pinned to the images pushed to `registry`.
+    pub plugins: Vec<WasmPlugin>,
+    pub registry: Registry,
+}
+
+/// `kubectl kustomize manifests/overlays/<name>`.
+pub fn render_overlay(name: &str) -> Result<String> {
+    let dir = workspace::manifests_dir().join("overlays").join(name);
+    let output = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .context("running kubectl kustomize (make setup installs kubectl)")?;
+    if !output.status.success() {
+        bail!("kubectl kustomize {}: {}", dir.display(), String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+impl FullStack {
+    pub async fn start() -> Result<Self> {
+        let rendered = render_overlay("kind")?;
+        let plugins = parse_wasm_plugins(&rendered)?;
+        let services = virtual_service::parse_all(&rendered)?;
+        let service = services.iter().find(|s| s.spec.hosts.iter().any(|h| h == HOST)).context("no VirtualService")?;
+        // Each destination subset is a model server of its own; the cluster is named after the subset.
+        let routes = service.envoy_routes(|d| match d.subset.as_deref() {
+            Some(subset @ ("stable" | "canary")) => Ok(subset.to_owned()),
+            other => bail!("no model server for subset {other:?} of {}", d.host),
+        })?;
+
+        let registry = Registry::start(None)?;
+        let (plugins, fetched) = publish_and_fetch(&registry, plugins).await?;
+        let stable = ModelServer::start().await?;
+        let canary = ModelServer::start().await?;
+        let mut gateway = Gateway::new()
+            .plugins(plugins.clone())
+            .fetched(fetched)
+            .upstream("stable", stable.addr)
+            .upstream("canary", canary.addr);
+        for route in routes {
+            gateway = gateway.route(route);
+        }
+        let envoy = gateway.start().await?;
+        Ok(Self { envoy, stable, canary, plugins, registry })
+    }
+
+    /// A plugin counter from Envoy's `/stats`, e.g. `basic_auth.allowed`.
+    pub async fn counter(&self, name: &str) -> Result<u64> {
+        self.envoy.counter(&format!("wasmcustom.wasmgate.{name}")).await
+    }
+}

@@ -1,0 +1,147 @@
+//! The whole gateway from the kind overlay's CRs (three plugins pulled from a real registry by digest, routes from
+//! the VirtualService) in front of two real model servers, driven by real clients.
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::process::Command;
+use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER};
+use wasmgate_e2e::workspace;
+use wasmgate_inference::client::{self, Target};
+use wasmgate_inference::data;
+use wasmgate_inference::model::IMAGE_VALUES;
+
+fn target(stack: &FullStack, host: &str, credentials: Option<(&str, &str)>) -> Target {
+    Target {
+        address: format!("http://{}", stack.envoy.listener),
+        authority: Some(host.to_owned()),
+        basic_auth: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
+    }
+}
+
+/// An FP32 request of `count` images (4 × 12288 bytes each).
+fn fp32_request(count: usize) -> Result<wasmgate_inference::proto::ModelInferRequest> {
+    let mut request = client::generated(1).request();
+    request.inputs[0].datatype = "FP32".into();
+    request.inputs[0].shape[0] = i64::try_from(count)?;
+    request.raw_input_contents = vec![vec![0u8; count * IMAGE_VALUES * 4].into()];
+    Ok(request)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers() -> Result<()> {
+    let stack = FullStack::start().await?;
+    let mut args = vec![
+        stack.envoy.listener.to_string(),
+        "--authority".to_owned(),
+        HOST.to_owned(),
+        "--basic-auth".to_owned(),
+        format!("{USER}:{PASSWORD}"),
+    ];
+    let data_dir = data::default_dir();
+    if data::available(&data_dir) {
+        args.extend(["--data".to_owned(), data_dir.display().to_string()]);
+    }
+    let script = workspace::root().join("e2e/clients/triton_check.py");
+    let python = workspace::python()?;
+    let output = tokio::task::spawn_blocking(move || Command::new(python).arg(script).args(&args).output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let summary: Value = serde_json::from_str(stdout.trim())?;
+    if let Some(accuracy) = summary["accuracy"].as_f64() {
+        assert!((accuracy - 0.80).abs() < 1e-9, "test accuracy through the gateway: {accuracy}");
+    }
+    assert!(summary["big_bytes"].as_u64() >= Some(100_000_000));
+
+    // Everything went to the stable server: UINT8, FP32 and the 100 MB batch classified, one bad shape refused.
+    let stable = stack.stable.stats.snapshot();
+    assert_eq!((stable.infer_ok, stable.infer_invalid, stable.infer_not_found), (3, 1, 1), "{stable:?}");
+    assert_eq!(stack.canary.stats.snapshot().infer_ok, 0);
+    // The script made 11 calls, each with credentials; grpc-limits passed every one of them.
+    assert_eq!(stack.counter("basic_auth.allowed").await?, 11);
+    assert_eq!(stack.counter("basic_auth.denied.invalid").await?, 0);
+    assert_eq!(stack.counter("grpc_limits.accepted").await?, 11);
+    assert!(stack.counter("grpc_limits.request_bytes").await? > 100_000_000);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model() -> Result<()> {
+    let stack = FullStack::start().await?;
+    let images = client::generated(2);
+    for credentials in [Some((USER, "guess")), Some(("admin", PASSWORD)), None] {
+        let mut client = target(&stack, HOST, credentials).connect().await?;
+        let status = client.infer(images.request()).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{credentials:?}: {status}");
+    }
+    let mut client = target(&stack, CANARY_HOST, None).connect().await?;
+    assert_eq!(client.infer(images.request()).await.unwrap_err().code(), Code::Unauthenticated, "canary host too");
+    assert_eq!(stack.counter("basic_auth.denied.invalid").await?, 2);
+    assert_eq!(stack.counter("basic_auth.denied.missing").await?, 2);
+    assert_eq!(stack.stable.stats.snapshot(), Default::default());
+    assert_eq!(stack.canary.stats.snapshot(), Default::default());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it() -> Result<()> {
+    let stack = FullStack::start().await?;
+    let mut client = target(&stack, HOST, Some((USER, PASSWORD))).connect().await?;
+    let too_big = (130 << 20) / (IMAGE_VALUES * 4) + 1;
+    let status = client.infer(fp32_request(too_big)?).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+    assert_eq!(stack.stable.stats.snapshot(), Default::default(), "the model server got nothing");
+    assert_eq!(stack.counter("grpc_limits.refused.message_bytes").await?, 1);
+
+    // The same connection still works for a request within the limits.
+    let probabilities = client.classify(&client::generated(3)).await?;
+    assert_eq!(probabilities.len(), 3);
+    assert_eq!(stack.stable.stats.snapshot().infer_ok, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_canary_host_and_the_canary_header_reach_the_second_server() -> Result<()> {
+    let stack = FullStack::start().await?;
+    let images = client::generated(4);
+    let mut canary = target(&stack, CANARY_HOST, Some((USER, PASSWORD))).connect().await?;
+    let via_canary = canary.classify(&images).await?;
+    let mut stable = target(&stack, HOST, Some((USER, PASSWORD))).connect().await?;
+    let via_stable = stable.classify(&images).await?;
+    assert_eq!(via_canary, via_stable, "the same model answers on both");
+
+    let mut request = tonic::Request::new(images.request());
+    request.metadata_mut().insert("x-model-version", "canary".parse()?);
+    let auth = format!("Basic {}", base64_credentials());
+    request.metadata_mut().insert("authorization", auth.parse()?);
+    let channel = wasmgate_e2e::grpc::channel(stack.envoy.listener, HOST).await?;
+    let mut grpc = wasmgate_inference::proto::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel);
+    grpc.model_infer(request).await.context("canary header")?;
+
+    assert_eq!(stack.canary.stats.snapshot().infer_ok, 2, "canary host + canary header");
+    assert_eq!(stack.stable.stats.snapshot().infer_ok, 1);
+    assert_eq!(stack.counter("host_router.rules.canary-host").await?, 1);
+    assert_eq!(stack.counter("host_router.rules.canary-version").await?, 1);
+    Ok(())
+}
+
+fn base64_credentials() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_health_through_the_gateway_needs_no_credentials() -> Result<()> {
+    let stack = FullStack::start().await?;
+    let channel = wasmgate_e2e::grpc::channel(stack.envoy.listener, HOST).await?;
+    let mut health = HealthClient::new(channel);
+    for service in ["", "inference.GRPCInferenceService"] {
+        let response = health.check(HealthCheckRequest { service: service.into() }).await?.into_inner();
+        assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
+    }
+    assert_eq!(stack.counter("basic_auth.exempt").await?, 2);
+    assert_eq!(stack.counter("basic_auth.denied.missing").await?, 0);
+    Ok(())
+}
