@@ -28,6 +28,9 @@ pub fn check_plugin(plugin: &WasmPlugin) -> Result<String, String> {
         "host-router" => host_router::Config::from_json(&config)
             .map(|c| format!("host-router, {} host(s)", c.host_count()))
             .map_err(|e| e.to_string()),
+        "suite" => suite::Config::from_json(&config)
+            .map(|c| format!("suite: {}", c.sections().join(", ")))
+            .map_err(|e| e.to_string()),
         other => Err(format!("no wasmgate plugin is called `{other}` (from url {})", plugin.spec.url)),
     }
 }

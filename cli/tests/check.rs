@@ -51,3 +51,20 @@ fn no_plugins_is_an_error() {
     let (ok, out) = check(dir.path());
     assert!(!ok && out.contains("no WasmPlugin"), "{out}");
 }
+
+#[test]
+fn the_suite_cr_holds_exactly_the_three_plugins_configs() {
+    use wasmgate::istio::load_wasm_plugins;
+    let base = load_wasm_plugins(&manifests().join("base/plugins")).unwrap();
+    let suite = load_wasm_plugins(&manifests().join("components/suite")).unwrap();
+    let suite_config = suite[0].spec.plugin_config.as_ref().unwrap();
+    for (plugin, section) in
+        [("basic-auth", "basic_auth"), ("grpc-limits", "grpc_limits"), ("host-router", "host_router")]
+    {
+        let own = base.iter().find(|p| p.metadata.name == plugin).unwrap().spec.plugin_config.as_ref();
+        assert_eq!(suite_config.get(section), own, "the suite's {section} section differs from the {plugin} CR");
+    }
+    let (ok, out) = check(&manifests().join("components/suite/suite.yaml"));
+    assert!(ok, "{out}");
+    assert!(out.contains("suite: basic_auth, grpc_limits, host_router"), "{out}");
+}

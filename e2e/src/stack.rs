@@ -42,8 +42,14 @@ pub fn render_overlay(name: &str) -> Result<String> {
 }
 
 impl FullStack {
+    /// The kind overlay: three plugin filters.
     pub async fn start() -> Result<Self> {
-        let rendered = render_overlay("kind")?;
+        Self::start_with("kind").await
+    }
+
+    /// The gateway from `manifests/overlays/<overlay>` (`kind`, or `kind-suite` with the one suite filter).
+    pub async fn start_with(overlay: &str) -> Result<Self> {
+        let rendered = render_overlay(overlay)?;
         let plugins = parse_wasm_plugins(&rendered)?;
         let services = virtual_service::parse_all(&rendered)?;
         let service = services.iter().find(|s| s.spec.hosts.iter().any(|h| h == HOST)).context("no VirtualService")?;

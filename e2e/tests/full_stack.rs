@@ -1,5 +1,7 @@
 //! The whole gateway from the kind overlay's CRs (three plugins pulled from a real registry by digest, routes from
-//! the VirtualService) in front of two real model servers, driven by real clients.
+//! the VirtualService) in front of two real model servers, driven by real clients. Every scenario runs twice: with
+//! the three plugin filters (`kind`) and with the one suite filter (`kind-suite`), which must behave the same,
+//! down to the counters.
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -30,9 +32,8 @@ fn fp32_request(count: usize) -> Result<wasmgate_inference::proto::ModelInferReq
     Ok(request)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers() -> Result<()> {
-    let stack = FullStack::start().await?;
+async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers(overlay: &str) -> Result<()> {
+    let stack = FullStack::start_with(overlay).await?;
     let mut args = vec![
         stack.envoy.listener.to_string(),
         "--authority".to_owned(),
@@ -67,9 +68,8 @@ async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model() -> Result<()> {
-    let stack = FullStack::start().await?;
+async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model(overlay: &str) -> Result<()> {
+    let stack = FullStack::start_with(overlay).await?;
     let images = client::generated(2);
     for credentials in [Some((USER, "guess")), Some(("admin", PASSWORD)), None] {
         let mut client = target(&stack, HOST, credentials).connect().await?;
@@ -85,9 +85,8 @@ async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model() -
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it() -> Result<()> {
-    let stack = FullStack::start().await?;
+async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it(overlay: &str) -> Result<()> {
+    let stack = FullStack::start_with(overlay).await?;
     let mut client = target(&stack, HOST, Some((USER, PASSWORD))).connect().await?;
     let too_big = (130 << 20) / (IMAGE_VALUES * 4) + 1;
     let status = client.infer(fp32_request(too_big)?).await.unwrap_err();
@@ -102,9 +101,8 @@ async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_canary_host_and_the_canary_header_reach_the_second_server() -> Result<()> {
-    let stack = FullStack::start().await?;
+async fn the_canary_host_and_the_canary_header_reach_the_second_server(overlay: &str) -> Result<()> {
+    let stack = FullStack::start_with(overlay).await?;
     let images = client::generated(4);
     let mut canary = target(&stack, CANARY_HOST, Some((USER, PASSWORD))).connect().await?;
     let via_canary = canary.classify(&images).await?;
@@ -132,9 +130,8 @@ fn base64_credentials() -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn grpc_health_through_the_gateway_needs_no_credentials() -> Result<()> {
-    let stack = FullStack::start().await?;
+async fn grpc_health_through_the_gateway_needs_no_credentials(overlay: &str) -> Result<()> {
+    let stack = FullStack::start_with(overlay).await?;
     let channel = wasmgate_e2e::grpc::channel(stack.envoy.listener, HOST).await?;
     let mut health = HealthClient::new(channel);
     for service in ["", "inference.GRPCInferenceService"] {
@@ -145,3 +142,29 @@ async fn grpc_health_through_the_gateway_needs_no_credentials() -> Result<()> {
     assert_eq!(stack.counter("basic_auth.denied.missing").await?, 0);
     Ok(())
 }
+
+/// Each scenario as a test per overlay.
+macro_rules! for_each_overlay {
+    ($($scenario:ident),* $(,)?) => {
+        mod three_filters {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $scenario() -> anyhow::Result<()> {
+                super::$scenario("kind").await
+            })*
+        }
+        mod suite_filter {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $scenario() -> anyhow::Result<()> {
+                super::$scenario("kind-suite").await
+            })*
+        }
+    };
+}
+
+for_each_overlay!(
+    tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers,
+    wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model,
+    a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it,
+    the_canary_host_and_the_canary_header_reach_the_second_server,
+    grpc_health_through_the_gateway_needs_no_credentials,
+);

@@ -3,19 +3,23 @@
 
 use crate::authorization::Malformed;
 use crate::{Config, Outcome, PLUGIN, RequestLine, Verdict, policy::Requirement};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 use wasmgate_common::ConfigError;
-use wasmgate_common::host::{Loaded, Plugin, PluginRoot, log, request_headers_raw, send_local_response};
+use wasmgate_common::host::{Loaded, Plugin, log, request_headers_raw, send_local_response};
 use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView};
 
+// The module's entry point, left out when another module (the suite) embeds this filter.
+#[cfg(feature = "entrypoint")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PluginRoot::<BasicAuth>::default()) });
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(wasmgate_common::host::PluginRoot::<BasicAuth>::default())
+    });
 }}
 
-struct BasicAuth;
+pub struct BasicAuth;
 
 impl Plugin for BasicAuth {
     const NAME: &'static str = PLUGIN;

@@ -169,6 +169,18 @@ pub struct Loaded<C> {
     pub host_error: usize,
 }
 
+impl<C> Loaded<C> {
+    /// Defines the plugin's counters (`wasmgate.<NAME>.*` and `host_error`) for a parsed config and logs it.
+    pub fn new<P: Plugin<Config = C>>(config: C) -> Self {
+        log(LogLevel::Info, &format!("{}: configured: {}", P::NAME, P::summary(&config)));
+        let mut names = P::counters(&config);
+        names.push("host_error".into());
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let counters = Counters::define(P::NAME, &refs);
+        Self { config, counters, host_error: names.len() - 1 }
+    }
+}
+
 /// The root context every plugin uses: parse the config in `on_configure` (refusing the plugin on error),
 /// define the counters, and hand each request the shared state.
 pub struct PluginRoot<P: Plugin> {
@@ -189,12 +201,7 @@ impl<P: Plugin> RootContext for PluginRoot<P> {
         let Some(config) = load_configuration(P::NAME, P::parse) else {
             return false;
         };
-        log(LogLevel::Info, &format!("{}: configured: {}", P::NAME, P::summary(&config)));
-        let mut names = P::counters(&config);
-        names.push("host_error".into());
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let counters = Counters::define(P::NAME, &refs);
-        self.state = Some(Rc::new(Loaded { config, counters, host_error: names.len() - 1 }));
+        self.state = Some(Rc::new(Loaded::new::<P>(config)));
         true
     }
 

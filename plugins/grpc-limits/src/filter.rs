@@ -6,21 +6,25 @@ use crate::policy::{
     content_length,
 };
 use crate::{Config, PLUGIN};
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, Status};
 use std::rc::Rc;
 use wasmgate_common::ConfigError;
 use wasmgate_common::host::{
-    Loaded, Plugin, PluginRoot, body_bytes, log, request_headers_raw, response_headers_raw, send_local_response,
+    Loaded, Plugin, body_bytes, log, request_headers_raw, response_headers_raw, send_local_response,
 };
 use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView, RequestLine};
 
+// The module's entry point, left out when another module (the suite) embeds this filter.
+#[cfg(feature = "entrypoint")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PluginRoot::<GrpcLimits>::default()) });
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(wasmgate_common::host::PluginRoot::<GrpcLimits>::default())
+    });
 }}
 
-struct GrpcLimits;
+pub struct GrpcLimits;
 
 impl Plugin for GrpcLimits {
     const NAME: &'static str = PLUGIN;

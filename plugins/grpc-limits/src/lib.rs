@@ -10,7 +10,7 @@ pub mod policy;
 
 // Not in test builds: the wasm32 test binary runs under plain WASI, without a proxy to import from.
 #[cfg(all(target_arch = "wasm32", not(test)))]
-mod filter;
+pub mod filter;
 
 pub use config::{Config, Limits};
 pub use policy::{Meter, Violation};

@@ -4,19 +4,23 @@
 use crate::policy::{Request, Response};
 use crate::{Config, PLUGIN};
 use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, MapType, Status};
 use std::rc::Rc;
 use wasmgate_common::ConfigError;
-use wasmgate_common::host::{Loaded, Plugin, PluginRoot, log, request_headers_raw, send_local_response};
+use wasmgate_common::host::{Loaded, Plugin, log, request_headers_raw, send_local_response};
 use wasmgate_common::{ClientKind, HeaderMapView, LocalResponse};
 
+// The module's entry point, left out when another module (the suite) embeds this filter.
+#[cfg(feature = "entrypoint")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(PluginRoot::<HostRouter>::default()) });
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(wasmgate_common::host::PluginRoot::<HostRouter>::default())
+    });
 }}
 
-struct HostRouter;
+pub struct HostRouter;
 
 impl Plugin for HostRouter {
     const NAME: &'static str = PLUGIN;

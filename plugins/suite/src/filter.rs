@@ -1,0 +1,88 @@
+//! The proxy-wasm shell: each section's own filter, run in order inside one stream context. A filter that stops
+//! the request (a denial, a redirect, a direct response) ends the callback for the ones after it, as Envoy does
+//! for separate filters.
+
+use crate::{Config, PLUGIN};
+use basic_auth::filter::BasicAuth;
+use grpc_limits::filter::GrpcLimits;
+use host_router::filter::HostRouter;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use std::rc::Rc;
+use wasmgate_common::host::{Loaded, Plugin, load_configuration, log};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(SuiteRoot::default()) });
+}}
+
+#[derive(Default)]
+struct SuiteRoot {
+    basic_auth: Option<Rc<Loaded<basic_auth::Config>>>,
+    grpc_limits: Option<Rc<Loaded<grpc_limits::Config>>>,
+    host_router: Option<Rc<Loaded<host_router::Config>>>,
+}
+
+impl Context for SuiteRoot {}
+
+impl RootContext for SuiteRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let Some(config) = load_configuration(PLUGIN, Config::from_json) else {
+            return false;
+        };
+        log(LogLevel::Info, &format!("{PLUGIN}: configured: {}", config.sections().join(", ")));
+        self.basic_auth = config.basic_auth.map(|c| Rc::new(Loaded::new::<BasicAuth>(c)));
+        self.grpc_limits = config.grpc_limits.map(|c| Rc::new(Loaded::new::<GrpcLimits>(c)));
+        self.host_router = config.host_router.map(|c| Rc::new(Loaded::new::<HostRouter>(c)));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let mut parts: Vec<Box<dyn HttpContext>> = Vec::with_capacity(3);
+        parts.extend(self.basic_auth.clone().map(BasicAuth::http_context));
+        parts.extend(self.grpc_limits.clone().map(GrpcLimits::http_context));
+        parts.extend(self.host_router.clone().map(HostRouter::http_context));
+        Some(Box::new(Suite { parts }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Suite {
+    parts: Vec<Box<dyn HttpContext>>,
+}
+
+impl Suite {
+    /// Runs `step` on each part in order until one does not continue.
+    fn each(&mut self, mut step: impl FnMut(&mut dyn HttpContext) -> Action) -> Action {
+        for part in &mut self.parts {
+            match step(part.as_mut()) {
+                Action::Continue => {}
+                stop => return stop,
+            }
+        }
+        Action::Continue
+    }
+}
+
+impl Context for Suite {}
+
+impl HttpContext for Suite {
+    fn on_http_request_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
+        self.each(|part| part.on_http_request_headers(headers, end_of_stream))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.each(|part| part.on_http_request_body(body_size, end_of_stream))
+    }
+
+    fn on_http_response_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
+        self.each(|part| part.on_http_response_headers(headers, end_of_stream))
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.each(|part| part.on_http_response_body(body_size, end_of_stream))
+    }
+}
