@@ -128,6 +128,7 @@ mod tests {
 }
 
 pub mod inference;
+pub mod plot;
 
 /// An environment override for a benchmark setting, else `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

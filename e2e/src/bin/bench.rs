@@ -1,4 +1,4 @@
-//! `make bench [-- basic-auth|host-router|payload|inference]`: request rate, latency and Envoy CPU per request through a
+//! `make bench [-- basic-auth|host-router|chain|payload|inference]`: request rate, latency and Envoy CPU per request through a
 //! real Envoy for each plugin against passthrough (and Envoy's native equivalent where there is one), and one
 //! 100 MB gRPC message with and without grpc-limits. Variants run in interleaved rounds and are reported as
 //! medians with ratios, since this machine is noisy.
@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use std::time::Instant;
 use wasmgate_e2e::bench::{LoadResult, env_or, median, proc_status_bytes, reset_peak_rss, wrk};
 use wasmgate_e2e::grpc;
-use wasmgate_e2e::istio::load_wasm_plugin;
+use wasmgate_e2e::istio::{load_wasm_plugin, load_wasm_plugins};
 use wasmgate_e2e::{Gateway, RawRequest, Upstream, workspace};
 
 const HOST: &str = "ml.example.com";
@@ -59,15 +59,20 @@ async fn main() -> Result<()> {
     if which == "all" || which == "host-router" {
         report.push_str(&host_router().await?);
     }
+    if which == "all" || which == "chain" {
+        report.push_str(&chain().await?);
+    }
     if which == "all" || which == "payload" {
         report.push_str(&payload().await?);
     }
     if which == "all" || which == "inference" {
         report.push_str(&wasmgate_e2e::bench::inference::run().await?);
     }
-    let dir = workspace::root().join("bench-report");
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("report.md"), &report)?;
+    report.push_str(&wasm_sizes()?);
+    let dir = report_dir()?;
+    let header = "# wasmgate benchmark report\n\nMeasured in one run on this machine; ratios compare variants measured side \
+                  by side in interleaved rounds.\n";
+    std::fs::write(dir.join("report.md"), format!("{header}{report}"))?;
     println!("\nwritten to bench-report/report.md");
     Ok(())
 }
@@ -240,6 +245,12 @@ fn payload_gateway(variant: &str, upstream: &Upstream) -> Result<Option<Gateway>
         "direct to upstream" => return Ok(None),
         "Envoy, no filter" => base,
         "Envoy + grpc-limits (wasm)" => base.plugin(load_wasm_plugin(&workspace::manifests_dir(), "grpc-limits")?),
+        "Envoy + full chain (wasm)" => {
+            base.plugins(load_wasm_plugins(&workspace::manifests_dir().join("base/plugins"))?)
+        }
+        "Envoy + suite (wasm)" => {
+            base.plugin(load_wasm_plugin(&workspace::manifests_dir().join("components/suite"), "suite")?)
+        }
         "Envoy + buffer (native)" => base.native_filter(native(
             "envoy.filters.http.buffer",
             "envoy.extensions.filters.http.buffer.v3.Buffer",
@@ -266,6 +277,8 @@ async fn payload() -> Result<String> {
         "direct to upstream",
         "Envoy, no filter",
         "Envoy + grpc-limits (wasm)",
+        "Envoy + full chain (wasm)",
+        "Envoy + suite (wasm)",
         "Envoy + buffer (native)",
         "Envoy + body_size_limit (native)",
     ];
@@ -285,7 +298,9 @@ async fn payload() -> Result<String> {
             let channel = grpc::channel(addr, HOST).await?;
             // Warm the connection up and let V8 finish compiling the module in the background, then take
             // Envoy's resident size as the baseline.
-            grpc::raw_unary(channel.clone(), INFER, Bytes::from_static(b"warm"), &[]).await?;
+            let auth = format!("Basic {}", STANDARD.encode("username:password"));
+            let metadata = [("authorization", auth.as_str())];
+            grpc::raw_unary(channel.clone(), INFER, Bytes::from_static(b"warm"), &metadata).await?;
             tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
             let baseline = match &envoy {
                 Some(e) => {
@@ -297,7 +312,7 @@ async fn payload() -> Result<String> {
             let mut runs = Vec::new();
             for _ in 0..repeat {
                 let start = Instant::now();
-                let reply = grpc::raw_unary(channel.clone(), INFER, body.clone(), &[]).await?;
+                let reply = grpc::raw_unary(channel.clone(), INFER, body.clone(), &metadata).await?;
                 runs.push(start.elapsed().as_secs_f64());
                 if reply.len() != 64 {
                     bail!("{name}: unexpected reply {reply:?}");
@@ -325,8 +340,123 @@ async fn payload() -> Result<String> {
     let _ = writeln!(
         report,
         "\nEnvoy with 1 worker and HTTP/2 windows of 1 MiB per stream and 4 MiB per connection towards the client. \
-         Targets: grpc-limits ≤ 1.25× direct, RSS growth ≤ 32 MB."
+         Targets: the gateway (grpc-limits, the full chain, the suite) ≤ 1.25× direct, RSS growth ≤ 32 MB."
     );
     println!("{report}");
+    Ok(report)
+}
+
+fn report_dir() -> Result<std::path::PathBuf> {
+    let dir = workspace::root().join("bench-report");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The size of every module `make build` left in `dist/plugins`.
+fn wasm_sizes() -> Result<String> {
+    let mut report = String::from(
+        "\n## Module sizes (`make build`: opt-level z, LTO, wasm-opt -Oz, unused exports pruned)\n\n| module | bytes |\n|---|---:|\n",
+    );
+    let mut files: Vec<_> = std::fs::read_dir(workspace::root().join("dist/plugins"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .collect();
+    files.sort();
+    for file in files {
+        let name = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let _ = writeln!(report, "| {name} | {} |", std::fs::metadata(&file)?.len());
+    }
+    Ok(report)
+}
+
+const CHAIN: &str = "full chain, 3 filters (wasm)";
+const SUITE: &str = "suite, 1 filter (wasm)";
+
+fn chain_gateway(variant: &str, upstream: &Upstream) -> Result<Gateway> {
+    let base = Gateway::new().upstream("models", upstream.addr);
+    let plugins = load_wasm_plugins(&workspace::manifests_dir().join("base/plugins"))?;
+    let one = |name: &str| load_wasm_plugin(&workspace::manifests_dir().join("base/plugins"), name);
+    Ok(match variant {
+        "passthrough" => base,
+        "basic-auth (wasm)" => base.plugin(one("basic-auth")?),
+        "grpc-limits (wasm)" => base.plugin(one("grpc-limits")?),
+        "host-router (wasm)" => base.plugin(one("host-router")?),
+        CHAIN => base.plugins(plugins),
+        SUITE => base.plugin(load_wasm_plugin(&workspace::manifests_dir().join("components/suite"), "suite")?),
+        "basic_auth (native)" => gateway("basic_auth (native)", upstream)?,
+        other => bail!("unknown variant {other}"),
+    })
+}
+
+struct AuthWhereConfigured;
+
+impl AsyncCheck for AuthWhereConfigured {
+    async fn check(&self, variant: &str, listener: std::net::SocketAddr, _upstream: &Upstream) -> Result<()> {
+        let probe = RawRequest::get("/").host(HOST).basic_auth("username", "wrong").send(listener).await?;
+        let authenticates = ["basic", "chain", "suite"].iter().any(|k| variant.contains(k));
+        let expect = if authenticates { 401 } else { 200 };
+        if probe.status != expect {
+            bail!("{variant}: wrong password answered {} (want {expect})", probe.status);
+        }
+        Ok(())
+    }
+}
+
+/// Passthrough, each plugin alone, the three as a chain of filters (the committed CRs), the suite (one filter,
+/// same policies) and Envoy's native basic_auth: what each costs per request, and whether the per-filter cost
+/// dominates.
+async fn chain() -> Result<String> {
+    let upstream = Upstream::start("models").await?;
+    let auth = format!("Basic {}", STANDARD.encode("username:password"));
+    let headers = [("host", HOST), ("authorization", auth.as_str()), ("content-type", "application/json")];
+    let names = [
+        "passthrough",
+        "basic-auth (wasm)",
+        "grpc-limits (wasm)",
+        "host-router (wasm)",
+        CHAIN,
+        SUITE,
+        "basic_auth (native)",
+    ];
+    let variants = load_rounds(&names, &upstream, chain_gateway, AuthWhereConfigured, "/v1/models", &headers).await?;
+    let mut report =
+        rate_table("passthrough, each plugin, the chain and the suite (committed CRs, authorised GET)", &variants);
+    let rps = |name: &str| variants.iter().find(|v| v.name == name).map_or(f64::NAN, |v| med(v, |r| r.rps));
+    let cpu = |name: &str| variants.iter().find(|v| v.name == name).map_or(f64::NAN, |v| med(v, |r| r.envoy_cpu_us));
+    let base = cpu("passthrough");
+    let singles: f64 =
+        ["basic-auth (wasm)", "grpc-limits (wasm)", "host-router (wasm)"].iter().map(|n| cpu(n) - base).sum();
+    let _ = writeln!(
+        report,
+        "\nreq/s ratio full chain / passthrough: {:.3} (target ≥ 0.85)",
+        rps(CHAIN) / rps("passthrough")
+    );
+    let _ = writeln!(report, "req/s ratio suite / passthrough: {:.3}", rps(SUITE) / rps("passthrough"));
+    let _ = writeln!(report, "req/s ratio suite / full chain: {:.3}", rps(SUITE) / rps(CHAIN));
+    let _ = writeln!(
+        report,
+        "Envoy CPU per request over passthrough: the three plugins alone {singles:+.1} µs in sum, chain {:+.1} µs, suite {:+.1} µs, native basic_auth {:+.1} µs",
+        cpu(CHAIN) - base,
+        cpu(SUITE) - base,
+        cpu("basic_auth (native)") - base,
+    );
+    let dir = report_dir()?;
+    let relative: Vec<(String, f64)> =
+        variants.iter().map(|v| (v.name.to_string(), 100.0 * med(v, |r| r.rps) / rps("passthrough"))).collect();
+    wasmgate_e2e::bench::plot::bars(
+        "req/s, % of passthrough",
+        "% of passthrough req/s",
+        &relative,
+        &dir.join("chain-rps.png"),
+    )?;
+    let cost: Vec<(String, f64)> = variants.iter().map(|v| (v.name.to_string(), med(v, |r| r.envoy_cpu_us))).collect();
+    wasmgate_e2e::bench::plot::bars(
+        "Envoy CPU per request",
+        "µs of Envoy CPU per request",
+        &cost,
+        &dir.join("chain-cpu.png"),
+    )?;
+    report.push_str("\n![req/s relative to passthrough](chain-rps.png)\n\n![Envoy CPU per request](chain-cpu.png)\n");
+    println!("\n{report}");
     Ok(report)
 }
