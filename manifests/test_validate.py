@@ -18,14 +18,14 @@ def crds():
 
 @pytest.fixture(scope="module")
 def rendered():
-    return {o: validate.render(os.path.join(HERE, "overlays", o)) for o in ("kind", "eks")}
+    return {o: validate.render(os.path.join(HERE, "overlays", o)) for o in ("kind", "kind-suite", "eks")}
 
 
 def find(objs, kind, name):
     return copy.deepcopy(next(o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name))
 
 
-@pytest.mark.parametrize("overlay", ["kind", "eks"])
+@pytest.mark.parametrize("overlay", ["kind", "kind-suite", "eks"])
 def test_overlays_render_and_validate(crds, rendered, overlay):
     objs = rendered[overlay]
     kinds = {o["kind"] for o in objs}
@@ -62,3 +62,24 @@ def test_pinned_sha256_passes(crds, rendered):
     obj = find(rendered["kind"], "WasmPlugin", "basic-auth")
     obj["spec"]["sha256"] = "a" * 64
     validate.validate_object(obj, crds)
+
+
+@pytest.mark.parametrize("overlay", ["kind", "eks"])
+def test_the_canary_deployment_is_the_stable_one_but_for_name_track_and_replicas(rendered, overlay):
+    stable = find(rendered[overlay], "Deployment", "inference")
+    canary = find(rendered[overlay], "Deployment", "inference-canary")
+    assert canary["spec"]["template"]["metadata"]["labels"]["track"] == "canary"
+    assert canary["spec"]["selector"]["matchLabels"] == {"app": "inference", "track": "canary"}
+    for obj, track in ((stable, "stable"), (canary, "canary")):
+        obj["metadata"]["name"] = "x"
+        obj["spec"]["replicas"] = 0
+        for labels in (obj["metadata"]["labels"], obj["spec"]["selector"]["matchLabels"],
+                       obj["spec"]["template"]["metadata"]["labels"]):
+            assert labels["track"] == track
+            labels["track"] = "x"
+    assert stable == canary
+
+
+def test_the_suite_overlay_replaces_the_three_plugins(rendered):
+    plugins = {o["metadata"]["name"] for o in rendered["kind-suite"] if o["kind"] == "WasmPlugin"}
+    assert plugins == {"suite"}

@@ -3,7 +3,7 @@
 //! ```text
 //! wasmgate check [PATH...]                  check WasmPlugin pluginConfigs with the plugins' own parsers
 //! wasmgate image push --registry HOST[:PORT]/PREFIX [--tag T] [--variant oci|compat] [--insecure] [--user U]
-//!                     [--pin-overlay DIR [--base ../../base]] FILE.wasm...
+//!                     [--pin-overlay DIR [--base ../../base] [--pull-registry HOST[:PORT]/PREFIX]] FILE.wasm...
 //! wasmgate image pull REF [--sha256 HEX] [--insecure] [--user U] -o OUT.wasm
 //! wasmgate image digest [--tag T] [--variant oci|compat] FILE.wasm...
 //! ```
@@ -18,7 +18,8 @@ use wasmgate::oci;
 const USAGE: &str = "usage:
   wasmgate check [PATH...]   (files or directories of YAML; default: manifests)
   wasmgate image push --registry HOST[:PORT]/PREFIX [--tag T] [--variant oci|compat] [--insecure] [--user U]
-                      [--pin-overlay DIR [--base ../../base]] FILE.wasm...
+                      [--pin-overlay DIR [--base ../../base] [--pull-registry HOST[:PORT]/PREFIX]] FILE.wasm...
+                      (--pull-registry: the registry as the cluster names it, for the pinned urls)
   wasmgate image pull REF [--sha256 HEX] [--insecure] [--user U] -o OUT.wasm
   wasmgate image digest [--tag T] [--variant oci|compat] FILE.wasm...   (the digest a push will give)
   (registry password: WASMGATE_REGISTRY_PASSWORD)";
@@ -118,11 +119,13 @@ fn image(args: &[String]) -> Result<()> {
             for file in &a.positional {
                 let (reference, digest) = push_one(&runtime, &client, &auth, registry, &tag, variant, Path::new(file))?;
                 println!("{reference}@sha256:{digest}");
-                pins.push(wasmgate::pin::Pin {
-                    plugin: plugin_name(Path::new(file))?.to_string(),
-                    reference,
-                    sha256: digest,
-                });
+                let plugin = plugin_name(Path::new(file))?.to_string();
+                // The cluster may reach the same registry under another name (kind: kind-registry:5000).
+                let reference = match a.flags.get("pull-registry") {
+                    Some(pull) => format!("{}/{plugin}:{tag}", pull.trim_end_matches('/')),
+                    None => reference,
+                };
+                pins.push(wasmgate::pin::Pin { plugin, reference, sha256: digest });
             }
             if let Some(dir) = a.flags.get("pin-overlay") {
                 let base = a.flags.get("base").map_or("../../base", String::as_str);

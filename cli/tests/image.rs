@@ -57,6 +57,31 @@ fn push_digest_and_pull() {
         "{pins}"
     );
 
+    // Pinned for a cluster that reaches the same registry under another name, on top of another overlay.
+    let (ok, _, err) = wasmgate(&[
+        "image",
+        "push",
+        "--insecure",
+        "--user",
+        "ci",
+        "--registry",
+        &repo,
+        "--tag",
+        "t1",
+        "--pin-overlay",
+        overlay_dir,
+        "--base",
+        "../kind",
+        "--pull-registry",
+        "kind-registry:5000/wasmgate",
+        wasm,
+    ]);
+    assert!(ok, "{err}");
+    let pins = std::fs::read_to_string(overlay.path().join("kustomization.yaml")).unwrap();
+    assert!(pins.contains("  - ../kind\n"), "{pins}");
+    assert!(pins.contains("value: oci://kind-registry:5000/wasmgate/basic-auth:t1"), "{pins}");
+    assert!(pins.contains(&format!("value: \"{digest}\"")), "same digest: {pins}");
+
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("pulled.wasm");
     let file = file.to_str().unwrap();

@@ -51,6 +51,17 @@ def expect_error(call, status):
     check(False, f"expected {status}, the call succeeded")
 
 
+def connect(address, authority=None, tls_ca=None):
+    """A tritonclient for `address`, sending `authority` as :authority (and as the TLS name) when given."""
+    channel_args = []
+    if authority:
+        channel_args.append(("grpc.default_authority", authority))
+        if tls_ca:
+            channel_args.append(("grpc.ssl_target_name_override", authority))
+    return grpcclient.InferenceServerClient(address, ssl=bool(tls_ca), root_certificates=tls_ca,
+                                            channel_args=channel_args or None)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("address", help="host:port of the server or gateway")
@@ -58,10 +69,9 @@ def main():
     ap.add_argument("--big-bytes", type=int, default=100_000_000, help="size of the large FP32 batch")
     ap.add_argument("--authority", help=":authority to send (the host a gateway routes on)")
     ap.add_argument("--basic-auth", help="user:password for a gateway that asks for it")
+    ap.add_argument("--tls-ca", help="CA certificate: talk TLS (HTTPS) and trust this CA")
     a = ap.parse_args()
-
-    channel_args = [("grpc.default_authority", a.authority)] if a.authority else None
-    client = grpcclient.InferenceServerClient(a.address, channel_args=channel_args)
+    client = connect(a.address, a.authority, a.tls_ca)
     headers = None
     if a.basic_auth:
         import base64

@@ -143,6 +143,29 @@ async fn grpc_health_through_the_gateway_needs_no_credentials(overlay: &str) -> 
     Ok(())
 }
 
+/// The script the kind e2e runs against a cluster's gateway, here against the loopback one.
+async fn the_kind_e2e_gateway_checks_pass(overlay: &str) -> Result<()> {
+    let stack = FullStack::start_with(overlay).await?;
+    let args = vec![
+        stack.envoy.listener.to_string(),
+        "--host".to_owned(),
+        HOST.to_owned(),
+        "--canary-host".to_owned(),
+        CANARY_HOST.to_owned(),
+        "--basic-auth".to_owned(),
+        format!("{USER}:{PASSWORD}"),
+    ];
+    let script = workspace::root().join("e2e/clients/gateway_check.py");
+    let python = workspace::python()?;
+    let output = tokio::task::spawn_blocking(move || Command::new(python).arg(script).args(&args).output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 5, "{stdout}");
+    assert_eq!(stack.canary.stats.snapshot().infer_ok, 1);
+    assert_eq!(stack.stable.stats.snapshot().infer_ok, 0, "nothing else reached a model");
+    Ok(())
+}
+
 /// Each scenario as a test per overlay.
 macro_rules! for_each_overlay {
     ($($scenario:ident),* $(,)?) => {
@@ -167,4 +190,5 @@ for_each_overlay!(
     a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it,
     the_canary_host_and_the_canary_header_reach_the_second_server,
     grpc_health_through_the_gateway_needs_no_credentials,
+    the_kind_e2e_gateway_checks_pass,
 );

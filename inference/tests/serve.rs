@@ -67,3 +67,22 @@ fn weights_of_another_shape_are_refused_at_start() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn the_deployment_args_are_the_ones_this_binary_takes() -> Result<()> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/base/inference/deployment.yaml");
+    let deployment: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest)?)?;
+    let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_sequence()
+        .context("args")?
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(args.first().map(String::as_str), Some("serve"));
+    // The image's model path does not exist here: the command must get as far as loading it.
+    let output = Command::new(BIN).args(&args).output()?;
+    let stderr = String::from_utf8(output.stderr)?;
+    assert!(!output.status.success());
+    assert!(stderr.contains("loading the model from /model/catnet.safetensors"), "{stderr}");
+    Ok(())
+}
