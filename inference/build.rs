@@ -8,7 +8,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: nothing else runs in this single-threaded build script yet.
     unsafe { std::env::set_var("PROTOC", protoc) };
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    // Without the `app` feature only the messages are generated (no tonic service code).
+    let services = std::env::var_os("CARGO_FEATURE_APP").is_some();
     tonic_prost_build::configure()
+        .build_server(services)
+        .build_client(services)
         // Tensor payloads reach 100 MB: `Bytes` fields slice the receive buffer instead of copying it.
         .bytes(".")
         .file_descriptor_set_path(out_dir.join("inference_descriptor.bin"))

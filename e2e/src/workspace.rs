@@ -11,6 +11,11 @@ pub fn manifests_dir() -> PathBuf {
     root().join("manifests")
 }
 
+/// The base's plugin CRs: the set a cluster gets (the suite CR under `manifests/components` replaces them).
+pub fn plugin_crs_dir() -> PathBuf {
+    manifests_dir().join("base/plugins")
+}
+
 /// `dist/plugins/<name>.wasm`, as `make build` leaves it.
 pub fn plugin_wasm(name: &str) -> Result<PathBuf> {
     let path = root().join("dist/plugins").join(format!("{name}.wasm"));

@@ -23,7 +23,7 @@ struct Stack {
 /// Both committed CRs (basic-auth in AUTHN, grpc-limits in AUTHZ) in front of the recording upstream.
 async fn stack() -> Result<Stack> {
     let upstream = Upstream::start("models").await?;
-    let plugins = load_wasm_plugins(&workspace::manifests_dir())?;
+    let plugins = load_wasm_plugins(&workspace::plugin_crs_dir())?;
     let envoy = Gateway::new().plugins(plugins).upstream("models", upstream.addr).start().await?;
     Ok(Stack { envoy, upstream })
 }

@@ -40,7 +40,7 @@ async fn stack(plugins: Vec<WasmPlugin>) -> Result<Stack> {
 }
 
 async fn committed() -> Result<Stack> {
-    stack(load_wasm_plugins(&workspace::manifests_dir())?).await
+    stack(load_wasm_plugins(&workspace::plugin_crs_dir())?).await
 }
 
 async fn with_config(config: Value) -> Result<Stack> {

@@ -4,12 +4,18 @@
 extern crate blas_src;
 
 pub mod blas;
-pub mod client;
 pub mod data;
 pub mod model;
-pub mod plot;
 pub mod proto;
-pub mod server;
-pub mod service;
 pub mod tensor;
+
+#[cfg(feature = "app")]
+pub mod client;
+#[cfg(feature = "app")]
+pub mod plot;
+#[cfg(feature = "app")]
+pub mod server;
+#[cfg(feature = "app")]
+pub mod service;
+#[cfg(feature = "app")]
 pub mod train;

@@ -1,8 +1,10 @@
-//! The Open Inference Protocol v2 types and service, generated from `proto/grpc_predict_v2.proto`.
+//! The Open Inference Protocol v2 types and (with the `app` feature) service, generated from
+//! `proto/grpc_predict_v2.proto`.
 
 #![allow(clippy::all, missing_docs)]
 
-tonic::include_proto!("inference");
+include!(concat!(env!("OUT_DIR"), "/inference.rs"));
 
 /// The encoded descriptors server reflection serves.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("inference_descriptor");
+#[cfg(feature = "app")]
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/inference_descriptor.bin"));

@@ -245,9 +245,7 @@ fn payload_gateway(variant: &str, upstream: &Upstream) -> Result<Option<Gateway>
         "direct to upstream" => return Ok(None),
         "Envoy, no filter" => base,
         "Envoy + grpc-limits (wasm)" => base.plugin(load_wasm_plugin(&workspace::manifests_dir(), "grpc-limits")?),
-        "Envoy + full chain (wasm)" => {
-            base.plugins(load_wasm_plugins(&workspace::manifests_dir().join("base/plugins"))?)
-        }
+        "Envoy + full chain (wasm)" => base.plugins(load_wasm_plugins(&workspace::plugin_crs_dir())?),
         "Envoy + suite (wasm)" => {
             base.plugin(load_wasm_plugin(&workspace::manifests_dir().join("components/suite"), "suite")?)
         }
@@ -374,8 +372,8 @@ const SUITE: &str = "suite, 1 filter (wasm)";
 
 fn chain_gateway(variant: &str, upstream: &Upstream) -> Result<Gateway> {
     let base = Gateway::new().upstream("models", upstream.addr);
-    let plugins = load_wasm_plugins(&workspace::manifests_dir().join("base/plugins"))?;
-    let one = |name: &str| load_wasm_plugin(&workspace::manifests_dir().join("base/plugins"), name);
+    let plugins = load_wasm_plugins(&workspace::plugin_crs_dir())?;
+    let one = |name: &str| load_wasm_plugin(&workspace::plugin_crs_dir(), name);
     Ok(match variant {
         "passthrough" => base,
         "basic-auth (wasm)" => base.plugin(one("basic-auth")?),

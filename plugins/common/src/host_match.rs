@@ -71,7 +71,8 @@ impl HostPattern {
 
 /// The host part of an `:authority` / `Host` value, ready for [`HostPattern::matches`].
 pub fn normalize_host(authority: &str) -> Cow<'_, str> {
-    let host = strip_port(authority.trim());
+    // Trimmed before and after the port comes off, so `h :80` and `h:80` name the same host.
+    let host = strip_port(authority.trim()).trim_end();
     let host = host.strip_suffix('.').unwrap_or(host);
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Cow::Owned(host.to_ascii_lowercase())
@@ -98,6 +99,16 @@ fn strip_port(authority: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whitespace_before_the_port_does_not_change_the_host() {
+        // Found by the host_path_match fuzz target: `z\n` matched `z`, but `z\n:10` did not.
+        let pattern = HostPattern::parse("z").unwrap();
+        for authority in ["z\n", "z\n:10", "z :10", " z:10 "] {
+            assert_eq!(normalize_host(authority), "z", "{authority:?}");
+            assert!(pattern.matches(&normalize_host(authority)));
+        }
+    }
     use proptest::prelude::*;
 
     fn m(pattern: &str, authority: &str) -> bool {
