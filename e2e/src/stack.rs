@@ -8,6 +8,7 @@ use crate::model_server::ModelServer;
 use crate::registry::{Registry, publish_and_fetch};
 use crate::workspace;
 use anyhow::{Context, Result, bail};
+use std::net::SocketAddr;
 use std::process::Command;
 use wasmgate::istio::{WasmPlugin, parse_wasm_plugins};
 use wasmgate::virtual_service;
@@ -49,28 +50,9 @@ impl FullStack {
 
     /// The gateway from `manifests/overlays/<overlay>` (`kind`, or `kind-suite` with the one suite filter).
     pub async fn start_with(overlay: &str) -> Result<Self> {
-        let rendered = render_overlay(overlay)?;
-        let plugins = parse_wasm_plugins(&rendered)?;
-        let services = virtual_service::parse_all(&rendered)?;
-        let service = services.iter().find(|s| s.spec.hosts.iter().any(|h| h == HOST)).context("no VirtualService")?;
-        // Each destination subset is a model server of its own; the cluster is named after the subset.
-        let routes = service.envoy_routes(|d| match d.subset.as_deref() {
-            Some(subset @ ("stable" | "canary")) => Ok(subset.to_owned()),
-            other => bail!("no model server for subset {other:?} of {}", d.host),
-        })?;
-
-        let registry = Registry::start(None)?;
-        let (plugins, fetched) = publish_and_fetch(&registry, plugins).await?;
         let stable = ModelServer::start().await?;
         let canary = ModelServer::start().await?;
-        let mut gateway = Gateway::new()
-            .plugins(plugins.clone())
-            .fetched(fetched)
-            .upstream("stable", stable.addr)
-            .upstream("canary", canary.addr);
-        for route in routes {
-            gateway = gateway.route(route);
-        }
+        let (gateway, registry, plugins) = gateway_from_overlay(overlay, stable.addr, canary.addr).await?;
         let envoy = gateway.start().await?;
         Ok(Self { envoy, stable, canary, plugins, registry })
     }
@@ -79,4 +61,31 @@ impl FullStack {
     pub async fn counter(&self, name: &str) -> Result<u64> {
         self.envoy.counter(&format!("wasmcustom.wasmgate.{name}")).await
     }
+}
+
+/// Envoy's configuration from an overlay: its `WasmPlugin`s pushed to a fresh registry, pinned and pulled back,
+/// and its `VirtualService` routes, with the `stable` and `canary` subsets at the given addresses. The registry
+/// must outlive the gateway's start.
+pub async fn gateway_from_overlay(
+    overlay: &str,
+    stable: SocketAddr,
+    canary: SocketAddr,
+) -> Result<(Gateway, Registry, Vec<WasmPlugin>)> {
+    let rendered = render_overlay(overlay)?;
+    let plugins = parse_wasm_plugins(&rendered)?;
+    let services = virtual_service::parse_all(&rendered)?;
+    let service = services.iter().find(|s| s.spec.hosts.iter().any(|h| h == HOST)).context("no VirtualService")?;
+    // Each destination subset is a model server of its own; the cluster is named after the subset.
+    let routes = service.envoy_routes(|d| match d.subset.as_deref() {
+        Some(subset @ ("stable" | "canary")) => Ok(subset.to_owned()),
+        other => bail!("no model server for subset {other:?} of {}", d.host),
+    })?;
+    let registry = Registry::start(None)?;
+    let (plugins, fetched) = publish_and_fetch(&registry, plugins).await?;
+    let mut gateway =
+        Gateway::new().plugins(plugins.clone()).fetched(fetched).upstream("stable", stable).upstream("canary", canary);
+    for route in routes {
+        gateway = gateway.route(route);
+    }
+    Ok((gateway, registry, plugins))
 }

@@ -1,0 +1,135 @@
+//! Faults through the whole gateway, each with its defined answer: the model server down, killed in the middle
+//! of a 100 MB request, restarted under load; a client giving up mid-upload. Nothing hangs, nothing wrong is
+//! answered, and the gateway serves the next request.
+
+use anyhow::Result;
+use std::time::{Duration, Instant};
+use tonic::Code;
+use wasmgate_e2e::model_server::{ModelProcess, ModelServer, free_addr};
+use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, gateway_from_overlay};
+use wasmgate_inference::client::{self, Client, Target};
+use wasmgate_inference::model::IMAGE_VALUES;
+use wasmgate_inference::proto::ModelInferRequest;
+
+async fn client_for(listener: std::net::SocketAddr) -> Result<Client> {
+    let target = Target {
+        address: format!("http://{listener}"),
+        authority: Some(HOST.to_owned()),
+        basic_auth: Some((USER.to_owned(), PASSWORD.to_owned())),
+    };
+    target.connect().await
+}
+
+fn fp32_batch(bytes: usize) -> Result<ModelInferRequest> {
+    let count = bytes.div_ceil(IMAGE_VALUES * 4);
+    let mut request = client::generated(1).request();
+    request.inputs[0].datatype = "FP32".into();
+    request.inputs[0].shape[0] = i64::try_from(count)?;
+    request.raw_input_contents = vec![vec![0u8; count * IMAGE_VALUES * 4].into()];
+    Ok(request)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_server_down_is_unavailable_at_once() -> Result<()> {
+    let mut stack = FullStack::start().await?;
+    let mut client = client_for(stack.envoy.listener).await?;
+    assert_eq!(client.classify(&client::generated(1)).await?.len(), 1);
+    std::mem::replace(&mut stack.stable, ModelServer::start().await?).stop().await?;
+    // The replacement is not behind the gateway: the stable cluster's only endpoint is gone.
+    let started = Instant::now();
+    let status = client.infer(client::generated(1).request()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_server_killed_mid_100_mb_request_is_unavailable_and_the_gateway_carries_on() -> Result<()> {
+    let (stable_addr, canary_addr) = (free_addr()?, free_addr()?);
+    let mut stable = ModelProcess::start(stable_addr).await?;
+    let _canary = ModelProcess::start(canary_addr).await?;
+    let (gateway, _registry, _) = gateway_from_overlay("kind", stable_addr, canary_addr).await?;
+    let envoy = gateway.start().await?;
+    let mut client = client_for(envoy.listener).await?;
+    let request = fp32_batch(100_000_000)?;
+    let call = tokio::spawn(async move { client.infer(request).await.map(|_| ()) });
+    // Let the upload get going, then kill the server under it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(!call.is_finished(), "the upload finished before the kill; nothing was tested");
+    stable.kill();
+    let status = tokio::time::timeout(Duration::from_secs(30), call).await??.unwrap_err();
+    assert!(matches!(status.code(), Code::Unavailable | Code::Internal), "{status}");
+
+    // The gateway itself is fine: a new server on the same address gets the next request.
+    let _stable = ModelProcess::start(stable_addr).await?;
+    let mut client = client_for(envoy.listener).await?;
+    assert_eq!(client.classify(&client::generated(2)).await?.len(), 2);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_giving_up_mid_upload_leaves_nothing_behind() -> Result<()> {
+    let stack = FullStack::start().await?;
+    let mut client = client_for(stack.envoy.listener).await?;
+    let request = fp32_batch(100_000_000)?;
+    let call = tokio::spawn(async move { client.infer(request).await.map(|_| ()) });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    call.abort();
+    let _ = call.await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stack.stable.stats.snapshot().infer_ok, 0, "no answer for an abandoned request");
+    assert_eq!(stack.counter("grpc_limits.accepted").await?, 0, "an unfinished body is not accepted");
+    let mut client = client_for(stack.envoy.listener).await?;
+    assert_eq!(client.classify(&client::generated(3)).await?.len(), 3);
+    assert_eq!(stack.counter("grpc_limits.accepted").await?, 1);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarting_the_model_server_under_load_gives_right_answers_or_unavailable() -> Result<()> {
+    let (stable_addr, canary_addr) = (free_addr()?, free_addr()?);
+    let mut stable = ModelProcess::start(stable_addr).await?;
+    let _canary = ModelProcess::start(canary_addr).await?;
+    let (gateway, _registry, _) = gateway_from_overlay("kind", stable_addr, canary_addr).await?;
+    let envoy = gateway.start().await?;
+    let images = client::generated(4);
+    let expected = client_for(envoy.listener).await?.classify(&images).await?;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (stop, images, expected) = (stop.clone(), images.request(), expected.clone());
+        let mut client = client_for(envoy.listener).await?;
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut unavailable) = (0u32, 0u32);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match client.infer(images.clone()).await {
+                    Ok(response) => {
+                        assert_eq!(client::probabilities(&response).unwrap(), expected, "a wrong answer");
+                        ok += 1;
+                    }
+                    Err(status) if status.code() == Code::Unavailable => unavailable += 1,
+                    Err(status) => panic!("unexpected answer during the restart: {status}"),
+                }
+            }
+            (ok, unavailable)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stable.kill();
+    let _stable = ModelProcess::start(stable_addr).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut unavailable) = (0, 0);
+    for worker in workers {
+        let (o, u) = worker.await?;
+        ok += o;
+        unavailable += u;
+    }
+    assert!(ok > 0, "nothing succeeded");
+    eprintln!("during the restart: {ok} answered, {unavailable} UNAVAILABLE (after the route's retries)");
+    // After the restart every request is answered again.
+    let mut client = client_for(envoy.listener).await?;
+    assert_eq!(client.classify(&images).await?, expected);
+    Ok(())
+}
