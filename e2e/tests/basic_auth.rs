@@ -266,3 +266,26 @@ async fn bad_config_is_refused_by_envoy() -> Result<()> {
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn repeated_wrong_passwords_lock_the_address_out_for_that_user() -> Result<()> {
+    let mut config = reference_config();
+    config["lockout"] = json!({"max_failures": 3, "window": "1m", "duration": "2s"});
+    let s = stack(Some(config)).await?;
+    let attempt = |user: &str, password: &str| RawRequest::get("/").host(HOST).basic_auth(user, password);
+    for _ in 0..3 {
+        assert_eq!(s.send(attempt("username", "guess")).await.status, 401);
+    }
+    let locked = s.send(attempt("username", "password")).await;
+    assert_eq!(locked.status, 429, "the right password is refused while locked out");
+    assert!(locked.text().contains("Too many failed attempts"), "{}", locked.text());
+    // Another user from the same address is not locked out.
+    assert_eq!(s.send(attempt("admin", "guess")).await.status, 401);
+    assert_eq!(s.upstream.count(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(s.send(attempt("username", "password")).await.status, 200, "the lockout ends");
+    assert_eq!(s.counter("denied.invalid").await, 4);
+    assert_eq!(s.counter("denied.locked").await, 1);
+    assert_eq!(s.counter("allowed").await, 1);
+    Ok(())
+}

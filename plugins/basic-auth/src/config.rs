@@ -9,9 +9,14 @@
 //!     hosts: [ml.example.com]        # optional; `*.example.com`, `ml.*`; empty = every host
 //!     exempt_paths: [{prefix: /grpc.health.v1.Health/}]   # optional
 //! realm: istio                       # optional
+//! lockout:                           # optional: refuse an address for a user after repeated wrong passwords
+//!   max_failures: 5
+//!   window: 1m
+//!   duration: 5m
 //! ```
 
 use crate::credentials::CredentialSet;
+use crate::lockout::{Lockout, RawLockout};
 use serde::Deserialize;
 use wasmgate_common::{ConfigError, HostPattern, PathMatch, parse_config, validate_methods};
 
@@ -23,6 +28,8 @@ struct RawConfig {
     #[serde(default)]
     basic_auth_rules: Vec<RawRule>,
     realm: Option<String>,
+    #[serde(default)]
+    lockout: Option<RawLockout>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +54,7 @@ pub struct Config {
     pub(crate) rules: Vec<Rule>,
     /// The `WWW-Authenticate` value, built once.
     pub(crate) challenge: String,
+    pub(crate) lockout: Option<Lockout>,
 }
 
 #[derive(Debug)]
@@ -75,11 +83,17 @@ impl Config {
                 "must be non-empty, without quotes, backslashes or control characters",
             ));
         }
-        Ok(Self { rules, challenge: format!("Basic realm=\"{realm}\"") })
+        let lockout = raw.lockout.map(Lockout::compile).transpose().map_err(|e| e.within("lockout"))?;
+        Ok(Self { rules, challenge: format!("Basic realm=\"{realm}\""), lockout })
     }
 
     pub fn rule_count(&self) -> usize {
         self.rules.len()
+    }
+
+    /// Whether failures are counted per client address (the shell then reads the address and the time).
+    pub fn has_lockout(&self) -> bool {
+        self.lockout.is_some()
     }
 }
 

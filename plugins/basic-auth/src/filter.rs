@@ -7,7 +7,9 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 use wasmgate_common::ConfigError;
-use wasmgate_common::host::{Loaded, Plugin, log, request_headers_raw, send_local_response};
+use wasmgate_common::host::{
+    Loaded, Plugin, client_address, log, now_millis, request_headers_raw, send_local_response,
+};
 use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView};
 
 // The module's entry point, left out when another module (the suite) embeds this filter.
@@ -81,6 +83,10 @@ impl Filter {
         let verdict = if headers.count("authorization") > 1 {
             // Proxies and servers may each pick a different one of several: refuse the ambiguity.
             state.config.refuse(Outcome::DeniedMalformed(Malformed::Duplicate))
+        } else if state.config.has_lockout() {
+            // An address the host cannot tell shares one tally: stricter, never looser.
+            let client = client_address().unwrap_or_else(|| "unknown".to_string());
+            state.config.decide_from(&request, headers.get("authorization"), Some((&client, now_millis())))
         } else {
             state.config.decide(&request, headers.get("authorization"))
         };

@@ -7,6 +7,7 @@
 pub mod authorization;
 pub mod config;
 pub mod credentials;
+pub mod lockout;
 pub mod policy;
 
 // Not in test builds: the wasm32 test binary runs under plain WASI, without a proxy to import from.

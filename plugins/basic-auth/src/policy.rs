@@ -9,6 +9,7 @@ use wasmgate_common::{Denial, GrpcStatus, RequestLine};
 
 const NOT_FOUND_MESSAGE: &str = "Request denied by Basic Auth check. No Basic Authentication information found.";
 const INVALID_MESSAGE: &str = "Request denied by Basic Auth check. Invalid username and/or password.";
+const LOCKED_MESSAGE: &str = "Request denied by Basic Auth check. Too many failed attempts; try again later.";
 
 /// Every outcome, each with its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,12 +23,14 @@ pub enum Outcome {
     DeniedMissing,
     DeniedMalformed(Malformed),
     DeniedInvalid,
+    /// The client address is locked out for this user after repeated wrong passwords.
+    DeniedLocked,
 }
 
 impl Outcome {
     /// Counter names, in the order of [`Outcome::counter`].
-    pub const COUNTERS: [&'static str; 6] =
-        ["allowed", "no_rule", "exempt", "denied.missing", "denied.malformed", "denied.invalid"];
+    pub const COUNTERS: [&'static str; 7] =
+        ["allowed", "no_rule", "exempt", "denied.missing", "denied.malformed", "denied.invalid", "denied.locked"];
 
     pub fn counter(self) -> usize {
         match self {
@@ -37,6 +40,7 @@ impl Outcome {
             Self::DeniedMissing => 3,
             Self::DeniedMalformed(_) => 4,
             Self::DeniedInvalid => 5,
+            Self::DeniedLocked => 6,
         }
     }
 
@@ -49,6 +53,7 @@ impl Outcome {
             Self::DeniedMissing => "no credentials".into(),
             Self::DeniedMalformed(why) => why.to_string(),
             Self::DeniedInvalid => "invalid credentials".into(),
+            Self::DeniedLocked => "locked out after repeated failures".into(),
         }
     }
 
@@ -100,6 +105,17 @@ impl Config {
 
     /// The whole decision, given the raw `authorization` header if the request had one.
     pub fn decide(&self, req: &RequestLine<'_>, authorization: Option<&[u8]>) -> Verdict {
+        self.decide_from(req, authorization, None)
+    }
+
+    /// [`Config::decide`] with the lockout applied, when configured: `client` is the client's address and the
+    /// current time in milliseconds.
+    pub fn decide_from(
+        &self,
+        req: &RequestLine<'_>,
+        authorization: Option<&[u8]>,
+        client: Option<(&str, u64)>,
+    ) -> Verdict {
         if let Requirement::None(outcome) = self.requirement(req) {
             return Verdict::Allow(outcome);
         }
@@ -111,16 +127,31 @@ impl Config {
             Err(Malformed::NotBasic) if header.is_empty() => return self.refuse(Outcome::DeniedMissing),
             Err(why) => return self.refuse(Outcome::DeniedMalformed(why)),
         };
+        let lockout = self.lockout.as_ref().zip(client);
+        if let Some((lockout, (address, now))) = lockout
+            && lockout.is_locked(address, credentials.user(), now)
+        {
+            return self.refuse(Outcome::DeniedLocked);
+        }
         let pair_digest = digest(&credentials);
         if self.enforcing_rules(req).all(|rule| rule.credentials.verify(&credentials, &pair_digest)) {
+            if let Some((lockout, (address, _))) = lockout {
+                lockout.record_success(address, credentials.user());
+            }
             Verdict::Allow(Outcome::Allowed)
         } else {
+            if let Some((lockout, (address, now))) = lockout {
+                lockout.record_failure(address, credentials.user(), now);
+            }
             self.refuse(Outcome::DeniedInvalid)
         }
     }
 
     /// The denial for `outcome`; the shell also uses it for refusals it decides (several headers).
     pub fn refuse(&self, outcome: Outcome) -> Verdict {
+        if outcome == Outcome::DeniedLocked {
+            return Verdict::Deny(outcome, Denial::new(429, GrpcStatus::ResourceExhausted, LOCKED_MESSAGE));
+        }
         let message = if outcome == Outcome::DeniedMissing { NOT_FOUND_MESSAGE } else { INVALID_MESSAGE };
         let denial = Denial::new(401, GrpcStatus::Unauthenticated, message)
             .with_header("www-authenticate", self.challenge.clone());
@@ -236,5 +267,38 @@ mod tests {
             let header = basic(&format!("{user}:{password}"));
             prop_assert_eq!(outcome(&c, "ml.example.com", "/", "GET", Some(&header)), Outcome::DeniedInvalid);
         }
+    }
+
+    #[test]
+    fn lockout_refuses_the_right_password_from_a_locked_address_only() {
+        let config = Config::from_json(
+            br#"{"basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["username:password"]}],
+                 "lockout":{"max_failures":2,"window":"1m","duration":"10s"}}"#,
+        )
+        .unwrap();
+        let req = RequestLine::new("ml.example.com", "/", "GET");
+        let (right, wrong) = (basic("username:password"), basic("username:guess"));
+        let at = |address: &'static str, t: u64| Some((address, t));
+        assert_eq!(config.decide_from(&req, Some(&wrong), at("10.0.0.1", 0)), config.refuse(Outcome::DeniedInvalid));
+        assert_eq!(config.decide_from(&req, Some(&wrong), at("10.0.0.1", 1)), config.refuse(Outcome::DeniedInvalid));
+        let locked = config.decide_from(&req, Some(&right), at("10.0.0.1", 2));
+        let Verdict::Deny(Outcome::DeniedLocked, denial) = locked else { panic!("{locked:?}") };
+        assert_eq!((denial.http_status, denial.grpc_status), (429, GrpcStatus::ResourceExhausted));
+        assert_eq!(config.decide_from(&req, Some(&right), at("10.0.0.2", 2)), Verdict::Allow(Outcome::Allowed));
+        assert_eq!(config.decide_from(&req, Some(&right), at("10.0.0.1", 10_002)), Verdict::Allow(Outcome::Allowed));
+        // Without a client (no lockout configured or no address) nothing is counted.
+        assert_eq!(config.decide(&req, Some(&right)), Verdict::Allow(Outcome::Allowed));
+    }
+
+    #[test]
+    fn lockout_config_is_validated() {
+        let bad = |lockout: &str| {
+            let json = format!(r#"{{"basic_auth_rules":[],"lockout":{lockout}}}"#);
+            Config::from_json(json.as_bytes()).err().map(|e| e.to_string()).unwrap_or_default()
+        };
+        assert!(bad(r#"{"max_failures":0,"window":"1m","duration":"5m"}"#).contains("lockout.max_failures"));
+        assert!(bad(r#"{"max_failures":3,"window":"0s","duration":"5m"}"#).contains("lockout.window"));
+        assert!(bad(r#"{"max_failures":3,"window":"1m","duration":"5 weeks"}"#).contains("unknown unit"));
+        assert!(bad(r#"{"max_failures":3,"window":"1m"}"#).contains("missing field `duration`"));
     }
 }

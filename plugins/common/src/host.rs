@@ -142,6 +142,26 @@ pub fn body_bytes(response: bool, offset: usize, len: usize) -> Result<Vec<u8>, 
     Ok(hostcalls::get_buffer(buffer, offset, len)?.unwrap_or_default())
 }
 
+/// The downstream client's address without its port (`source.address`), if the host knows it.
+pub fn client_address() -> Option<String> {
+    let raw = hostcalls::get_property(vec!["source", "address"]).ok()??;
+    let text = String::from_utf8(raw).ok()?;
+    let host = match text.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default().to_string(),
+        None => text.rsplit_once(':').map_or(text.as_str(), |(host, _)| host).to_string(),
+    };
+    (!host.is_empty()).then_some(host)
+}
+
+/// The proxy's clock in milliseconds since the Unix epoch (0 if the host cannot tell).
+pub fn now_millis() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .unwrap_or(0)
+}
+
 /// Every response header, serialised as [`request_headers_raw`] does for the request.
 pub fn response_headers_raw() -> Result<Vec<u8>, Status> {
     header_map_raw(proxy_wasm::types::MapType::HttpResponseHeaders)
