@@ -275,15 +275,20 @@ pub fn load_wasm_plugins(dir: &Path) -> Result<Vec<WasmPlugin>> {
 
 /// Every `WasmPlugin` in a YAML stream (e.g. a rendered kustomize overlay), in order.
 pub fn parse_wasm_plugins(yaml: &str) -> Result<Vec<WasmPlugin>> {
-    let mut plugins = Vec::new();
+    objects_of_kind(yaml, "WasmPlugin")
+}
+
+/// Every object of `kind` in a YAML stream, in order, each read into `T`.
+pub fn objects_of_kind<T: serde::de::DeserializeOwned>(yaml: &str, kind: &str) -> Result<Vec<T>> {
+    let mut found = Vec::new();
     for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
         let value = Value::deserialize(doc).context("parsing YAML")?;
-        if value.get("kind").and_then(Value::as_str) == Some("WasmPlugin") {
+        if value.get("kind").and_then(Value::as_str) == Some(kind) {
             let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_owned();
-            plugins.push(serde_json::from_value(value).with_context(|| format!("WasmPlugin {name}"))?);
+            found.push(serde_json::from_value(value).with_context(|| format!("{kind} {name}"))?);
         }
     }
-    Ok(plugins)
+    Ok(found)
 }
 
 /// The one `WasmPlugin` named `name` under `dir`.

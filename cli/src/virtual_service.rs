@@ -115,15 +115,7 @@ impl StringMatch {
 
 /// Every `VirtualService` in a rendered YAML stream.
 pub fn parse_all(yaml: &str) -> Result<Vec<VirtualService>> {
-    let mut found = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(yaml) {
-        let value = Value::deserialize(doc).context("parsing YAML")?;
-        if value.get("kind").and_then(Value::as_str) == Some("VirtualService") {
-            let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_owned();
-            found.push(serde_json::from_value(value).with_context(|| format!("VirtualService {name}"))?);
-        }
-    }
-    Ok(found)
+    crate::istio::objects_of_kind(yaml, "VirtualService")
 }
 
 pub fn load_all(path: &Path) -> Result<Vec<VirtualService>> {

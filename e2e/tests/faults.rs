@@ -6,6 +6,7 @@ use anyhow::Result;
 use std::time::{Duration, Instant};
 use tonic::Code;
 use wasmgate_e2e::model_server::{ModelProcess, ModelServer, free_addr};
+use wasmgate_e2e::registry::Registry;
 use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, gateway_from_overlay};
 use wasmgate_inference::client::{self, Client, Target};
 use wasmgate_inference::model::IMAGE_VALUES;
@@ -21,12 +22,16 @@ async fn client_for(listener: std::net::SocketAddr) -> Result<Client> {
 }
 
 fn fp32_batch(bytes: usize) -> Result<ModelInferRequest> {
-    let count = bytes.div_ceil(IMAGE_VALUES * 4);
-    let mut request = client::generated(1).request();
-    request.inputs[0].datatype = "FP32".into();
-    request.inputs[0].shape[0] = i64::try_from(count)?;
-    request.raw_input_contents = vec![vec![0u8; count * IMAGE_VALUES * 4].into()];
-    Ok(request)
+    Ok(client::fp32_zeros(bytes.div_ceil(IMAGE_VALUES * 4)))
+}
+
+/// The kind overlay's gateway in front of model server processes (stable, canary) that a test can kill.
+async fn process_stack() -> Result<(wasmgate_e2e::Envoy, ModelProcess, ModelProcess, Registry)> {
+    let (stable_addr, canary_addr) = (free_addr()?, free_addr()?);
+    let stable = ModelProcess::start(stable_addr).await?;
+    let canary = ModelProcess::start(canary_addr).await?;
+    let (gateway, registry, _) = gateway_from_overlay("kind", stable_addr, canary_addr).await?;
+    Ok((gateway.start().await?, stable, canary, registry))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -45,11 +50,8 @@ async fn model_server_down_is_unavailable_at_once() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn model_server_killed_mid_100_mb_request_is_unavailable_and_the_gateway_carries_on() -> Result<()> {
-    let (stable_addr, canary_addr) = (free_addr()?, free_addr()?);
-    let mut stable = ModelProcess::start(stable_addr).await?;
-    let _canary = ModelProcess::start(canary_addr).await?;
-    let (gateway, _registry, _) = gateway_from_overlay("kind", stable_addr, canary_addr).await?;
-    let envoy = gateway.start().await?;
+    let (envoy, mut stable, _canary, _registry) = process_stack().await?;
+    let stable_addr = stable.addr;
     let mut client = client_for(envoy.listener).await?;
     let request = fp32_batch(100_000_000)?;
     let call = tokio::spawn(async move { client.infer(request).await.map(|_| ()) });
@@ -87,11 +89,8 @@ async fn a_client_giving_up_mid_upload_leaves_nothing_behind() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn restarting_the_model_server_under_load_gives_right_answers_or_unavailable() -> Result<()> {
-    let (stable_addr, canary_addr) = (free_addr()?, free_addr()?);
-    let mut stable = ModelProcess::start(stable_addr).await?;
-    let _canary = ModelProcess::start(canary_addr).await?;
-    let (gateway, _registry, _) = gateway_from_overlay("kind", stable_addr, canary_addr).await?;
-    let envoy = gateway.start().await?;
+    let (envoy, mut stable, _canary, _registry) = process_stack().await?;
+    let stable_addr = stable.addr;
     let images = client::generated(4);
     let expected = client_for(envoy.listener).await?.classify(&images).await?;
 

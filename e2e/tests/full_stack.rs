@@ -23,15 +23,6 @@ fn target(stack: &FullStack, host: &str, credentials: Option<(&str, &str)>) -> T
     }
 }
 
-/// An FP32 request of `count` images (4 × 12288 bytes each).
-fn fp32_request(count: usize) -> Result<wasmgate_inference::proto::ModelInferRequest> {
-    let mut request = client::generated(1).request();
-    request.inputs[0].datatype = "FP32".into();
-    request.inputs[0].shape[0] = i64::try_from(count)?;
-    request.raw_input_contents = vec![vec![0u8; count * IMAGE_VALUES * 4].into()];
-    Ok(request)
-}
-
 async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers(overlay: &str) -> Result<()> {
     let stack = FullStack::start_with(overlay).await?;
     let mut args = vec![
@@ -89,7 +80,7 @@ async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it
     let stack = FullStack::start_with(overlay).await?;
     let mut client = target(&stack, HOST, Some((USER, PASSWORD))).connect().await?;
     let too_big = (130 << 20) / (IMAGE_VALUES * 4) + 1;
-    let status = client.infer(fp32_request(too_big)?).await.unwrap_err();
+    let status = client.infer(client::fp32_zeros(too_big)).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
     assert_eq!(stack.stable.stats.snapshot(), Default::default(), "the model server got nothing");
     assert_eq!(stack.counter("grpc_limits.refused.message_bytes").await?, 1);

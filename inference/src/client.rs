@@ -142,6 +142,15 @@ pub fn probabilities(response: &ModelInferResponse) -> Result<Vec<f32>> {
     Ok(typed)
 }
 
+/// A ModelInfer request of `count` all-zero FP32 images (4 × 12288 bytes each): a large request of a given size.
+pub fn fp32_zeros(count: usize) -> ModelInferRequest {
+    let mut request = generated(1).request();
+    request.inputs[0].datatype = "FP32".into();
+    request.inputs[0].shape[0] = i64::try_from(count).unwrap_or(i64::MAX);
+    request.raw_input_contents = vec![vec![0u8; count * IMAGE_VALUES * 4].into()];
+    request
+}
+
 /// A deterministic batch of `count` images (for demos and benchmarks where the data set is absent).
 pub fn generated(count: usize) -> Images {
     let pixels = (0..count * IMAGE_VALUES).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();

@@ -112,7 +112,7 @@ async fn session(stack: &FullStack) -> Result<()> {
 
     let count = 100_000_000usize.div_ceil(IMAGE_VALUES * 4);
     let started = Instant::now();
-    let outcome = status(client.infer(fp32_batch(count)?).await);
+    let outcome = status(client.infer(client::fp32_zeros(count)).await);
     step(
         &format!("100 MB ModelInfer ({count} FP32 images)"),
         format!("{outcome} in {:.2} s", started.elapsed().as_secs_f64()),
@@ -120,7 +120,7 @@ async fn session(stack: &FullStack) -> Result<()> {
 
     let before = stack.stable.stats.snapshot().infer_ok;
     let too_big = (130 << 20) / (IMAGE_VALUES * 4) + 1;
-    let outcome = status(client.infer(fp32_batch(too_big)?).await);
+    let outcome = status(client.infer(client::fp32_zeros(too_big)).await);
     let reached = stack.stable.stats.snapshot().infer_ok - before;
     step("130 MiB ModelInfer", format!("{outcome} (calls that reached the model: {reached})"));
 
@@ -144,14 +144,6 @@ async fn session(stack: &FullStack) -> Result<()> {
         println!("  {name} = {value}");
     }
     Ok(())
-}
-
-fn fp32_batch(count: usize) -> Result<wasmgate_inference::proto::ModelInferRequest> {
-    let mut request = client::generated(1).request();
-    request.inputs[0].datatype = "FP32".into();
-    request.inputs[0].shape[0] = i64::try_from(count)?;
-    request.raw_input_contents = vec![vec![0u8; count * IMAGE_VALUES * 4].into()];
-    Ok(request)
 }
 
 fn how_to_call(stack: &FullStack) {
