@@ -1,0 +1,87 @@
+//! What each `failStrategy` makes the gateway do when a plugin's VM fails at runtime, seen through a real Envoy
+//! with a module that traps on every request (what a panic in a plugin becomes). FAIL_CLOSE (our CRs' choice for
+//! every plugin): nothing reaches the upstream, ever. FAIL_OPEN: once the VM has failed, requests pass without
+//! the filter — which is why an auth plugin must never use it. FAIL_RELOAD: the VM is reloaded, and while the
+//! module keeps failing nothing passes.
+
+use anyhow::Result;
+use serde_json::json;
+use wasmgate_e2e::istio::load_wasm_plugin;
+use wasmgate_e2e::{Envoy, Gateway, RawRequest, Upstream, workspace};
+
+/// A proxy-wasm module (ABI 0.2.1) that configures fine and traps in `proxy_on_request_headers`.
+const TRAPS_ON_REQUEST: &str = r#"
+(module
+  (memory (export "memory") 2)
+  (global $heap (mut i32) (i32.const 1024))
+  (func (export "proxy_abi_version_0_2_1"))
+  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
+    (local $at i32)
+    (local.set $at (global.get $heap))
+    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
+    (local.get $at))
+  (func (export "proxy_on_context_create") (param i32 i32))
+  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
+  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) unreachable)
+  (func (export "proxy_on_delete") (param i32)))
+"#;
+
+struct Case {
+    envoy: Envoy,
+    upstream: Upstream,
+    _dir: tempfile::TempDir,
+}
+
+/// The committed basic-auth CR with `strategy`, its module swapped for the trapping one.
+async fn gateway(strategy: &str) -> Result<Case> {
+    let dir = tempfile::tempdir()?;
+    let module = dir.path().join("traps.wasm");
+    std::fs::write(&module, wat::parse_str(TRAPS_ON_REQUEST)?)?;
+    let plugin = load_wasm_plugin(&workspace::plugin_crs_dir(), "basic-auth")?
+        .with_config(json!({}))
+        .with_fail_strategy(strategy);
+    let upstream = Upstream::start("models").await?;
+    let envoy = Gateway::new()
+        .plugin(plugin)
+        .resolver(move |_| Ok(module.clone()))
+        .upstream("models", upstream.addr)
+        .start()
+        .await?;
+    Ok(Case { envoy, upstream, _dir: dir })
+}
+
+async fn statuses(case: &Case, n: usize) -> Result<Vec<u16>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(RawRequest::get("/v1/models").host("ml.example.com").send(case.envoy.listener).await?.status);
+    }
+    Ok(out)
+}
+
+#[tokio::test]
+async fn fail_close_refuses_every_request_after_a_crash() -> Result<()> {
+    let case = gateway("FAIL_CLOSE").await?;
+    let answers = statuses(&case, 4).await?;
+    assert!(answers.iter().all(|&s| s >= 500), "{answers:?}");
+    assert_eq!(case.upstream.count(), 0, "nothing passed a failed auth filter");
+    Ok(())
+}
+
+#[tokio::test]
+async fn fail_open_lets_requests_through_once_the_vm_has_failed() -> Result<()> {
+    let case = gateway("FAIL_OPEN").await?;
+    let answers = statuses(&case, 4).await?;
+    assert!(answers[1..].iter().all(|&s| s == 200), "{answers:?}");
+    assert!(case.upstream.count() >= 3, "requests reached the upstream without the filter");
+    Ok(())
+}
+
+#[tokio::test]
+async fn fail_reload_restarts_the_vm_and_still_lets_nothing_through() -> Result<()> {
+    let case = gateway("FAIL_RELOAD").await?;
+    let answers = statuses(&case, 4).await?;
+    assert!(answers.iter().all(|&s| s >= 500), "{answers:?}");
+    assert_eq!(case.upstream.count(), 0);
+    Ok(())
+}
