@@ -142,6 +142,8 @@ impl Gateway {
         };
         Ok(json!({
             "admin": {"address": socket(([127, 0, 0, 1], 0).into())},
+            // Gauges such as server.memory_allocated are refreshed at each flush (5 s by default).
+            "stats_flush_interval": "1s",
             "static_resources": {
                 "listeners": [{
                     "name": "gateway",
