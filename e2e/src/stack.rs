@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use wasmgate::istio::{WasmPlugin, parse_wasm_plugins};
 use wasmgate::virtual_service;
+use wasmgate_inference::client::Target;
 
 pub const HOST: &str = "ml.example.com";
 pub const CANARY_HOST: &str = "canary.ml.example.com";
@@ -57,6 +58,11 @@ impl FullStack {
         Ok(Self { envoy, stable, canary, plugins, registry })
     }
 
+    /// A model client through this gateway: `host` as `:authority`, with basic `credentials` if given.
+    pub fn target(&self, host: &str, credentials: Option<(&str, &str)>) -> Target {
+        gateway_target(self.envoy.listener, host, credentials)
+    }
+
     /// A plugin counter from Envoy's `/stats`, e.g. `basic_auth.allowed`.
     pub async fn counter(&self, name: &str) -> Result<u64> {
         self.envoy.counter(&format!("wasmcustom.wasmgate.{name}")).await
@@ -88,4 +94,13 @@ pub async fn gateway_from_overlay(
         gateway = gateway.route(route);
     }
     Ok((gateway, registry, plugins))
+}
+
+/// A model client for the gateway listening at `listener`: `host` as `:authority`, basic `credentials` if given.
+pub fn gateway_target(listener: SocketAddr, host: &str, credentials: Option<(&str, &str)>) -> Target {
+    Target {
+        address: format!("http://{listener}"),
+        authority: Some(host.to_owned()),
+        basic_auth: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
+    }
 }

@@ -7,18 +7,13 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use wasmgate_e2e::model_server::{ModelProcess, ModelServer, free_addr};
 use wasmgate_e2e::registry::Registry;
-use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, gateway_from_overlay};
-use wasmgate_inference::client::{self, Client, Target};
+use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, gateway_from_overlay, gateway_target};
+use wasmgate_inference::client::{self, Client};
 use wasmgate_inference::model::IMAGE_VALUES;
 use wasmgate_inference::proto::ModelInferRequest;
 
 async fn client_for(listener: std::net::SocketAddr) -> Result<Client> {
-    let target = Target {
-        address: format!("http://{listener}"),
-        authority: Some(HOST.to_owned()),
-        basic_auth: Some((USER.to_owned(), PASSWORD.to_owned())),
-    };
-    target.connect().await
+    gateway_target(listener, HOST, Some((USER, PASSWORD))).connect().await
 }
 
 fn fp32_batch(bytes: usize) -> Result<ModelInferRequest> {

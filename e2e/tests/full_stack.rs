@@ -11,17 +11,9 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER};
 use wasmgate_e2e::workspace;
-use wasmgate_inference::client::{self, Target};
+use wasmgate_inference::client;
 use wasmgate_inference::data;
 use wasmgate_inference::model::IMAGE_VALUES;
-
-fn target(stack: &FullStack, host: &str, credentials: Option<(&str, &str)>) -> Target {
-    Target {
-        address: format!("http://{}", stack.envoy.listener),
-        authority: Some(host.to_owned()),
-        basic_auth: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
-    }
-}
 
 async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers(overlay: &str) -> Result<()> {
     let stack = FullStack::start_with(overlay).await?;
@@ -63,11 +55,11 @@ async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model(ove
     let stack = FullStack::start_with(overlay).await?;
     let images = client::generated(2);
     for credentials in [Some((USER, "guess")), Some(("admin", PASSWORD)), None] {
-        let mut client = target(&stack, HOST, credentials).connect().await?;
+        let mut client = stack.target(HOST, credentials).connect().await?;
         let status = client.infer(images.request()).await.unwrap_err();
         assert_eq!(status.code(), Code::Unauthenticated, "{credentials:?}: {status}");
     }
-    let mut client = target(&stack, CANARY_HOST, None).connect().await?;
+    let mut client = stack.target(CANARY_HOST, None).connect().await?;
     assert_eq!(client.infer(images.request()).await.unwrap_err().code(), Code::Unauthenticated, "canary host too");
     assert_eq!(stack.counter("basic_auth.denied.invalid").await?, 2);
     assert_eq!(stack.counter("basic_auth.denied.missing").await?, 2);
@@ -78,7 +70,7 @@ async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model(ove
 
 async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it(overlay: &str) -> Result<()> {
     let stack = FullStack::start_with(overlay).await?;
-    let mut client = target(&stack, HOST, Some((USER, PASSWORD))).connect().await?;
+    let mut client = stack.target(HOST, Some((USER, PASSWORD))).connect().await?;
     let too_big = (130 << 20) / (IMAGE_VALUES * 4) + 1;
     let status = client.infer(client::fp32_zeros(too_big)).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
@@ -95,9 +87,9 @@ async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it
 async fn the_canary_host_and_the_canary_header_reach_the_second_server(overlay: &str) -> Result<()> {
     let stack = FullStack::start_with(overlay).await?;
     let images = client::generated(4);
-    let mut canary = target(&stack, CANARY_HOST, Some((USER, PASSWORD))).connect().await?;
+    let mut canary = stack.target(CANARY_HOST, Some((USER, PASSWORD))).connect().await?;
     let via_canary = canary.classify(&images).await?;
-    let mut stable = target(&stack, HOST, Some((USER, PASSWORD))).connect().await?;
+    let mut stable = stack.target(HOST, Some((USER, PASSWORD))).connect().await?;
     let via_stable = stable.classify(&images).await?;
     assert_eq!(via_canary, via_stable, "the same model answers on both");
 

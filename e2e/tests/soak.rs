@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use wasmgate_e2e::bench::{env_or, proc_status_bytes};
 use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER};
-use wasmgate_inference::client::{self, Client, Images, Target};
+use wasmgate_inference::client::{self, Client, Images};
 use wasmgate_inference::data;
 use wasmgate_inference::model::IMAGE_VALUES;
 
@@ -22,12 +22,7 @@ struct Tally {
 }
 
 async fn client(stack: &FullStack, host: &str, password: &str) -> Result<Client> {
-    let target = Target {
-        address: format!("http://{}", stack.envoy.listener),
-        authority: Some(host.to_owned()),
-        basic_auth: Some((USER.to_owned(), password.to_owned())),
-    };
-    target.connect().await
+    stack.target(host, Some((USER, password))).connect().await
 }
 
 /// What the model answers for `images`, computed here without the network.

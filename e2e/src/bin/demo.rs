@@ -8,7 +8,7 @@ use base64::Engine;
 use std::time::Instant;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER};
-use wasmgate_inference::client::{self, Images, Target};
+use wasmgate_inference::client::{self, Images};
 use wasmgate_inference::data;
 use wasmgate_inference::model::{IMAGE_VALUES, LABELS, label};
 use wasmgate_inference::server::termination;
@@ -56,14 +56,6 @@ fn describe(stack: &FullStack) {
     println!("Envoy (V8)    {}  admin http://{}\n", stack.envoy.listener, stack.envoy.admin);
 }
 
-fn target(stack: &FullStack, host: &str, credentials: Option<(&str, &str)>) -> Target {
-    Target {
-        address: format!("http://{}", stack.envoy.listener),
-        authority: Some(host.to_owned()),
-        basic_auth: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
-    }
-}
-
 fn step(what: &str, outcome: impl std::fmt::Display) {
     println!("{what:<44} -> {outcome}");
 }
@@ -96,12 +88,12 @@ fn sample_images() -> Result<(Images, Option<Vec<u8>>)> {
 async fn session(stack: &FullStack) -> Result<()> {
     let (images, truth) = sample_images()?;
 
-    let mut anonymous = target(stack, HOST, None).connect().await?;
+    let mut anonymous = stack.target(HOST, None).connect().await?;
     step("ModelInfer without credentials", status(anonymous.infer(images.request()).await));
-    let mut guessing = target(stack, HOST, Some((USER, "guess"))).connect().await?;
+    let mut guessing = stack.target(HOST, Some((USER, "guess"))).connect().await?;
     step("ModelInfer with a wrong password", status(guessing.infer(images.request()).await));
 
-    let mut client = target(stack, HOST, Some((USER, PASSWORD))).connect().await?;
+    let mut client = stack.target(HOST, Some((USER, PASSWORD))).connect().await?;
     let probabilities = client.classify(&images).await?;
     step(&format!("classify {} images as {USER}", images.len()), "OK");
     for (i, (name, p)) in images.names.iter().zip(&probabilities).enumerate() {
@@ -124,7 +116,7 @@ async fn session(stack: &FullStack) -> Result<()> {
     let reached = stack.stable.stats.snapshot().infer_ok - before;
     step("130 MiB ModelInfer", format!("{outcome} (calls that reached the model: {reached})"));
 
-    let mut canary = target(stack, CANARY_HOST, Some((USER, PASSWORD))).connect().await?;
+    let mut canary = stack.target(CANARY_HOST, Some((USER, PASSWORD))).connect().await?;
     let outcome = status(canary.infer(images.request()).await);
     let served = stack.canary.stats.snapshot().infer_ok;
     step(&format!("ModelInfer to {CANARY_HOST}"), format!("{outcome}, answered by the canary server ({served} call)"));
