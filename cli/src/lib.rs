@@ -5,4 +5,5 @@ pub mod check;
 pub mod istio;
 pub mod oci;
 pub mod pin;
+pub mod progress;
 pub mod virtual_service;

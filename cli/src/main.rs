@@ -157,6 +157,7 @@ fn image(args: &[String]) -> Result<()> {
                 &reference,
                 &auth,
                 a.flags.get("sha256").map(String::as_str),
+                &wasmgate::progress::Bar::stderr(),
             ))?;
             std::fs::write(out, &module).with_context(|| format!("writing {out}"))?;
             eprintln!("verified {} bytes -> {out}", module.len());
@@ -181,7 +182,7 @@ fn push_one(
         .with_context(|| format!("packaging {}", file.display()))?;
     let reference: oci_client::Reference = format!("{}/{name}:{tag}", registry.trim_end_matches('/')).parse()?;
     eprintln!("pushing {reference} ({} bytes, {variant:?} variant) ...", wasm.len());
-    let digest = runtime.block_on(oci::push(client, &reference, package, auth))?;
+    let digest = runtime.block_on(oci::push(client, &reference, package, auth, &wasmgate::progress::Bar::stderr()))?;
     Ok((reference.to_string(), digest))
 }
 

@@ -8,15 +8,22 @@
 //! `WasmPlugin.spec.sha256` for `oci://` URLs is the manifest digest as 64 hex characters. Pulling checks it
 //! against the manifest bytes actually received, then each blob against its descriptor, then the module.
 
+use crate::progress::Progress;
 use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
-use oci_client::manifest::{OciDescriptor, OciImageManifest};
+use oci_client::errors::OciDistributionError;
+use oci_client::manifest::{OciDescriptor, OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
+use tokio::io::AsyncWrite;
 
 pub const WASM_LAYER: &str = "application/vnd.module.wasm.content.layer.v1+wasm";
 pub const WASM_CONFIG: &str = "application/vnd.module.wasm.config.v1+json";
@@ -164,12 +171,34 @@ pub fn auth(user: Option<&str>, password: Option<&str>) -> RegistryAuth {
     }
 }
 
-/// Pushes `package` to `reference`; returns the manifest digest (64 hex) as the registry stores it.
-pub async fn push(client: &Client, reference: &Reference, package: Package, auth: &RegistryAuth) -> Result<String> {
+/// Pushes `package` to `reference`, reporting every byte sent to `progress`; returns the manifest digest (64
+/// hex) as the registry stores it. A blob the repository already holds is not sent again.
+pub async fn push(
+    client: &Client,
+    reference: &Reference,
+    package: Package,
+    auth: &RegistryAuth,
+    progress: &Arc<dyn Progress>,
+) -> Result<String> {
+    client.store_auth_if_needed(reference.resolve_registry(), auth).await;
+    let config = (package.config.data, package.manifest.config.digest.clone());
+    let mut blobs: Vec<(Bytes, String)> = package
+        .layers
+        .into_iter()
+        .zip(&package.manifest.layers)
+        .map(|(layer, descriptor)| (layer.data, descriptor.digest.clone()))
+        .collect();
+    blobs.push(config);
+    let total = blobs.iter().map(|(data, _)| data.len() as u64).sum();
+    progress.start(&reference.to_string(), total);
+    for (data, digest) in blobs {
+        push_blob(client, reference, data, &digest, progress).await.with_context(|| format!("pushing {reference}"))?;
+    }
     client
-        .push(reference, &package.layers, package.config, auth, Some(package.manifest))
+        .push_manifest(reference, &OciManifest::Image(package.manifest))
         .await
-        .with_context(|| format!("pushing {reference}"))?;
+        .with_context(|| format!("pushing the manifest of {reference}"))?;
+    progress.finish();
     let (raw, _) = client
         .pull_manifest_raw(reference, auth, &[OCI_MANIFEST, DOCKER_MANIFEST])
         .await
@@ -177,17 +206,89 @@ pub async fn push(client: &Client, reference: &Reference, package: Package, auth
     Ok(sha256_hex(&raw))
 }
 
-async fn blob(client: &Client, reference: &Reference, descriptor: &OciDescriptor) -> Result<Vec<u8>> {
+/// Sends one blob in chunks, counting each once the registry has taken it.
+async fn push_blob(
+    client: &Client,
+    reference: &Reference,
+    data: Bytes,
+    digest: &str,
+    progress: &Arc<dyn Progress>,
+) -> Result<()> {
+    let size = data.len() as u64;
+    // An error here only means "unknown": the push then happens anyway.
+    if client.blob_exists(reference, digest).await.unwrap_or(false) {
+        progress.advance(size);
+        return Ok(());
+    }
+    client
+        .push_blob_stream(reference, reporting_chunks(data, Arc::clone(progress)), digest, Some(size))
+        .await
+        .with_context(|| format!("pushing blob {digest}"))?;
+    Ok(())
+}
+
+/// `oci-client`'s own chunk size: each chunk is one upload request.
+const PUSH_CHUNK: usize = 4 << 20;
+
+/// `data` as a stream of chunks. The uploader asks for the next chunk once it has sent the last one, so that is
+/// when the last one is counted; the end of the stream counts the final chunk.
+fn reporting_chunks(
+    data: Bytes,
+    progress: Arc<dyn Progress>,
+) -> impl futures_util::Stream<Item = Result<Bytes, OciDistributionError>> + Send + 'static {
+    futures_util::stream::unfold((data, 0_u64), move |(mut rest, sent)| {
+        progress.advance(sent);
+        let next = (!rest.is_empty()).then(|| {
+            let chunk = rest.split_to(PUSH_CHUNK.min(rest.len()));
+            let len = chunk.len() as u64;
+            (Ok(chunk), (rest, len))
+        });
+        std::future::ready(next)
+    })
+}
+
+/// Collects a pulled blob, reporting each piece as it arrives.
+struct CountingWriter {
+    bytes: Vec<u8>,
+    progress: Arc<dyn Progress>,
+}
+
+impl AsyncWrite for CountingWriter {
+    fn poll_write(mut self: Pin<&mut Self>, _: &mut TaskContext<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.bytes.extend_from_slice(buf);
+        self.progress.advance(buf.len() as u64);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+async fn blob(
+    client: &Client,
+    reference: &Reference,
+    descriptor: &OciDescriptor,
+    progress: &Arc<dyn Progress>,
+) -> Result<Vec<u8>> {
+    let size = u64::try_from(descriptor.size).unwrap_or(u64::MAX);
     ensure!(
-        usize::try_from(descriptor.size).is_ok_and(|s| s <= MAX_MODULE_BYTES + (1 << 20)),
+        usize::try_from(size).is_ok_and(|s| s <= MAX_MODULE_BYTES + (1 << 20)),
         "layer of {} bytes is over the module limit",
         descriptor.size
     );
-    let mut out = Vec::new();
+    progress.start(&format!("{reference} {}", descriptor.digest), size);
+    let mut out = CountingWriter { bytes: Vec::new(), progress: Arc::clone(progress) };
     client
         .pull_blob(reference, descriptor, &mut out)
         .await
         .with_context(|| format!("pulling blob {}", descriptor.digest))?;
+    progress.finish();
+    let out = out.bytes;
     let got = format!("sha256:{}", sha256_hex(&out));
     ensure!(got == descriptor.digest, "blob digest mismatch: manifest says {}, content is {got}", descriptor.digest);
     Ok(out)
@@ -200,6 +301,7 @@ pub async fn pull_verified(
     reference: &Reference,
     auth: &RegistryAuth,
     expected_sha256: Option<&str>,
+    progress: &Arc<dyn Progress>,
 ) -> Result<Vec<u8>> {
     let (raw, _) = client
         .pull_manifest_raw(reference, auth, &[OCI_MANIFEST, DOCKER_MANIFEST])
@@ -227,7 +329,7 @@ pub async fn pull_verified(
     );
     let last = manifest.layers.last().context("the image has no layers")?;
     let module = if last.media_type == OCI_TAR_GZIP || last.media_type == DOCKER_TAR_GZIP {
-        extract_plugin(&blob(client, reference, last).await?)?
+        extract_plugin(&blob(client, reference, last, progress).await?)?
     } else {
         ensure!(
             manifest.layers.len() == 2,
@@ -241,7 +343,7 @@ pub async fn pull_verified(
             .iter()
             .find(|l| l.media_type == WASM_LAYER)
             .with_context(|| format!("no layer of type {WASM_LAYER}"))?;
-        blob(client, reference, layer).await?
+        blob(client, reference, layer, progress).await?
     };
     check_module(&module)?;
     Ok(module)

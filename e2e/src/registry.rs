@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wasmgate::istio::WasmPlugin;
 use wasmgate::oci;
+use wasmgate::progress::silent;
 
 pub struct Registry {
     child: Child,
@@ -102,11 +103,12 @@ pub async fn publish_and_fetch(registry: &Registry, plugins: Vec<WasmPlugin>) ->
         let wasm = std::fs::read(crate::workspace::plugin_wasm(&name)?)?;
         let reference: oci_client::Reference = format!("{}/wasmgate/{name}:test", registry.host()).parse()?;
         let package = oci::package(&wasm, oci::Variant::Oci, &std::collections::BTreeMap::new())?;
-        let digest = oci::push(&oci::client(true), &reference, package, &anonymous).await?;
+        let digest = oci::push(&oci::client(true), &reference, package, &anonymous, &silent()).await?;
         plugin.spec.url = format!("oci://{reference}");
         plugin.spec.sha256 = Some(digest);
         let module =
-            oci::pull_verified(&oci::client(true), &reference, &anonymous, plugin.spec.sha256.as_deref()).await?;
+            oci::pull_verified(&oci::client(true), &reference, &anonymous, plugin.spec.sha256.as_deref(), &silent())
+                .await?;
         let file = dir.path().join(format!("{name}.wasm"));
         std::fs::write(&file, module)?;
         files.insert(name, file);

@@ -8,8 +8,11 @@ use oci_client::manifest::OciImageManifest;
 use oci_client::secrets::RegistryAuth;
 use std::collections::BTreeMap;
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmgate::oci::{self, Variant};
+use wasmgate::progress::{Progress, silent};
 use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::registry::Registry;
 use wasmgate_e2e::{Gateway, RawRequest, Upstream, workspace};
@@ -25,7 +28,7 @@ fn reference(registry: &Registry, name: &str, tag: &str) -> Reference {
 async fn push(registry: &Registry, name: &str, tag: &str, variant: Variant, auth: &RegistryAuth) -> Result<String> {
     let package = oci::package(&module(), variant, &BTreeMap::new())?;
     let local = package.digest()?;
-    let pushed = oci::push(&oci::client(true), &reference(registry, name, tag), package, auth).await?;
+    let pushed = oci::push(&oci::client(true), &reference(registry, name, tag), package, auth, &silent()).await?;
     assert_eq!(local, pushed, "the digest computed before the push is the registry's");
     Ok(pushed)
 }
@@ -48,7 +51,8 @@ async fn both_variants_round_trip_and_skopeo_reads_them() -> Result<()> {
             "reproducible: same module, same digest"
         );
         let pulled =
-            oci::pull_verified(&client, &reference(&registry, "basic-auth", tag), &anon, Some(&digest)).await?;
+            oci::pull_verified(&client, &reference(&registry, "basic-auth", tag), &anon, Some(&digest), &silent())
+                .await?;
         assert_eq!(pulled, module(), "{variant:?}");
 
         let src = format!("docker://{}/wasmgate/basic-auth:{tag}", registry.host());
@@ -62,6 +66,7 @@ async fn both_variants_round_trip_and_skopeo_reads_them() -> Result<()> {
             &format!("{}/copied/basic-auth:{tag}", registry.host()).parse()?,
             &anon,
             Some(&digest),
+            &silent(),
         )
         .await?;
         assert_eq!(copied, module(), "skopeo copy keeps the digest");
@@ -76,13 +81,19 @@ async fn istio_would_refuse_these_so_pull_does_too() -> Result<()> {
     let anon = RegistryAuth::Anonymous;
     let digest = push(&registry, "basic-auth", "1", Variant::Oci, &anon).await?;
     let wrong = format!("{}0", &digest[..63]);
-    let err =
-        oci::pull_verified(&client, &reference(&registry, "basic-auth", "1"), &anon, Some(&wrong)).await.unwrap_err();
+    let err = oci::pull_verified(&client, &reference(&registry, "basic-auth", "1"), &anon, Some(&wrong), &silent())
+        .await
+        .unwrap_err();
     assert!(format!("{err:#}").contains("digest mismatch"), "{err:#}");
-    let err =
-        oci::pull_verified(&client, &reference(&registry, "basic-auth", "1"), &anon, Some(&format!("sha256:{digest}")))
-            .await
-            .unwrap_err();
+    let err = oci::pull_verified(
+        &client,
+        &reference(&registry, "basic-auth", "1"),
+        &anon,
+        Some(&format!("sha256:{digest}")),
+        &silent(),
+    )
+    .await
+    .unwrap_err();
     assert!(format!("{err:#}").contains("64 hex characters"), "{err:#}");
 
     // A CNCF Wasm artifact (what wasm-to-oci and oci-wasm push).
@@ -90,7 +101,8 @@ async fn istio_would_refuse_these_so_pull_does_too() -> Result<()> {
     let config = Config::new(b"{}".to_vec(), "application/vnd.wasm.config.v0+json".to_string(), None);
     let manifest = OciImageManifest::build(&layers, &config, None);
     client.push(&reference(&registry, "cncf", "1"), &layers, config, &anon, Some(manifest)).await?;
-    let err = oci::pull_verified(&client, &reference(&registry, "cncf", "1"), &anon, None).await.unwrap_err();
+    let err =
+        oci::pull_verified(&client, &reference(&registry, "cncf", "1"), &anon, None, &silent()).await.unwrap_err();
     assert!(format!("{err:#}").contains("CNCF Wasm artifact"), "{err:#}");
 
     // The oci layout around something that is not a Wasm module.
@@ -102,7 +114,7 @@ async fn istio_would_refuse_these_so_pull_does_too() -> Result<()> {
     let config = Config::new(b"{}".to_vec(), oci::WASM_CONFIG.to_string(), None);
     let manifest = OciImageManifest::build(&layers, &config, None);
     client.push(&reference(&registry, "elf", "1"), &layers, config, &anon, Some(manifest)).await?;
-    let err = oci::pull_verified(&client, &reference(&registry, "elf", "1"), &anon, None).await.unwrap_err();
+    let err = oci::pull_verified(&client, &reference(&registry, "elf", "1"), &anon, None, &silent()).await.unwrap_err();
     assert!(format!("{err:#}").contains("does not start with \\0asm"), "{err:#}");
     Ok(())
 }
@@ -115,18 +127,24 @@ async fn registry_auth_and_registry_down() -> Result<()> {
     let digest = push(&registry, "basic-auth", "1", Variant::Oci, &right).await?;
     assert!(push(&registry, "basic-auth", "2", Variant::Oci, &wrong).await.is_err(), "push with a wrong password");
     // A client keeps the first credentials it used for a registry: one client per attempt.
-    let err = oci::pull_verified(&oci::client(true), &reference(&registry, "basic-auth", "1"), &wrong, None)
+    let err = oci::pull_verified(&oci::client(true), &reference(&registry, "basic-auth", "1"), &wrong, None, &silent())
         .await
         .unwrap_err();
     assert!(format!("{err:#}").contains("Not authorized"), "{err:#}");
-    let pulled =
-        oci::pull_verified(&oci::client(true), &reference(&registry, "basic-auth", "1"), &right, Some(&digest)).await?;
+    let pulled = oci::pull_verified(
+        &oci::client(true),
+        &reference(&registry, "basic-auth", "1"),
+        &right,
+        Some(&digest),
+        &silent(),
+    )
+    .await?;
     assert_eq!(pulled, module());
 
     let down: Reference = format!("{}/wasmgate/basic-auth:1", registry.host()).parse()?;
     drop(registry);
     let start = Instant::now();
-    let err = oci::pull_verified(&oci::client(true), &down, &right, None).await.unwrap_err();
+    let err = oci::pull_verified(&oci::client(true), &down, &right, None, &silent()).await.unwrap_err();
     assert!(start.elapsed() < Duration::from_secs(15), "no hang: {:?}", start.elapsed());
     assert!(format!("{err:#}").contains("fetching the manifest"), "{err:#}");
     Ok(())
@@ -143,8 +161,14 @@ async fn envoy_runs_the_module_pulled_from_the_registry() -> Result<()> {
     let fetched = dir.path().join("basic-auth.wasm");
     // istio-agent's part: pull by the CR's url, check its sha256, hand Envoy the file.
     let reference: Reference = cr.spec.url.trim_start_matches("oci://").parse()?;
-    let module =
-        oci::pull_verified(&oci::client(true), &reference, &RegistryAuth::Anonymous, cr.spec.sha256.as_deref()).await?;
+    let module = oci::pull_verified(
+        &oci::client(true),
+        &reference,
+        &RegistryAuth::Anonymous,
+        cr.spec.sha256.as_deref(),
+        &silent(),
+    )
+    .await?;
     std::fs::write(&fetched, module)?;
     let upstream = Upstream::start("models").await?;
     let path = fetched.clone();
@@ -155,5 +179,99 @@ async fn envoy_runs_the_module_pulled_from_the_registry() -> Result<()> {
     let allowed =
         RawRequest::get("/").host("ml.example.com").basic_auth("username", "password").send(envoy.listener).await?;
     assert_eq!(allowed.status, 200);
+    Ok(())
+}
+
+/// What a transfer reported, to check the figures a user sees.
+#[derive(Default)]
+struct Recorded {
+    starts: Mutex<Vec<u64>>,
+    advances: Mutex<Vec<u64>>,
+    finished: AtomicUsize,
+}
+
+impl Progress for Recorded {
+    fn start(&self, _what: &str, total: u64) {
+        self.starts.lock().expect("lock").push(total);
+    }
+    fn advance(&self, bytes: u64) {
+        self.advances.lock().expect("lock").push(bytes);
+    }
+    fn finish(&self) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Recorded {
+    fn moved(&self) -> u64 {
+        self.advances.lock().expect("lock").iter().sum()
+    }
+    fn steps(&self) -> usize {
+        self.advances.lock().expect("lock").iter().filter(|b| **b > 0).count()
+    }
+}
+
+/// A valid module of `size` bytes: the wasm header and one custom section of padding.
+fn large_module(size: usize) -> Vec<u8> {
+    let name = b"padding";
+    let payload = size - 8 - 1 - 5 - 1 - name.len();
+    let section_len = u32::try_from(1 + name.len() + payload).expect("size");
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    module.push(0);
+    // The section length as a 5-byte LEB128, so the arithmetic above holds for any size.
+    for shift in [0, 7, 14, 21] {
+        module.push(((section_len >> shift) & 0x7f) as u8 | 0x80);
+    }
+    module.push((section_len >> 28) as u8);
+    module.push(u8::try_from(name.len()).expect("name"));
+    module.extend_from_slice(name);
+    module.extend((0..payload).map(|i| (i % 251) as u8));
+    assert_eq!(module.len(), size);
+    module
+}
+
+#[tokio::test]
+async fn large_layers_report_progress_byte_by_byte() -> Result<()> {
+    let registry = Registry::start(None)?;
+    let client = oci::client(true);
+    let anon = RegistryAuth::Anonymous;
+    let module = large_module(24 << 20);
+    let reference = reference(&registry, "large", "1");
+
+    let package = oci::package(&module, Variant::Oci, &BTreeMap::new())?;
+    let blob_bytes: u64 =
+        package.layers.iter().map(|l| l.data.len() as u64).sum::<u64>() + package.config.data.len() as u64;
+    let local = package.digest()?;
+    let push_progress = Arc::new(Recorded::default());
+    let pushed = oci::push(&client, &reference, package, &anon, &(push_progress.clone() as Arc<dyn Progress>)).await?;
+    assert_eq!(pushed, local);
+    assert_eq!(*push_progress.starts.lock().expect("lock"), vec![blob_bytes], "one push, every blob counted");
+    assert_eq!(push_progress.moved(), blob_bytes, "every byte sent is reported, none twice");
+    assert!(
+        push_progress.steps() >= 6,
+        "24 MiB in 4 MiB requests, reported as each is sent: {}",
+        push_progress.steps()
+    );
+    assert_eq!(push_progress.finished.load(Ordering::SeqCst), 1);
+
+    // A second push finds the blobs there and sends none of them again, still accounting for them.
+    let again = Arc::new(Recorded::default());
+    let package = oci::package(&module, Variant::Oci, &BTreeMap::new())?;
+    assert_eq!(oci::push(&client, &reference, package, &anon, &(again.clone() as Arc<dyn Progress>)).await?, pushed);
+    assert_eq!(again.moved(), blob_bytes);
+
+    let pull_progress = Arc::new(Recorded::default());
+    let pulled =
+        oci::pull_verified(&client, &reference, &anon, Some(&pushed), &(pull_progress.clone() as Arc<dyn Progress>))
+            .await?;
+    assert_eq!(pulled, module);
+    assert_eq!(*pull_progress.starts.lock().expect("lock"), vec![module.len() as u64]);
+    assert_eq!(pull_progress.moved(), module.len() as u64);
+    assert!(pull_progress.steps() > 1, "reported as the bytes arrive, not at the end");
+
+    // The independent client reads the large image too.
+    let src = format!("docker://{}/wasmgate/large:1", registry.host());
+    let (ok, out) = skopeo(&["inspect", "--raw", "--tls-verify=false", &src]);
+    assert!(ok, "skopeo inspect: {out}");
     Ok(())
 }
