@@ -1,10 +1,11 @@
 //! The only part of this crate that talks to the proxy. Wrappers return errors instead of panicking: the SDK's
 //! own wrappers panic on an unexpected host status, and a panic traps the VM.
 
-use crate::LocalResponse;
+use crate::{FetchOnce, LocalResponse};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel, MetricType, Status};
+use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::ptr::null;
 use std::rc::Rc;
@@ -90,10 +91,37 @@ pub fn send_local_response(response: &LocalResponse, details: &str) -> Result<()
     }
 }
 
+thread_local! {
+    /// The request headers, fetched once for all the parts of a composite filter (see [`sharing_request_headers`]).
+    static REQUEST_HEADERS: RefCell<FetchOnce<Vec<u8>>> = const { RefCell::new(FetchOnce::new()) };
+}
+
 /// Every request header in the proxy's serialised form, in one host call; read it with
-/// [`crate::HeaderMapView`].
+/// [`crate::HeaderMapView`]. Inside [`sharing_request_headers`] the host is asked once.
 pub fn request_headers_raw() -> Result<Vec<u8>, Status> {
-    header_map_raw(proxy_wasm::types::MapType::HttpRequestHeaders)
+    REQUEST_HEADERS
+        .with_borrow_mut(|headers| headers.get(|| header_map_raw(proxy_wasm::types::MapType::HttpRequestHeaders)))
+}
+
+/// Runs `callback` (the parts of one filter, in one host callback) with the request headers fetched at most
+/// once between them; a change through [`set_request_header`] or [`add_request_header`] fetches them again.
+pub fn sharing_request_headers<R>(callback: impl FnOnce() -> R) -> R {
+    REQUEST_HEADERS.with_borrow_mut(FetchOnce::open);
+    let result = callback();
+    REQUEST_HEADERS.with_borrow_mut(FetchOnce::close);
+    result
+}
+
+/// Sets (`Some`) or removes (`None`) a request header.
+pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
+    REQUEST_HEADERS.with_borrow_mut(FetchOnce::invalidate);
+    hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, value)
+}
+
+/// Adds a request header value next to any it already has.
+pub fn add_request_header(name: &str, value: &str) -> Result<(), Status> {
+    REQUEST_HEADERS.with_borrow_mut(FetchOnce::invalidate);
+    hostcalls::add_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, value)
 }
 
 fn header_map_raw(map: proxy_wasm::types::MapType) -> Result<Vec<u8>, Status> {

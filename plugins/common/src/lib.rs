@@ -5,6 +5,7 @@
 pub mod config;
 pub mod deny;
 pub mod duration;
+pub mod fetch_once;
 pub mod header_map;
 pub mod host_match;
 pub mod method;
@@ -19,6 +20,7 @@ pub mod host;
 pub use config::{ConfigError, parse_config};
 pub use deny::{ClientKind, Denial, GrpcStatus, LocalResponse};
 pub use duration::ConfigDuration;
+pub use fetch_once::FetchOnce;
 pub use header_map::HeaderMapView;
 pub use host_match::{HostPattern, normalize_host};
 pub use method::validate_methods;

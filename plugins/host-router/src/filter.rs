@@ -5,10 +5,12 @@ use crate::policy::{Request, Response};
 use crate::{Config, PLUGIN};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel, MapType, Status};
+use proxy_wasm::types::{Action, LogLevel, Status};
 use std::rc::Rc;
 use wasmgate_common::ConfigError;
-use wasmgate_common::host::{Loaded, Plugin, log, request_headers_raw, send_local_response};
+use wasmgate_common::host::{
+    Loaded, Plugin, add_request_header, log, request_headers_raw, send_local_response, set_request_header,
+};
 use wasmgate_common::{ClientKind, HeaderMapView, LocalResponse};
 
 // The module's entry point, left out when another module (the suite) embeds this filter.
@@ -99,19 +101,19 @@ impl Filter {
         }
         let changed = decision.changes_route_inputs();
         for name in decision.remove_headers {
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, None)?;
+            set_request_header(name, None)?;
         }
         for (name, value) in decision.set_headers {
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, name, Some(value))?;
+            set_request_header(name, Some(value))?;
         }
         for (name, value) in decision.append_headers {
-            hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value)?;
+            add_request_header(name, value)?;
         }
         if let Some(path) = &decision.path {
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, ":path", Some(path))?;
+            set_request_header(":path", Some(path))?;
         }
         if let Some(authority) = decision.authority {
-            hostcalls::set_map_value(MapType::HttpRequestHeaders, ":authority", Some(authority))?;
+            set_request_header(":authority", Some(authority))?;
         }
         if changed {
             // Newer Envoys no longer re-pick the route by themselves after a header change; older ones lack

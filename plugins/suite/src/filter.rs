@@ -9,7 +9,7 @@ use host_router::filter::HostRouter;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
-use wasmgate_common::host::{Loaded, Plugin, load_configuration, log};
+use wasmgate_common::host::{Loaded, Plugin, load_configuration, log, sharing_request_headers};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -71,7 +71,8 @@ impl Context for Suite {}
 
 impl HttpContext for Suite {
     fn on_http_request_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
-        self.each(|part| part.on_http_request_headers(headers, end_of_stream))
+        // Each part reads the request headers; the proxy is asked once.
+        sharing_request_headers(|| self.each(|part| part.on_http_request_headers(headers, end_of_stream)))
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
