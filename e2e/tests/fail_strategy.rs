@@ -6,26 +6,9 @@
 
 use anyhow::Result;
 use serde_json::json;
+use wasmgate_e2e::bench::floor::write_module;
 use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::{Envoy, Gateway, RawRequest, Upstream, workspace};
-
-/// A proxy-wasm module (ABI 0.2.1) that configures fine and traps in `proxy_on_request_headers`.
-const TRAPS_ON_REQUEST: &str = r#"
-(module
-  (memory (export "memory") 2)
-  (global $heap (mut i32) (i32.const 1024))
-  (func (export "proxy_abi_version_0_2_1"))
-  (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
-    (local $at i32)
-    (local.set $at (global.get $heap))
-    (global.set $heap (i32.add (global.get $heap) (local.get $size)))
-    (local.get $at))
-  (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_vm_start") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_configure") (param i32 i32) (result i32) (i32.const 1))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32) unreachable)
-  (func (export "proxy_on_delete") (param i32)))
-"#;
 
 struct Case {
     envoy: Envoy,
@@ -36,8 +19,8 @@ struct Case {
 /// The committed basic-auth CR with `strategy`, its module swapped for the trapping one.
 async fn gateway(strategy: &str) -> Result<Case> {
     let dir = tempfile::tempdir()?;
-    let module = dir.path().join("traps.wasm");
-    std::fs::write(&module, wat::parse_str(TRAPS_ON_REQUEST)?)?;
+    // A proxy-wasm module that configures fine and traps in `proxy_on_request_headers`.
+    let module = write_module(dir.path(), "traps", "unreachable")?;
     let plugin = load_wasm_plugin(&workspace::plugin_crs_dir(), "basic-auth")?
         .with_config(json!({}))
         .with_fail_strategy(strategy);

@@ -370,17 +370,26 @@ const SUITE: &str = "suite, 1 filter (wasm)";
 
 const FLOOR_ONE: &str = "no-op wasm, 1 filter (floor)";
 const FLOOR_THREE: &str = "no-op wasm, 3 filters (floor)";
+const FLOOR_READ: &str = "no-op wasm reading the headers (floor)";
 
-fn chain_gateway(variant: &str, upstream: &Upstream, noop: &std::path::Path) -> Result<Gateway> {
+/// The hand-written modules of the floor rows.
+struct FloorModules {
+    noop: std::path::PathBuf,
+    reader: std::path::PathBuf,
+}
+
+fn chain_gateway(variant: &str, upstream: &Upstream, floor: &FloorModules) -> Result<Gateway> {
     let base = Gateway::new().upstream("models", upstream.addr);
     let plugins = load_wasm_plugins(&workspace::plugin_crs_dir())?;
     let one = |name: &str| load_wasm_plugin(&workspace::plugin_crs_dir(), name);
-    let noop = noop.to_path_buf();
+    let noop = floor.noop.clone();
+    let reader = floor.reader.clone();
     let as_noop = |plugin: WasmPlugin| plugin.with_config(json!({}));
     Ok(match variant {
         "passthrough" => base,
         FLOOR_ONE => base.plugin(as_noop(one("basic-auth")?)).resolver(move |_| Ok(noop.clone())),
         FLOOR_THREE => base.plugins(plugins.into_iter().map(as_noop)).resolver(move |_| Ok(noop.clone())),
+        FLOOR_READ => base.plugin(as_noop(one("basic-auth")?)).resolver(move |_| Ok(reader.clone())),
         "basic-auth (wasm)" => base.plugin(one("basic-auth")?),
         "grpc-limits (wasm)" => base.plugin(one("grpc-limits")?),
         "host-router (wasm)" => base.plugin(one("host-router")?),
@@ -429,6 +438,7 @@ async fn chain() -> Result<String> {
         "passthrough",
         FLOOR_ONE,
         FLOOR_THREE,
+        FLOOR_READ,
         "basic-auth (wasm)",
         "grpc-limits (wasm)",
         "host-router (wasm)",
@@ -437,8 +447,11 @@ async fn chain() -> Result<String> {
         "basic_auth (native)",
     ];
     let dir = tempfile::tempdir()?;
-    let noop = wasmgate_e2e::bench::floor::write_noop(dir.path())?;
-    let make = |variant: &str, upstream: &Upstream| chain_gateway(variant, upstream, &noop);
+    let floor = FloorModules {
+        noop: wasmgate_e2e::bench::floor::write_noop(dir.path())?,
+        reader: wasmgate_e2e::bench::floor::write_header_reader(dir.path())?,
+    };
+    let make = |variant: &str, upstream: &Upstream| chain_gateway(variant, upstream, &floor);
     let variants = load_rounds(&names, &upstream, make, AuthWhereConfigured, "/v1/models", &headers).await?;
     let mut report =
         rate_table("passthrough, each plugin, the chain and the suite (committed CRs, authorised GET)", &variants);
