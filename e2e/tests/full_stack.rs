@@ -41,7 +41,7 @@ async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers
 
     // Everything went to the stable server: UINT8, FP32 and the 100 MB batch classified, one bad shape refused.
     let stable = stack.stable.stats.snapshot();
-    assert_eq!((stable.infer_ok, stable.infer_invalid, stable.infer_not_found), (3, 1, 1), "{stable:?}");
+    assert_eq!((stable.infer_ok, stable.infer_invalid, stable.not_found), (3, 1, 1), "{stable:?}");
     assert_eq!(stack.canary.stats.snapshot().infer_ok, 0);
     // The script made 11 calls, each with credentials; grpc-limits passed every one of them.
     assert_eq!(stack.counter("basic_auth.allowed").await?, 11);

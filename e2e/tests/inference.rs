@@ -62,7 +62,7 @@ async fn tritonclient_gets_health_metadata_and_right_answers_including_a_100_mb_
     assert_eq!(stats.infer_ok, 3, "{stats:?}");
     assert_eq!(stats.images, 2 * images + big_images);
     assert_eq!(stats.infer_invalid, 1);
-    assert_eq!(stats.infer_not_found, 1);
+    assert_eq!(stats.not_found, 1);
     assert!(stats.raw_input_bytes > 100_000_000);
     server.stop().await
 }

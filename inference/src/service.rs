@@ -21,7 +21,8 @@ pub struct Stats {
     pub in_flight: AtomicU64,
     pub infer_ok: AtomicU64,
     pub infer_invalid: AtomicU64,
-    pub infer_not_found: AtomicU64,
+    /// Calls of any RPC naming a model or version this server does not serve.
+    pub not_found: AtomicU64,
     pub images: AtomicU64,
     pub raw_input_bytes: AtomicU64,
 }
@@ -32,7 +33,7 @@ impl Stats {
             in_flight: self.in_flight.load(Ordering::Relaxed),
             infer_ok: self.infer_ok.load(Ordering::Relaxed),
             infer_invalid: self.infer_invalid.load(Ordering::Relaxed),
-            infer_not_found: self.infer_not_found.load(Ordering::Relaxed),
+            not_found: self.not_found.load(Ordering::Relaxed),
             images: self.images.load(Ordering::Relaxed),
             raw_input_bytes: self.raw_input_bytes.load(Ordering::Relaxed),
         }
@@ -44,7 +45,7 @@ pub struct StatsSnapshot {
     pub in_flight: u64,
     pub infer_ok: u64,
     pub infer_invalid: u64,
-    pub infer_not_found: u64,
+    pub not_found: u64,
     pub images: u64,
     pub raw_input_bytes: u64,
 }
@@ -74,11 +75,11 @@ impl ModelService {
 
     fn check_model(&self, name: &str, version: &str) -> Result<(), Status> {
         if name != MODEL_NAME {
-            self.stats.infer_not_found.fetch_add(1, Ordering::Relaxed);
+            self.stats.not_found.fetch_add(1, Ordering::Relaxed);
             return Err(Status::not_found(format!("unknown model `{name}`; this server serves `{MODEL_NAME}`")));
         }
         if !version.is_empty() && version != MODEL_VERSION {
-            self.stats.infer_not_found.fetch_add(1, Ordering::Relaxed);
+            self.stats.not_found.fetch_add(1, Ordering::Relaxed);
             return Err(Status::not_found(format!(
                 "model `{MODEL_NAME}` has no version `{version}` (only `{MODEL_VERSION}`)"
             )));
