@@ -3,7 +3,6 @@
 
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Arc;
-use std::time::Instant;
 
 /// What a transfer reports. `start` once with the bytes to move, `advance` as they move, `finish` at the end.
 pub trait Progress: Send + Sync {
@@ -28,7 +27,6 @@ pub fn silent() -> Arc<dyn Progress> {
 /// A bar on stderr when it is a terminal; otherwise a line per finished transfer with its size and rate.
 pub struct Bar {
     bar: ProgressBar,
-    started: std::sync::Mutex<Option<(String, Instant)>>,
 }
 
 impl Bar {
@@ -38,18 +36,16 @@ impl Bar {
             .unwrap_or_else(|_| ProgressStyle::default_bar())
             .progress_chars("=> ");
         bar.set_style(style);
-        Arc::new(Self { bar, started: std::sync::Mutex::new(None) })
+        Arc::new(Self { bar })
     }
 }
 
 impl Progress for Bar {
+    /// Resets the bar's position and clock, so `finish` reports this transfer alone.
     fn start(&self, what: &str, total: u64) {
         self.bar.reset();
         self.bar.set_length(total);
         self.bar.set_message(what.to_string());
-        if let Ok(mut started) = self.started.lock() {
-            *started = Some((what.to_string(), Instant::now()));
-        }
     }
 
     fn advance(&self, bytes: u64) {
@@ -57,10 +53,8 @@ impl Progress for Bar {
     }
 
     fn finish(&self) {
+        let (what, seconds, bytes) = (self.bar.message(), self.bar.elapsed().as_secs_f64(), self.bar.position());
         self.bar.finish_and_clear();
-        let Some((what, at)) = self.started.lock().ok().and_then(|mut s| s.take()) else { return };
-        let seconds = at.elapsed().as_secs_f64();
-        let bytes = self.bar.position();
         let rate = if seconds > 0.0 { (bytes as f64 / seconds) as u64 } else { bytes };
         eprintln!("  {what}: {} in {seconds:.2} s ({}/s)", HumanBytes(bytes), HumanBytes(rate));
     }
