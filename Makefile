@@ -14,7 +14,7 @@ DIST := dist/plugins
 WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
 	--enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue
 # command:package pairs that `make setup` installs from Debian when the command is missing.
-APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk node:nodejs docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client shellcheck:shellcheck
+APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk valgrind:valgrind node:nodejs docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client shellcheck:shellcheck
 # Libraries and data the native crates build against (the model server's BLAS, the training plot's fonts).
 APT_LIBS := libopenblas-dev libfontconfig1-dev pkg-config fonts-dejavu-core
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")

@@ -35,6 +35,7 @@ pub struct Gateway {
     resolve: Resolver,
     concurrency: u32,
     downstream_windows: Option<(u32, u32)>,
+    wrapper: Vec<String>,
 }
 
 impl Default for Gateway {
@@ -55,6 +56,7 @@ impl Gateway {
             resolve: Box::new(workspace::resolve_from_dist),
             concurrency: 1,
             downstream_windows: None,
+            wrapper: Vec::new(),
         }
     }
 
@@ -116,6 +118,12 @@ impl Gateway {
     }
 
     /// The Envoy bootstrap.
+    /// Runs Envoy under `command` (e.g. a profiler), which is given Envoy's command line after its own.
+    pub fn wrapped(mut self, command: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.wrapper = command.into_iter().map(Into::into).collect();
+        self
+    }
+
     pub fn bootstrap(&self) -> Result<Value> {
         let mut http_filters = istio::translate(&self.plugins, &self.info, &self.resolve)?;
         http_filters.extend(self.native_filters.iter().cloned());
@@ -188,8 +196,8 @@ impl Gateway {
 
     pub async fn start(self) -> Result<Envoy> {
         let bootstrap = self.bootstrap()?;
-        let concurrency = self.concurrency;
-        tokio::task::spawn_blocking(move || Envoy::start(&bootstrap, concurrency)).await?
+        let (concurrency, wrapper) = (self.concurrency, self.wrapper);
+        tokio::task::spawn_blocking(move || Envoy::start(&bootstrap, concurrency, &wrapper)).await?
     }
 }
 
@@ -230,12 +238,21 @@ pub struct Envoy {
 }
 
 impl Envoy {
-    fn start(bootstrap: &Value, concurrency: u32) -> Result<Self> {
+    fn start(bootstrap: &Value, concurrency: u32, wrapper: &[String]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let config = write_config(dir.path(), bootstrap)?;
         let admin_file = dir.path().join("admin-address");
         let log = dir.path().join("envoy.log");
-        let child = Command::new(workspace::envoy_binary()?)
+        let envoy = workspace::envoy_binary()?;
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(&envoy);
+                c
+            }
+            None => Command::new(&envoy),
+        };
+        let child = command
             .arg("-c")
             .arg(&config)
             .args(["--disable-hot-restart", "-l", "info", "--concurrency", &concurrency.to_string()])
@@ -247,21 +264,25 @@ impl Envoy {
             // latest lines from a test.
             .stderr(std::fs::File::create(&log)?)
             .spawn()
-            .context("starting envoy")?;
+            .with_context(|| {
+                format!("starting envoy{}", wrapper.first().map(|w| format!(" under {w}")).unwrap_or_default())
+            })?;
         let mut envoy = Self { child, dir, listener: ([127, 0, 0, 1], 0).into(), admin: ([127, 0, 0, 1], 0).into() };
-        envoy.wait_ready(&admin_file)?;
+        // Under an instrumenting wrapper, start-up (V8 compiling the modules) is some fifty times slower.
+        let patience = Duration::from_secs(if wrapper.is_empty() { 60 } else { 900 });
+        envoy.wait_ready(&admin_file, patience)?;
         Ok(envoy)
     }
 
-    fn wait_ready(&mut self, admin_file: &Path) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
+    fn wait_ready(&mut self, admin_file: &Path, patience: Duration) -> Result<()> {
+        let deadline = Instant::now() + patience;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         loop {
             if let Some(status) = self.child.try_wait()? {
                 bail!("envoy exited ({status}) during start-up:\n{}", self.log_tail(40));
             }
             if Instant::now() > deadline {
-                bail!("envoy not ready after 60 s:\n{}", self.log_tail(40));
+                bail!("envoy not ready after {} s:\n{}", patience.as_secs(), self.log_tail(40));
             }
             if let Some(admin) = std::fs::read_to_string(admin_file).ok().and_then(|s| s.trim().parse().ok()) {
                 self.admin = admin;

