@@ -191,19 +191,35 @@ pub async fn push(
     blobs.push(config);
     let total = blobs.iter().map(|(data, _)| data.len() as u64).sum();
     progress.start(&reference.to_string(), total);
-    for (data, digest) in blobs {
-        push_blob(client, reference, data, &digest, progress).await.with_context(|| format!("pushing {reference}"))?;
-    }
-    client
-        .push_manifest(reference, &OciManifest::Image(package.manifest))
-        .await
-        .with_context(|| format!("pushing the manifest of {reference}"))?;
-    progress.finish();
+    let transfer = async {
+        for (data, digest) in blobs {
+            push_blob(client, reference, data, &digest, progress)
+                .await
+                .with_context(|| format!("pushing {reference}"))?;
+        }
+        client
+            .push_manifest(reference, &OciManifest::Image(package.manifest))
+            .await
+            .with_context(|| format!("pushing the manifest of {reference}"))?;
+        Ok(())
+    };
+    reported(progress, transfer).await?;
     let (raw, _) = client
         .pull_manifest_raw(reference, auth, &[OCI_MANIFEST, DOCKER_MANIFEST])
         .await
         .with_context(|| format!("reading back the manifest of {reference}"))?;
     Ok(sha256_hex(&raw))
+}
+
+/// Awaits a started transfer and ends its progress: `finish` when it succeeded, `abandon` when it failed.
+async fn reported<T>(progress: &Arc<dyn Progress>, transfer: impl Future<Output = Result<T>>) -> Result<T> {
+    let result = transfer.await;
+    if result.is_ok() {
+        progress.finish()
+    } else {
+        progress.abandon()
+    }
+    result
 }
 
 /// Sends one blob in chunks, counting each once the registry has taken it.
@@ -283,11 +299,13 @@ async fn blob(
     );
     progress.start(&format!("{reference} {}", descriptor.digest), size);
     let mut out = CountingWriter { bytes: Vec::new(), progress: Arc::clone(progress) };
-    client
-        .pull_blob(reference, descriptor, &mut out)
-        .await
-        .with_context(|| format!("pulling blob {}", descriptor.digest))?;
-    progress.finish();
+    let transfer = async {
+        client
+            .pull_blob(reference, descriptor, &mut out)
+            .await
+            .with_context(|| format!("pulling blob {}", descriptor.digest))
+    };
+    reported(progress, transfer).await?;
     let out = out.bytes;
     let got = format!("sha256:{}", sha256_hex(&out));
     ensure!(got == descriptor.digest, "blob digest mismatch: manifest says {}, content is {got}", descriptor.digest);

@@ -4,11 +4,13 @@
 use indicatif::{HumanBytes, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Arc;
 
-/// What a transfer reports. `start` once with the bytes to move, `advance` as they move, `finish` at the end.
+/// What a transfer reports. `start` once with the bytes to move, `advance` as they move, then `finish` at the end
+/// or `abandon` when it fails.
 pub trait Progress: Send + Sync {
     fn start(&self, what: &str, total: u64);
     fn advance(&self, bytes: u64);
     fn finish(&self);
+    fn abandon(&self) {}
 }
 
 /// Reports nothing.
@@ -57,5 +59,10 @@ impl Progress for Bar {
         self.bar.finish_and_clear();
         let rate = if seconds > 0.0 { (bytes as f64 / seconds) as u64 } else { bytes };
         eprintln!("  {what}: {} in {seconds:.2} s ({}/s)", HumanBytes(bytes), HumanBytes(rate));
+    }
+
+    /// Clears the bar without a summary, so the error that follows is not printed under a half-drawn bar.
+    fn abandon(&self) {
+        self.bar.finish_and_clear();
     }
 }

@@ -125,7 +125,14 @@ async fn registry_auth_and_registry_down() -> Result<()> {
     let right = RegistryAuth::Basic("ci".into(), "s3cret".into());
     let wrong = RegistryAuth::Basic("ci".into(), "guess".into());
     let digest = push(&registry, "basic-auth", "1", Variant::Oci, &right).await?;
-    assert!(push(&registry, "basic-auth", "2", Variant::Oci, &wrong).await.is_err(), "push with a wrong password");
+    let refused = Arc::new(Recorded::default());
+    let package = oci::package(&module(), Variant::Oci, &BTreeMap::new())?;
+    let target = reference(&registry, "basic-auth", "2");
+    let progress = refused.clone() as Arc<dyn Progress>;
+    let client = oci::client(true);
+    assert!(oci::push(&client, &target, package, &wrong, &progress).await.is_err(), "push with a wrong password");
+    assert_eq!(refused.abandoned.load(Ordering::SeqCst), 1, "a failed push clears its progress");
+    assert_eq!(refused.finished.load(Ordering::SeqCst), 0, "and reports no finished transfer");
     // A client keeps the first credentials it used for a registry: one client per attempt.
     let err = oci::pull_verified(&oci::client(true), &reference(&registry, "basic-auth", "1"), &wrong, None, &silent())
         .await
@@ -188,6 +195,7 @@ struct Recorded {
     starts: Mutex<Vec<u64>>,
     advances: Mutex<Vec<u64>>,
     finished: AtomicUsize,
+    abandoned: AtomicUsize,
 }
 
 impl Progress for Recorded {
@@ -199,6 +207,9 @@ impl Progress for Recorded {
     }
     fn finish(&self) {
         self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+    fn abandon(&self) {
+        self.abandoned.fetch_add(1, Ordering::SeqCst);
     }
 }
 
