@@ -117,13 +117,13 @@ impl Gateway {
         self
     }
 
-    /// The Envoy bootstrap.
     /// Runs Envoy under `command` (e.g. a profiler), which is given Envoy's command line after its own.
     pub fn wrapped(mut self, command: impl IntoIterator<Item = impl Into<String>>) -> Self {
         self.wrapper = command.into_iter().map(Into::into).collect();
         self
     }
 
+    /// The Envoy bootstrap.
     pub fn bootstrap(&self) -> Result<Value> {
         let mut http_filters = istio::translate(&self.plugins, &self.info, &self.resolve)?;
         http_filters.extend(self.native_filters.iter().cloned());

@@ -7,7 +7,6 @@ use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -61,8 +60,7 @@ pub async fn per_request<F: Future<Output = Result<()>>>(
     control(&envoy, "-z")?;
     send(envoy.listener, probe, requests).await?;
     control(&envoy, "-d")?;
-    let dump = newest_dump(dir.path())?;
-    let counts = parse_dump(&std::fs::read_to_string(&dump)?)?;
+    let counts = parse_dump(&finished_dump(dir.path()).await?)?;
     drop(envoy);
     Ok(PerRequest {
         total: counts.total as f64 / requests as f64,
@@ -102,8 +100,8 @@ fn control(envoy: &Envoy, flag: &str) -> Result<()> {
     Ok(())
 }
 
-/// The dump `callgrind_control -d` wrote (`<out-file>.<n>`); it appears once the process has handled the request.
-fn newest_dump(dir: &Path) -> Result<PathBuf> {
+/// The text of the dump `callgrind_control -d` wrote (`<out-file>.<n>`), once callgrind has finished it.
+async fn finished_dump(dir: &Path) -> Result<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
         let mut dumps: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -112,15 +110,15 @@ fn newest_dump(dir: &Path) -> Result<PathBuf> {
             .collect();
         dumps.sort();
         // A dump is complete once callgrind has written its closing `totals:` line.
-        if let Some(last) = dumps.pop()
-            && std::fs::read_to_string(&last).is_ok_and(|t| t.lines().any(|l| l.starts_with("totals:")))
+        if let Some(text) = dumps.pop().and_then(|last| std::fs::read_to_string(last).ok())
+            && text.lines().any(|l| l.starts_with("totals:"))
         {
-            return Ok(last);
+            return Ok(text);
         }
         if std::time::Instant::now() > deadline {
             bail!("callgrind wrote no dump into {}", dir.display());
         }
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 
@@ -137,10 +135,9 @@ fn parse_dump(text: &str) -> Result<Counts> {
     let mut counts = Counts::default();
     let mut anonymous = false;
     let mut call_follows = false;
-    let mut objects: HashMap<&str, bool> = HashMap::new();
     for line in text.lines() {
         if let Some(object) = line.strip_prefix("ob=") {
-            anonymous = *objects.entry(object).or_insert(object == "???");
+            anonymous = object == "???";
         } else if line.starts_with("calls=") {
             // The next cost line is the inclusive cost of that call, already counted where it was spent.
             call_follows = true;

@@ -210,7 +210,7 @@ async fn instructions() -> Result<String> {
         headers: vec![("host".into(), HOST.into()), ("authorization".into(), auth)],
     };
     let requests: usize = env_or("BENCH_REQUESTS", 1000);
-    let mut names = vec!["passthrough", "basic_auth (native)", FLOOR_NOOP, FLOOR_READ, "basic-auth (wasm)"];
+    let mut names = vec!["passthrough", "basic_auth (native)", FLOOR_ONE, FLOOR_READ, "basic-auth (wasm)"];
     if std::env::var_os("BENCH_ALT_WASM").is_some() {
         names.push("basic-auth (alt wasm)");
     }
@@ -221,7 +221,7 @@ async fn instructions() -> Result<String> {
         let mut runs = Vec::new();
         for &name in pair {
             let gateway = match name {
-                FLOOR_NOOP => floor_gateway(&upstream, &noop)?,
+                FLOOR_ONE => floor_gateway(&upstream, &noop)?,
                 FLOOR_READ => floor_gateway(&upstream, &reader)?,
                 other => gateway(other, &upstream)?,
             };
@@ -462,7 +462,6 @@ const CHAIN: &str = "full chain, 3 filters (wasm)";
 const SUITE: &str = "suite, 1 filter (wasm)";
 
 const FLOOR_ONE: &str = "no-op wasm, 1 filter (floor)";
-const FLOOR_NOOP: &str = "no-op wasm (floor)";
 const FLOOR_THREE: &str = "no-op wasm, 3 filters (floor)";
 const FLOOR_READ: &str = "no-op wasm reading the headers (floor)";
 
