@@ -4,21 +4,29 @@
 //! ```yaml
 //! basic_auth_rules:
 //!   - prefix: /                      # exactly one of prefix / exact / suffix
-//!     request_methods: [GET, POST]
+//!     request_methods: ["*"]         # every method; or a list, which leaves every other method open
 //!     credentials: ["user:pass", "alice:$2y$10$..."]
 //!     hosts: [ml.example.com]        # optional; `*.example.com`, `ml.*`; empty = every host
 //!     exempt_paths: [{prefix: /grpc.health.v1.Health/}]   # optional
 //! realm: istio                       # optional
-//! lockout:                           # optional: refuse an address for a user after repeated wrong passwords
-//!   max_failures: 5
+//! lockout:                           # optional: refuse an address after repeated wrong passwords
+//!   max_failures: 5                  # for one user
+//!   max_address_failures: 20         # for any users (default 4 × max_failures)
 //!   window: 1m
 //!   duration: 5m
+//! bcrypt_budget: {per_second: 10ms, burst: 100ms}   # optional; the default (see `crate::budget`)
+//! allow_all: true                    # only without rules: run the plugin deliberately open
 //! ```
+//!
+//! Refused at load, with the field named: a config with no rules (Istio's plugin then lets everything through,
+//! which is never what a deployment wants; `allow_all: true` says it is), an exempt path that covers all of its
+//! rule, a bcrypt cost above 12, and everything malformed.
 
+use crate::budget::{Budget, RawBudget};
 use crate::credentials::CredentialSet;
 use crate::lockout::{Lockout, RawLockout};
 use serde::Deserialize;
-use wasmgate_common::{ConfigError, HostPattern, PathMatch, parse_config, validate_methods};
+use wasmgate_common::{ConfigError, HostPattern, MethodSet, PathMatch, parse_config};
 
 pub const DEFAULT_REALM: &str = "istio";
 
@@ -30,6 +38,10 @@ struct RawConfig {
     realm: Option<String>,
     #[serde(default)]
     lockout: Option<RawLockout>,
+    #[serde(default)]
+    bcrypt_budget: Option<RawBudget>,
+    #[serde(default)]
+    allow_all: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -55,12 +67,16 @@ pub struct Config {
     /// The `WWW-Authenticate` value, built once.
     pub(crate) challenge: String,
     pub(crate) lockout: Option<Lockout>,
+    /// Present when some rule has bcrypt credentials.
+    pub(crate) budget: Option<Budget>,
+    /// Whether some rule names hosts: then a request whose authority is not a host name is refused.
+    pub(crate) host_scoped: bool,
 }
 
 #[derive(Debug)]
 pub(crate) struct Rule {
     pub(crate) path: PathMatch,
-    pub(crate) methods: Vec<String>,
+    pub(crate) methods: MethodSet,
     /// Empty: every host.
     pub(crate) hosts: Vec<HostPattern>,
     pub(crate) exempt: Vec<PathMatch>,
@@ -84,7 +100,23 @@ impl Config {
             ));
         }
         let lockout = raw.lockout.map(Lockout::compile).transpose().map_err(|e| e.within("lockout"))?;
-        Ok(Self { rules, challenge: format!("Basic realm=\"{realm}\""), lockout })
+        match (rules.is_empty(), raw.allow_all) {
+            (true, false) => {
+                return Err(ConfigError::new(
+                    "basic_auth_rules",
+                    "no rules: every request would pass unauthenticated; add rules, or set `allow_all: true` to \
+                     run the plugin deliberately open",
+                ));
+            }
+            (false, true) => {
+                return Err(ConfigError::new("allow_all", "is for a config without rules; remove it or the rules"));
+            }
+            _ => {}
+        }
+        let budget = raw.bcrypt_budget.map(Budget::compile).transpose().map_err(|e| e.within("bcrypt_budget"))?;
+        let budget = rules.iter().any(|r| r.credentials.has_bcrypt()).then(|| budget.unwrap_or_default());
+        let host_scoped = rules.iter().any(|r| !r.hosts.is_empty());
+        Ok(Self { rules, challenge: format!("Basic realm=\"{realm}\""), lockout, budget, host_scoped })
     }
 
     pub fn rule_count(&self) -> usize {
@@ -101,15 +133,22 @@ impl Rule {
     fn compile(raw: RawRule) -> Result<Self, ConfigError> {
         let path = PathMatch::from_fields(raw.prefix, raw.exact, raw.suffix)?;
         if raw.request_methods.is_empty() {
-            return Err(ConfigError::new("request_methods", "at least one method is required"));
+            return Err(ConfigError::new("request_methods", "at least one method is required (`*` for every method)"));
         }
-        validate_methods("request_methods", &raw.request_methods)?;
+        let methods = MethodSet::parse("request_methods", raw.request_methods)?;
         let hosts = HostPattern::parse_list("hosts", &raw.hosts)?;
         for (i, exempt) in raw.exempt_paths.iter().enumerate() {
-            exempt.validate().map_err(|e| e.within(&format!("exempt_paths[{i}]")))?;
+            let at = format!("exempt_paths[{i}]");
+            exempt.validate().map_err(|e| e.within(&at))?;
+            if exempt.covers(&path) {
+                return Err(ConfigError::new(
+                    at,
+                    "exempts every path the rule covers: remove the rule instead, or exempt a narrower path",
+                ));
+            }
         }
         let credentials = CredentialSet::parse(&raw.credentials).map_err(|e| e.within("credentials"))?;
-        Ok(Self { path, methods: raw.request_methods, hosts, exempt: raw.exempt_paths, credentials })
+        Ok(Self { path, methods, hosts, exempt: raw.exempt_paths, credentials })
     }
 }
 
@@ -120,6 +159,11 @@ mod tests {
     /// The reference deployment's config, as it stands in its WasmPlugin.
     pub const REFERENCE: &str = r#"{"basic_auth_rules":[{"prefix":"/","request_methods":["GET","PUT","POST","PATCH","DELETE"],"credentials":["username:password"],"hosts":["ml.example.com"]}]}"#;
 
+    fn bcrypt_entry(cost: u32) -> String {
+        let hash = bcrypt::hash_with_salt("pw", 4, [1u8; 16]).unwrap().format_for_version(bcrypt::Version::TwoY);
+        format!("u:{}", hash.replacen("$04$", &format!("${cost:02}$"), 1))
+    }
+
     #[test]
     fn reference_config_loads() {
         let c = Config::from_json(REFERENCE.as_bytes()).unwrap();
@@ -127,10 +171,64 @@ mod tests {
         assert_eq!(c.challenge, "Basic realm=\"istio\"");
     }
 
+    /// Istio's plugin lets everything through with an empty config; a gateway that loads one by mistake is
+    /// open. It has to be said.
     #[test]
-    fn empty_config_allows_everything() {
-        assert_eq!(Config::from_json(b"").unwrap().rule_count(), 0);
-        assert_eq!(Config::from_json(b"{}").unwrap().rule_count(), 0);
+    fn an_empty_config_is_refused_unless_allow_all_says_so() {
+        for empty in [&b""[..], b"{}", br#"{"basic_auth_rules":[]}"#] {
+            let err = Config::from_json(empty).unwrap_err().to_string();
+            assert!(err.contains("allow_all: true"), "{err}");
+        }
+        assert_eq!(Config::from_json(br#"{"allow_all":true}"#).unwrap().rule_count(), 0);
+        let both = format!(r#"{{"allow_all":true,{}"#, &REFERENCE[1..]);
+        assert!(Config::from_json(both.as_bytes()).unwrap_err().to_string().contains("allow_all"));
+    }
+
+    #[test]
+    fn an_exempt_path_may_not_cover_its_whole_rule() {
+        let rule = |path: &str, exempt: &str| {
+            format!(
+                r#"{{"basic_auth_rules":[{{{path},"request_methods":["*"],"credentials":["a:b"],"exempt_paths":[{exempt}]}}]}}"#
+            )
+        };
+        for (path, exempt) in [
+            (r#""prefix":"/""#, r#"{"prefix":"/"}"#),
+            (r#""prefix":"/api/""#, r#"{"prefix":"/api"}"#),
+            (r#""exact":"/admin""#, r#"{"exact":"/admin"}"#),
+            (r#""exact":"/admin""#, r#"{"prefix":"/ad"}"#),
+            (r#""suffix":".json""#, r#"{"suffix":"json"}"#),
+            (r#""suffix":".json""#, r#"{"prefix":"/"}"#),
+        ] {
+            let err = Config::from_json(rule(path, exempt).as_bytes()).unwrap_err();
+            assert_eq!(err.path, "basic_auth_rules[0].exempt_paths[0]", "{path} {exempt}");
+            assert!(err.message.contains("every path the rule covers"), "{err}");
+        }
+        for (path, exempt) in [
+            (r#""prefix":"/""#, r#"{"prefix":"/grpc.health.v1.Health/"}"#),
+            (r#""prefix":"/api""#, r#"{"exact":"/api/health"}"#),
+        ] {
+            assert!(Config::from_json(rule(path, exempt).as_bytes()).is_ok(), "{path} {exempt}");
+        }
+    }
+
+    #[test]
+    fn bcrypt_costs_above_the_cap_are_refused_with_the_reason() {
+        let config = |cost: u32| {
+            format!(
+                r#"{{"basic_auth_rules":[{{"prefix":"/","request_methods":["*"],"credentials":["{}"]}}]}}"#,
+                bcrypt_entry(cost)
+            )
+        };
+        assert!(Config::from_json(config(12).as_bytes()).unwrap().budget.is_some());
+        for cost in [13, 20, 31] {
+            let err = Config::from_json(config(cost).as_bytes()).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("bcrypt cost {cost} is above 12")) && err.contains("hold a gateway worker"),
+                "{err}"
+            );
+        }
+        let plain = Config::from_json(REFERENCE.as_bytes()).unwrap();
+        assert!(plain.budget.is_none(), "no bcrypt, no budget");
     }
 
     #[test]
@@ -163,7 +261,18 @@ mod tests {
                 r#"{"basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["a:b"],"exempt_paths":[{"prefix":"x"}]}]}"#,
                 "exempt_paths[0]",
             ),
-            (r#"{"realm":"a\"b"}"#, "realm"),
+            (r#"{"realm":"a\"b","allow_all":true}"#, "realm"),
+            (
+                r#"{"basic_auth_rules":[{"prefix":"/","request_methods":["*","GET"],"credentials":["a:b"]}]}"#,
+                "list it alone",
+            ),
+            (r#"{"allow_all":true,"bcrypt_budget":{"per_second":"0s","burst":"1s"}}"#, "bcrypt_budget.per_second"),
+            (r#"{"allow_all":true,"bcrypt_budget":{"per_second":"600ms","burst":"1s"}}"#, "stall the worker"),
+            (r#"{"allow_all":true,"bcrypt_budget":{"per_second":"10ms","burst":"5ms"}}"#, "bcrypt_budget.burst"),
+            (
+                r#"{"allow_all":true,"lockout":{"max_failures":5,"max_address_failures":4,"window":"1m","duration":"1m"}}"#,
+                "lockout.max_address_failures",
+            ),
             (r#"{"basic_auth_rules":{}}"#, "basic_auth_rules"),
         ];
         for (json, want) in cases {

@@ -15,8 +15,13 @@ use subtle::{Choice, ConstantTimeEq};
 use wasmgate_common::ConfigError;
 
 /// bcrypt costs tens of milliseconds per check in a Wasm VM; a credential that verified once is remembered
-/// (by its SHA-256) so later requests cost a hash. Bounded: the set is emptied when full.
-const VERIFIED_CACHE_LIMIT: usize = 1024;
+/// (by its SHA-256) so later requests cost a hash, and so is one that failed, so a guesser repeating a
+/// password costs no bcrypt work. Each set is bounded: emptied when full.
+const CACHE_LIMIT: usize = 1024;
+
+/// The highest bcrypt cost accepted. Each step doubles the work: at 10 one check already holds a gateway worker
+/// for ~150 ms under V8, at 12 ~0.6 s, at 31 over a day, and every request with a wrong password pays it.
+pub const MAX_BCRYPT_COST: u32 = 12;
 
 #[derive(Debug)]
 enum Hashed {
@@ -24,16 +29,36 @@ enum Hashed {
     Sha1([u8; 20]),
 }
 
+/// What checking a pair against a set gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Valid,
+    Invalid,
+    /// A bcrypt check was needed and the caller's budget had none left: nothing was learned.
+    Busy,
+}
+
 #[derive(Debug, Default)]
 pub struct CredentialSet {
     plain: Vec<[u8; 32]>,
     hashed: Vec<(String, Hashed)>,
+    /// What an unknown user's password is checked against, so that the answer takes as long as for a known
+    /// user with a wrong password and does not tell a guesser which names exist: a bcrypt hash at the highest
+    /// cost in the set (no password matches it), else a SHA-1 no password has.
+    decoy: Option<Hashed>,
     verified: RefCell<HashSet<[u8; 32]>>,
+    rejected: RefCell<HashSet<[u8; 32]>>,
 }
 
-/// SHA-256 of `user:password`: what plaintext credentials and the verified cache are compared by.
+/// SHA-256 of `user:password`: what plaintext credentials and the caches are compared by.
 pub fn digest(credentials: &BasicCredentials) -> [u8; 32] {
     Sha256::digest(credentials.pair().as_bytes()).into()
+}
+
+/// A well-formed bcrypt hash (22 characters of salt, 31 of hash) at `cost`: checking a password against it
+/// costs what checking a real one does.
+fn decoy_bcrypt(cost: u32) -> String {
+    format!("$2y${cost:02}$N9qo8uLOickgx2ZMRZoMyeIjZAgcfl7p92ldGxad68LJZdL17lhWy")
 }
 
 impl CredentialSet {
@@ -45,6 +70,19 @@ impl CredentialSet {
         for (i, entry) in entries.iter().enumerate() {
             set.add(entry).map_err(|e| e.within(&format!("[{i}]")))?;
         }
+        let max_cost = set
+            .hashed
+            .iter()
+            .filter_map(|(_, h)| match h {
+                Hashed::Bcrypt(hash) => hash.parse::<bcrypt::HashParts>().ok().map(|p| p.get_cost()),
+                Hashed::Sha1(_) => None,
+            })
+            .max();
+        set.decoy = match max_cost {
+            Some(cost) => Some(Hashed::Bcrypt(decoy_bcrypt(cost))),
+            None if !set.hashed.is_empty() => Some(Hashed::Sha1([0; 20])),
+            None => None,
+        };
         Ok(set)
     }
 
@@ -68,16 +106,23 @@ impl CredentialSet {
                 .map_err(|_| ConfigError::new("", format!("user `{user}`: {{SHA}} hash is not 20 bytes")))?;
             self.hashed.push((user.to_string(), Hashed::Sha1(hash)));
         } else if ["$2a$", "$2b$", "$2x$", "$2y$"].iter().any(|p| secret.starts_with(p)) {
-            let bad = || {
-                ConfigError::new(
-                    "",
-                    format!("user `{user}`: bad bcrypt hash (want `$2y$<cost 04-31>$` and 53 characters)"),
-                )
-            };
-            let parts = secret.parse::<bcrypt::HashParts>().map_err(|_| bad())?;
+            let parts = secret.parse::<bcrypt::HashParts>().map_err(|_| {
+                ConfigError::new("", format!("user `{user}`: bad bcrypt hash (want `$2y$<cost>$` and 53 characters)"))
+            })?;
+            let cost = parts.get_cost();
             // A cost bcrypt cannot run would refuse every login at request time instead of at load.
-            if !(4..=31).contains(&parts.get_cost()) {
-                return Err(bad());
+            if cost < 4 {
+                return Err(ConfigError::new("", format!("user `{user}`: bcrypt cost {cost} is below 4")));
+            }
+            if cost > MAX_BCRYPT_COST {
+                return Err(ConfigError::new(
+                    "",
+                    format!(
+                        "user `{user}`: bcrypt cost {cost} is above {MAX_BCRYPT_COST}: every wrong password would hold a \
+                         gateway worker for {}; hash it again with a lower cost (`htpasswd -nbB -C 10 {user} ...`)",
+                        bcrypt_time(cost)
+                    ),
+                ));
             }
             self.hashed.push((user.to_string(), Hashed::Bcrypt(secret.to_string())));
         } else if secret.starts_with("$apr1$")
@@ -97,34 +142,79 @@ impl CredentialSet {
         Ok(())
     }
 
+    /// Whether checking a wrong password against this set can cost a bcrypt verification.
+    pub fn has_bcrypt(&self) -> bool {
+        matches!(self.decoy, Some(Hashed::Bcrypt(_)))
+    }
+
     /// Whether `credentials` (whose SHA-256 is `pair_digest`) are in this set. Plaintext entries are all
-    /// compared, in constant time, whatever matches; hashed entries are looked up by user name.
-    pub fn verify(&self, credentials: &BasicCredentials, pair_digest: &[u8; 32]) -> bool {
+    /// compared, in constant time, whatever matches; hashed entries are looked up by user name, and an unknown
+    /// user is checked against the decoy so that both take the same time. A check that needs bcrypt (and that
+    /// neither cache answers) is handed to `slow`, which runs it and gives its result, or refuses (`None`: the
+    /// budget is spent).
+    pub fn verify(
+        &self,
+        credentials: &BasicCredentials,
+        pair_digest: &[u8; 32],
+        slow: impl FnOnce(&dyn Fn() -> bool) -> Option<bool>,
+    ) -> Check {
         let plain = self.plain.iter().fold(Choice::from(0), |acc, d| acc | d.ct_eq(pair_digest));
         if bool::from(plain) {
-            return true;
+            return Check::Valid;
         }
-        if self.hashed.is_empty() {
-            return false;
-        }
+        let Some(decoy) = &self.decoy else {
+            return Check::Invalid;
+        };
         if self.verified.borrow().contains(pair_digest) {
-            return true;
+            return Check::Valid;
         }
-        let ok = self.hashed.iter().filter(|(user, _)| user == credentials.user()).any(|(_, hash)| match hash {
-            Hashed::Sha1(want) => {
-                let got: [u8; 20] = Sha1::digest(credentials.password().as_bytes()).into();
-                bool::from(got.ct_eq(want))
-            }
-            Hashed::Bcrypt(hash) => bcrypt::verify(credentials.password(), hash).unwrap_or(false),
-        });
-        if ok {
-            let mut cache = self.verified.borrow_mut();
-            if cache.len() >= VERIFIED_CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(*pair_digest);
+        if self.rejected.borrow().contains(pair_digest) {
+            return Check::Invalid;
         }
-        ok
+        let mut entries: Vec<&Hashed> =
+            self.hashed.iter().filter(|(user, _)| user == credentials.user()).map(|(_, hash)| hash).collect();
+        let known = !entries.is_empty();
+        if !known {
+            entries.push(decoy);
+        }
+        let check = || {
+            entries.iter().any(|hash| match hash {
+                Hashed::Sha1(want) => {
+                    let got: [u8; 20] = Sha1::digest(credentials.password().as_bytes()).into();
+                    bool::from(got.ct_eq(want))
+                }
+                Hashed::Bcrypt(hash) => bcrypt::verify(credentials.password(), hash).unwrap_or(false),
+            })
+        };
+        let matched = if entries.iter().any(|h| matches!(h, Hashed::Bcrypt(_))) {
+            match slow(&check) {
+                Some(matched) => matched,
+                None => return Check::Busy,
+            }
+        } else {
+            check()
+        };
+        let ok = known && matched;
+        remember(if ok { &self.verified } else { &self.rejected }, pair_digest);
+        if ok { Check::Valid } else { Check::Invalid }
+    }
+}
+
+fn remember(cache: &RefCell<HashSet<[u8; 32]>>, digest: &[u8; 32]) {
+    let mut cache = cache.borrow_mut();
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(*digest);
+}
+
+/// Roughly how long one bcrypt check at `cost` takes in a gateway worker (measured at cost 10: ~150 ms).
+fn bcrypt_time(cost: u32) -> String {
+    let millis = 150u64 << cost.saturating_sub(10).min(40);
+    match millis {
+        86_400_000.. => "over a day".into(),
+        120_000.. => format!("~{} min", millis / 60_000),
+        _ => format!("~{:.1} s", millis as f64 / 1000.0),
     }
 }
 
@@ -138,7 +228,11 @@ mod tests {
 
     fn check(set: &CredentialSet, pair: &str) -> bool {
         let c = creds(pair);
-        set.verify(&c, &digest(&c))
+        set.verify(&c, &digest(&c), |check| Some(check())) == Check::Valid
+    }
+
+    fn bcrypt_hash(password: &str, cost: u32) -> String {
+        bcrypt::hash_with_salt(password, cost, [7u8; 16]).unwrap().format_for_version(bcrypt::Version::TwoY)
     }
 
     #[test]
@@ -152,10 +246,9 @@ mod tests {
 
     #[test]
     fn bcrypt_and_sha() {
-        let bcrypt_hash =
-            bcrypt::hash_with_salt("s3cret", 4, [7u8; 16]).unwrap().format_for_version(bcrypt::Version::TwoY);
         let sha = STANDARD.encode(Sha1::digest(b"hunter2"));
-        let set = CredentialSet::parse(&[format!("alice:{bcrypt_hash}"), format!("carol:{{SHA}}{sha}")]).unwrap();
+        let set = CredentialSet::parse(&[format!("alice:{}", bcrypt_hash("s3cret", 4)), format!("carol:{{SHA}}{sha}")])
+            .unwrap();
         assert!(check(&set, "alice:s3cret"));
         assert!(check(&set, "alice:s3cret"), "second check from the cache");
         assert!(!check(&set, "alice:s3creT"));
@@ -181,8 +274,11 @@ mod tests {
                         .format_for_version(bcrypt::Version::TwoY)
                         .replacen("$04$", "$99$", 1)
                 )],
-                "cost 04-31",
+                "above 12",
             ),
+            (vec![format!("u:{}", bcrypt_hash("p", 4).replacen("$04$", "$03$", 1))], "below 4"),
+            (vec![format!("u:{}", bcrypt_hash("p", 4).replacen("$04$", "$13$", 1))], "above 12"),
+            (vec![format!("u:{}", bcrypt_hash("p", 4).replacen("$04$", "$31$", 1))], "hash it again with a lower cost"),
             (vec!["u:$apr1$abc$def".to_string()], "unsupported hash"),
         ];
         for (entries, want) in cases {
@@ -191,5 +287,60 @@ mod tests {
         }
         let err = CredentialSet::parse(&["ok:pw".into(), ":x".into()]).unwrap_err();
         assert_eq!(err.path, "[1]");
+    }
+
+    /// Counts the bcrypt verifications `verify` asks to spend, and allows only `allowed` of them.
+    fn budget(allowed: usize) -> (std::cell::Cell<usize>, usize) {
+        (std::cell::Cell::new(0), allowed)
+    }
+
+    fn verify_with(set: &CredentialSet, pair: &str, spent: &(std::cell::Cell<usize>, usize)) -> Check {
+        let c = creds(pair);
+        set.verify(&c, &digest(&c), |check| {
+            spent.0.set(spent.0.get() + 1);
+            (spent.0.get() <= spent.1).then(check)
+        })
+    }
+
+    #[test]
+    fn unknown_users_cost_the_same_bcrypt_check_as_known_ones() {
+        let set = CredentialSet::parse(&[format!("alice:{}", bcrypt_hash("s3cret", 5)), "bob:plain".into()]).unwrap();
+        assert!(set.has_bcrypt());
+        let spent = budget(usize::MAX);
+        assert_eq!(verify_with(&set, "alice:wrong", &spent), Check::Invalid);
+        assert_eq!(verify_with(&set, "mallory:wrong", &spent), Check::Invalid);
+        // bob is a plaintext user: a wrong password for him is checked like an unknown user's.
+        assert_eq!(verify_with(&set, "bob:wrong", &spent), Check::Invalid);
+        assert_eq!(spent.0.get(), 3, "each of the three cost one bcrypt check");
+        assert_eq!(verify_with(&set, "bob:plain", &spent), Check::Valid);
+        assert_eq!(spent.0.get(), 3, "plaintext entries never cost one");
+        // The decoy is a real hash at the set's cost, which no password matches.
+        assert_eq!(decoy_bcrypt(5).parse::<bcrypt::HashParts>().unwrap().get_cost(), 5);
+        assert!(!bcrypt::verify("", &decoy_bcrypt(4)).unwrap());
+    }
+
+    #[test]
+    fn a_repeated_pair_costs_no_bcrypt_and_an_empty_budget_answers_busy() {
+        let set = CredentialSet::parse(&[format!("alice:{}", bcrypt_hash("s3cret", 4))]).unwrap();
+        let spent = budget(2);
+        assert_eq!(verify_with(&set, "alice:guess", &spent), Check::Invalid);
+        assert_eq!(verify_with(&set, "alice:guess", &spent), Check::Invalid, "from the negative cache");
+        assert_eq!(verify_with(&set, "alice:s3cret", &spent), Check::Valid);
+        assert_eq!(verify_with(&set, "alice:s3cret", &spent), Check::Valid, "from the verified cache");
+        assert_eq!(spent.0.get(), 2);
+        assert_eq!(verify_with(&set, "alice:other", &spent), Check::Busy, "no budget left: nothing learned");
+        assert_eq!(verify_with(&set, "nobody:other", &spent), Check::Busy, "unknown users wait the same");
+        assert_eq!(verify_with(&set, "alice:s3cret", &spent), Check::Valid, "known-good pairs still pass");
+    }
+
+    #[test]
+    fn sha_sets_never_ask_for_budget() {
+        let sha = STANDARD.encode(Sha1::digest(b"hunter2"));
+        let set = CredentialSet::parse(&[format!("carol:{{SHA}}{sha}")]).unwrap();
+        assert!(!set.has_bcrypt());
+        let spent = budget(0);
+        assert_eq!(verify_with(&set, "carol:hunter2", &spent), Check::Valid);
+        assert_eq!(verify_with(&set, "dave:hunter2", &spent), Check::Invalid);
+        assert_eq!(spent.0.get(), 0);
     }
 }

@@ -2,13 +2,14 @@
 //! answers a denial in the client's protocol. Nothing here decides anything.
 
 use crate::authorization::Malformed;
-use crate::{Config, Outcome, PLUGIN, RequestLine, Verdict, policy::Requirement};
+use crate::policy::{BCRYPT_CHECKS, Requirement};
+use crate::{Caller, Config, Outcome, PLUGIN, RequestLine, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 use wasmgate_common::ConfigError;
 use wasmgate_common::host::{
-    Loaded, Plugin, client_address, log, now_millis, request_headers_raw, send_local_response,
+    Loaded, Plugin, client_address, log, now_micros, request_headers_raw, send_local_response,
 };
 use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView};
 
@@ -76,19 +77,24 @@ impl Filter {
         };
         let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
         let request = RequestLine::new(&authority, &path, &method);
-        if let Requirement::None(outcome) = state.config.requirement(&request) {
-            state.counters.inc(outcome.counter());
-            return Ok(Action::Continue);
-        }
-        let verdict = if headers.count("authorization") > 1 {
+        let verdict = match state.config.requirement(&request) {
+            Requirement::None(outcome) => {
+                state.counters.inc(outcome.counter());
+                return Ok(Action::Continue);
+            }
+            Requirement::Refused(verdict) => verdict,
             // Proxies and servers may each pick a different one of several: refuse the ambiguity.
-            state.config.refuse(Outcome::DeniedMalformed(Malformed::Duplicate))
-        } else if state.config.has_lockout() {
-            // An address the host cannot tell shares one tally: stricter, never looser.
-            let client = client_address().unwrap_or_else(|| "unknown".to_string());
-            state.config.decide_from(&request, headers.get("authorization"), Some((&client, now_millis())))
-        } else {
-            state.config.decide(&request, headers.get("authorization"))
+            Requirement::Credentials if headers.count("authorization") > 1 => {
+                state.config.refuse(Outcome::DeniedMalformed(Malformed::Duplicate))
+            }
+            Requirement::Credentials => {
+                // An address the host cannot tell shares one tally: stricter, never looser.
+                let address = state.config.has_lockout().then(client_address).flatten();
+                let caller = Caller { address: Some(address.as_deref().unwrap_or("unknown")), now_us: &now_micros };
+                let verdict = state.config.decide(&request, headers.get("authorization"), &caller);
+                state.counters.add(BCRYPT_CHECKS, state.config.take_bcrypt_checks());
+                verdict
+            }
         };
         match verdict {
             Verdict::Allow(outcome) => {
@@ -97,9 +103,13 @@ impl Filter {
             }
             Verdict::Deny(outcome, denial) => {
                 state.counters.inc(outcome.counter());
-                // Without the query string, which may carry tokens that do not belong in a log.
+                // Without the query string, which may carry tokens that do not belong in a log; the authority
+                // escaped, since a refused one may hold anything.
                 let path = wasmgate_common::path_without_query(&path);
-                log(LogLevel::Info, &format!("{PLUGIN}: denied {method} {authority}{path}: {}", outcome.describe()));
+                log(
+                    LogLevel::Info,
+                    &format!("{PLUGIN}: denied {method} {}{path}: {}", authority.escape_debug(), outcome.describe()),
+                );
                 let client = ClientKind::from_content_type(
                     std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok(),
                 );

@@ -5,6 +5,7 @@
 //! only) is the thin proxy-wasm shell.
 
 pub mod authorization;
+pub mod budget;
 pub mod config;
 pub mod credentials;
 pub mod lockout;
@@ -15,7 +16,7 @@ pub mod policy;
 pub mod filter;
 
 pub use config::Config;
-pub use policy::{Outcome, Verdict};
+pub use policy::{Caller, Outcome, Verdict};
 pub use wasmgate_common::RequestLine;
 
 /// The name used for metrics and log lines.

@@ -1,15 +1,18 @@
 //! The decision for one request, with no host calls: which rules apply, and whether the presented
 //! credentials satisfy every one of them (Istio's semantics: all matching rules must pass; a request that
-//! matches none passes).
+//! matches none passes). Before that, the request must read one way only: a host that is not a host name
+//! (where rules name hosts) or a path another server would read as a path with other rules is refused.
 
 use crate::authorization::{Malformed, parse_basic};
 use crate::config::{Config, Rule};
-use crate::credentials::digest;
-use wasmgate_common::{Denial, GrpcStatus, RequestLine};
+use crate::credentials::{Check, digest};
+use crate::lockout::Admission;
+use wasmgate_common::{Denial, GrpcStatus, RequestLine, Unreadable};
 
 const NOT_FOUND_MESSAGE: &str = "Request denied by Basic Auth check. No Basic Authentication information found.";
 const INVALID_MESSAGE: &str = "Request denied by Basic Auth check. Invalid username and/or password.";
 const LOCKED_MESSAGE: &str = "Request denied by Basic Auth check. Too many failed attempts; try again later.";
+const BUSY_MESSAGE: &str = "Request denied by Basic Auth check. Too many sign-in attempts; try again later.";
 
 /// Every outcome, each with its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +28,26 @@ pub enum Outcome {
     DeniedInvalid,
     /// The client address is locked out for this user after repeated wrong passwords.
     DeniedLocked,
+    /// The host or path can be read more than one way (see [`Unreadable`]).
+    DeniedUnreadable(Unreadable),
+    /// A bcrypt check was needed and the worker's budget for them is spent.
+    DeniedBusy,
 }
 
 impl Outcome {
-    /// Counter names, in the order of [`Outcome::counter`].
-    pub const COUNTERS: [&'static str; 7] =
-        ["allowed", "no_rule", "exempt", "denied.missing", "denied.malformed", "denied.invalid", "denied.locked"];
+    /// Counter names, in the order of [`Outcome::counter`]; [`BCRYPT_CHECKS`] follows them.
+    pub const COUNTERS: [&'static str; 10] = [
+        "allowed",
+        "no_rule",
+        "exempt",
+        "denied.missing",
+        "denied.malformed",
+        "denied.invalid",
+        "denied.locked",
+        "denied.bad_request",
+        "denied.busy",
+        "bcrypt_checks",
+    ];
 
     pub fn counter(self) -> usize {
         match self {
@@ -41,6 +58,8 @@ impl Outcome {
             Self::DeniedMalformed(_) => 4,
             Self::DeniedInvalid => 5,
             Self::DeniedLocked => 6,
+            Self::DeniedUnreadable(_) => 7,
+            Self::DeniedBusy => 8,
         }
     }
 
@@ -54,6 +73,8 @@ impl Outcome {
             Self::DeniedMalformed(why) => why.to_string(),
             Self::DeniedInvalid => "invalid credentials".into(),
             Self::DeniedLocked => "locked out after repeated failures".into(),
+            Self::DeniedUnreadable(why) => why.to_string(),
+            Self::DeniedBusy => "bcrypt budget spent".into(),
         }
     }
 
@@ -61,6 +82,9 @@ impl Outcome {
         matches!(self, Self::Allowed | Self::NoRule | Self::Exempt)
     }
 }
+
+/// Index of the counter of bcrypt verifications run (see [`Config::take_bcrypt_checks`]).
+pub const BCRYPT_CHECKS: usize = 9;
 
 /// What the shell does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,30 +94,55 @@ pub enum Verdict {
 }
 
 /// Whether a request needs credentials: the shell reads `authorization` only when it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
     None(Outcome),
     Credentials,
+    /// Refused before any credentials are looked at.
+    Refused(Verdict),
+}
+
+/// Who is asking, for the lockout and the bcrypt budget: the client's address, if the host can tell it, and
+/// the clock (microseconds), read only when a decision needs it.
+pub struct Caller<'a> {
+    pub address: Option<&'a str>,
+    pub now_us: &'a dyn Fn() -> u64,
+}
+
+impl Caller<'_> {
+    /// A caller with no address at time 0, for configs with neither lockout nor bcrypt.
+    pub const ANONYMOUS: Caller<'static> = Caller { address: None, now_us: &|| 0 };
+
+    fn now_ms(&self) -> u64 {
+        (self.now_us)() / 1000
+    }
 }
 
 impl Rule {
     fn applies_to(&self, req: &RequestLine<'_>) -> bool {
-        self.path.matches(req.path)
-            && self.methods.iter().any(|m| m == req.method)
-            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(&req.host)))
+        self.path.matches(req.path) && self.methods.contains(req.method) && req.host_in(&self.hosts)
     }
 
     fn exempts(&self, req: &RequestLine<'_>) -> bool {
         self.exempt.iter().any(|p| p.matches(req.path))
     }
+
+    fn enforces(&self, req: &RequestLine<'_>) -> bool {
+        self.applies_to(req) && !self.exempts(req)
+    }
 }
 
 impl Config {
     fn enforcing_rules<'s>(&'s self, req: &'s RequestLine<'_>) -> impl Iterator<Item = &'s Rule> {
-        self.rules.iter().filter(|r| r.applies_to(req) && !r.exempts(req))
+        self.rules.iter().filter(|r| r.enforces(req))
     }
 
     pub fn requirement(&self, req: &RequestLine<'_>) -> Requirement {
+        let readable =
+            req.check_unambiguous(self.host_scoped, |a, b| self.rules.iter().all(|r| r.enforces(a) == r.enforces(b)));
+        if let Err(why) = readable {
+            return Requirement::Refused(self.refuse(Outcome::DeniedUnreadable(why)));
+        }
         if self.enforcing_rules(req).next().is_some() {
             Requirement::Credentials
         } else if self.rules.iter().any(|r| r.applies_to(req)) {
@@ -104,20 +153,11 @@ impl Config {
     }
 
     /// The whole decision, given the raw `authorization` header if the request had one.
-    pub fn decide(&self, req: &RequestLine<'_>, authorization: Option<&[u8]>) -> Verdict {
-        self.decide_from(req, authorization, None)
-    }
-
-    /// [`Config::decide`] with the lockout applied, when configured: `client` is the client's address and the
-    /// current time in milliseconds.
-    pub fn decide_from(
-        &self,
-        req: &RequestLine<'_>,
-        authorization: Option<&[u8]>,
-        client: Option<(&str, u64)>,
-    ) -> Verdict {
-        if let Requirement::None(outcome) = self.requirement(req) {
-            return Verdict::Allow(outcome);
+    pub fn decide(&self, req: &RequestLine<'_>, authorization: Option<&[u8]>, caller: &Caller<'_>) -> Verdict {
+        match self.requirement(req) {
+            Requirement::None(outcome) => return Verdict::Allow(outcome),
+            Requirement::Refused(verdict) => return verdict,
+            Requirement::Credentials => {}
         }
         let Some(header) = authorization else {
             return self.refuse(Outcome::DeniedMissing);
@@ -127,34 +167,74 @@ impl Config {
             Err(Malformed::NotBasic) if header.is_empty() => return self.refuse(Outcome::DeniedMissing),
             Err(why) => return self.refuse(Outcome::DeniedMalformed(why)),
         };
-        let lockout = self.lockout.as_ref().zip(client);
-        if let Some((lockout, (address, now))) = lockout
-            && lockout.is_locked(address, credentials.user(), now)
-        {
-            return self.refuse(Outcome::DeniedLocked);
+        // Locks are checked before any password is: a locked client costs no bcrypt work and learns nothing.
+        let lockout = self.lockout.as_ref().map(|lockout| (lockout, caller.address.unwrap_or("unknown")));
+        if let Some((lockout, address)) = lockout {
+            match lockout.admit(address, credentials.user(), caller.now_ms()) {
+                Admission::Open => {}
+                Admission::Locked => return self.refuse(Outcome::DeniedLocked),
+                Admission::Full => return self.refuse(Outcome::DeniedBusy),
+            }
         }
         let pair_digest = digest(&credentials);
-        if self.enforcing_rules(req).all(|rule| rule.credentials.verify(&credentials, &pair_digest)) {
-            if let Some((lockout, (address, _))) = lockout {
-                lockout.record_success(address, credentials.user());
+        // A bcrypt check runs when the budget has the time, and is charged what it took.
+        let slow = |check: &dyn Fn() -> bool| {
+            let Some(budget) = &self.budget else {
+                return Some(check());
+            };
+            let started = (caller.now_us)();
+            if !budget.admit(started) {
+                return None;
             }
-            Verdict::Allow(Outcome::Allowed)
-        } else {
-            if let Some((lockout, (address, now))) = lockout {
-                lockout.record_failure(address, credentials.user(), now);
+            let matched = check();
+            budget.charge((caller.now_us)().saturating_sub(started));
+            Some(matched)
+        };
+        let mut check = Check::Valid;
+        for rule in self.enforcing_rules(req) {
+            check = rule.credentials.verify(&credentials, &pair_digest, slow);
+            if check != Check::Valid {
+                break;
             }
-            self.refuse(Outcome::DeniedInvalid)
         }
+        match check {
+            Check::Valid => {
+                if let Some((lockout, address)) = lockout {
+                    lockout.record_success(address, credentials.user());
+                }
+                Verdict::Allow(Outcome::Allowed)
+            }
+            Check::Invalid => {
+                if let Some((lockout, address)) = lockout {
+                    lockout.record_failure(address, credentials.user(), caller.now_ms());
+                }
+                self.refuse(Outcome::DeniedInvalid)
+            }
+            Check::Busy => self.refuse(Outcome::DeniedBusy),
+        }
+    }
+
+    /// bcrypt verifications run since the last call, for the shell's counter.
+    pub fn take_bcrypt_checks(&self) -> u64 {
+        self.budget.as_ref().map_or(0, |b| b.take_checks())
     }
 
     /// The denial for `outcome`; the shell also uses it for refusals it decides (several headers).
     pub fn refuse(&self, outcome: Outcome) -> Verdict {
-        if outcome == Outcome::DeniedLocked {
-            return Verdict::Deny(outcome, Denial::new(429, GrpcStatus::ResourceExhausted, LOCKED_MESSAGE));
-        }
-        let message = if outcome == Outcome::DeniedMissing { NOT_FOUND_MESSAGE } else { INVALID_MESSAGE };
-        let denial = Denial::new(401, GrpcStatus::Unauthenticated, message)
-            .with_header("www-authenticate", self.challenge.clone());
+        let denial = match outcome {
+            Outcome::DeniedLocked => Denial::new(429, GrpcStatus::ResourceExhausted, LOCKED_MESSAGE),
+            // The budget earns one check per `refill`: a client that waits that long gets a turn.
+            Outcome::DeniedBusy => {
+                let after = self.budget.as_ref().map_or(1, |b| b.retry_after_secs());
+                Denial::new(429, GrpcStatus::ResourceExhausted, BUSY_MESSAGE)
+                    .with_header("retry-after", after.to_string())
+            }
+            Outcome::DeniedUnreadable(why) => why.denial(),
+            Outcome::DeniedMissing => Denial::new(401, GrpcStatus::Unauthenticated, NOT_FOUND_MESSAGE)
+                .with_header("www-authenticate", self.challenge.clone()),
+            _ => Denial::new(401, GrpcStatus::Unauthenticated, INVALID_MESSAGE)
+                .with_header("www-authenticate", self.challenge.clone()),
+        };
         Verdict::Deny(outcome, denial)
     }
 }
@@ -173,9 +253,14 @@ mod tests {
     }
 
     fn outcome(config: &Config, host: &str, path: &str, method: &str, auth: Option<&[u8]>) -> Outcome {
-        match config.decide(&RequestLine::new(host, path, method), auth) {
+        match config.decide(&RequestLine::new(host, path, method), auth, &Caller::ANONYMOUS) {
             Verdict::Allow(o) | Verdict::Deny(o, _) => o,
         }
+    }
+
+    /// A caller at `address` whose clock reads `now` (microseconds).
+    fn at<'a>(address: &'a str, now: &'a dyn Fn() -> u64) -> Caller<'a> {
+        Caller { address: Some(address), now_us: now }
     }
 
     #[test]
@@ -198,7 +283,9 @@ mod tests {
     #[test]
     fn denial_carries_the_challenge() {
         let c = Config::from_json(br#"{"realm":"models","basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["a:b"]}]}"#).unwrap();
-        let Verdict::Deny(_, denial) = c.decide(&RequestLine::new("h", "/", "GET"), None) else { panic!("allowed") };
+        let Verdict::Deny(_, denial) = c.decide(&RequestLine::new("h", "/", "GET"), None, &Caller::ANONYMOUS) else {
+            panic!("allowed")
+        };
         assert_eq!(denial.http_status, 401);
         assert_eq!(denial.grpc_status, GrpcStatus::Unauthenticated);
         assert_eq!(denial.headers, vec![("www-authenticate".into(), "Basic realm=\"models\"".into())]);
@@ -278,27 +365,148 @@ mod tests {
         .unwrap();
         let req = RequestLine::new("ml.example.com", "/", "GET");
         let (right, wrong) = (basic("username:password"), basic("username:guess"));
-        let at = |address: &'static str, t: u64| Some((address, t));
-        assert_eq!(config.decide_from(&req, Some(&wrong), at("10.0.0.1", 0)), config.refuse(Outcome::DeniedInvalid));
-        assert_eq!(config.decide_from(&req, Some(&wrong), at("10.0.0.1", 1)), config.refuse(Outcome::DeniedInvalid));
-        let locked = config.decide_from(&req, Some(&right), at("10.0.0.1", 2));
+        let decide =
+            |auth: &[u8], address: &str, ms: u64| config.decide(&req, Some(auth), &at(address, &move || ms * 1000));
+        assert_eq!(decide(&wrong, "10.0.0.1", 0), config.refuse(Outcome::DeniedInvalid));
+        assert_eq!(decide(&wrong, "10.0.0.1", 1), config.refuse(Outcome::DeniedInvalid));
+        let locked = decide(&right, "10.0.0.1", 2);
         let Verdict::Deny(Outcome::DeniedLocked, denial) = locked else { panic!("{locked:?}") };
         assert_eq!((denial.http_status, denial.grpc_status), (429, GrpcStatus::ResourceExhausted));
-        assert_eq!(config.decide_from(&req, Some(&right), at("10.0.0.2", 2)), Verdict::Allow(Outcome::Allowed));
-        assert_eq!(config.decide_from(&req, Some(&right), at("10.0.0.1", 10_002)), Verdict::Allow(Outcome::Allowed));
-        // Without a client (no lockout configured or no address) nothing is counted.
-        assert_eq!(config.decide(&req, Some(&right)), Verdict::Allow(Outcome::Allowed));
+        assert_eq!(decide(&right, "10.0.0.2", 2), Verdict::Allow(Outcome::Allowed));
+        assert_eq!(decide(&right, "10.0.0.1", 10_002), Verdict::Allow(Outcome::Allowed));
     }
 
     #[test]
     fn lockout_config_is_validated() {
         let bad = |lockout: &str| {
-            let json = format!(r#"{{"basic_auth_rules":[],"lockout":{lockout}}}"#);
+            let json = format!(r#"{{"allow_all":true,"lockout":{lockout}}}"#);
             Config::from_json(json.as_bytes()).err().map(|e| e.to_string()).unwrap_or_default()
         };
         assert!(bad(r#"{"max_failures":0,"window":"1m","duration":"5m"}"#).contains("lockout.max_failures"));
         assert!(bad(r#"{"max_failures":3,"window":"0s","duration":"5m"}"#).contains("lockout.window"));
         assert!(bad(r#"{"max_failures":3,"window":"1m","duration":"5 weeks"}"#).contains("unknown unit"));
         assert!(bad(r#"{"max_failures":3,"window":"1m"}"#).contains("missing field `duration`"));
+    }
+
+    const ANY_METHOD: &str = r#"{"basic_auth_rules":[{"prefix":"/","request_methods":["*"],"credentials":["username:password"],
+        "hosts":["ml.example.com","*.ml.example.com"],"exempt_paths":[{"prefix":"/grpc.health.v1.Health/"}]}]}"#;
+
+    /// The outside attack's first finding: with a method list, OPTIONS, TRACE or, over HTTP/2, `post` skipped
+    /// the rule, and a gRPC server answered anyway. `*` leaves no method out.
+    #[test]
+    fn a_star_rule_needs_credentials_whatever_the_method() {
+        let c = Config::from_json(ANY_METHOD.as_bytes()).unwrap();
+        let infer = "/inference.GRPCInferenceService/ModelInfer";
+        for method in ["POST", "post", "OPTIONS", "TRACE", "PROPFIND", "FOO", "GET"] {
+            assert_eq!(outcome(&c, "ml.example.com", infer, method, None), Outcome::DeniedMissing, "{method}");
+        }
+        let reference = Config::from_json(REFERENCE.as_bytes()).unwrap();
+        assert_eq!(
+            outcome(&reference, "ml.example.com", infer, "OPTIONS", None),
+            Outcome::NoRule,
+            "what a list leaves open"
+        );
+    }
+
+    #[test]
+    fn hosts_that_are_not_host_names_are_refused_where_rules_name_hosts() {
+        let c = Config::from_json(ANY_METHOD.as_bytes()).unwrap();
+        for host in ["a:b.ml.example.com:443", "[x]a.ml.example.com", "ml.example.com:1:2", "ml.example.com,x", ""] {
+            let o = outcome(&c, host, "/", "POST", None);
+            assert!(matches!(o, Outcome::DeniedUnreadable(Unreadable::Host(_))), "{host:?}: {o:?}");
+        }
+        assert_eq!(outcome(&c, "a.ML.example.com:443", "/", "POST", None), Outcome::DeniedMissing);
+        // Rules without hosts never look at the host.
+        let anywhere = Config::from_json(
+            br#"{"basic_auth_rules":[{"prefix":"/","request_methods":["*"],"credentials":["a:b"]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(outcome(&anywhere, "a:b:c", "/", "POST", None), Outcome::DeniedMissing);
+    }
+
+    #[test]
+    fn paths_another_server_reads_differently_are_refused() {
+        let c = Config::from_json(ANY_METHOD.as_bytes()).unwrap();
+        for path in [
+            "/grpc.health.v1.Health/..%2Finference.GRPCInferenceService/ModelInfer",
+            "/grpc.health.v1.Health//../inference.GRPCInferenceService/ModelInfer",
+        ] {
+            let o = outcome(&c, "ml.example.com", path, "POST", None);
+            assert_eq!(o, Outcome::DeniedUnreadable(Unreadable::AmbiguousPath), "{path}");
+        }
+        // Spellings that need credentials either way are simply asked for them.
+        assert_eq!(
+            outcome(&c, "ml.example.com", "//inference.GRPCInferenceService/ModelInfer", "POST", None),
+            Outcome::DeniedMissing
+        );
+        let admin = Config::from_json(
+            br#"{"basic_auth_rules":[{"prefix":"/admin","request_methods":["*"],"credentials":["a:b"]}]}"#,
+        )
+        .unwrap();
+        for path in ["//admin/users", "/%2Fadmin", "/%61dmin", "/admin%2Fusers", "/x/..%2Fadmin"] {
+            let o = outcome(&admin, "h", path, "GET", None);
+            assert!(matches!(o, Outcome::DeniedUnreadable(_) | Outcome::DeniedMissing), "{path}: {o:?}");
+        }
+    }
+
+    fn bcrypt_config(budget: &str, lockout: &str) -> Config {
+        let hash = bcrypt::hash_with_salt("password", 4, [3u8; 16]).unwrap().format_for_version(bcrypt::Version::TwoY);
+        let json = format!(
+            r#"{{"basic_auth_rules":[{{"prefix":"/","request_methods":["*"],"credentials":["username:{hash}"]}}]{budget}{lockout}}}"#
+        );
+        Config::from_json(json.as_bytes()).unwrap()
+    }
+
+    /// A flood of made-up passwords gets at most the budget's bcrypt time; after that, 429 at once, and a client
+    /// whose right password was verified before still gets in.
+    #[test]
+    fn bcrypt_work_is_bounded_by_the_budget() {
+        let c = bcrypt_config(r#","bcrypt_budget":{"per_second":"10ms","burst":"30ms"}"#, "");
+        let req = RequestLine::new("h", "/", "POST");
+        // Each clock reading moves 10 ms on: every bcrypt check is measured as taking 10 ms.
+        let clock = std::cell::Cell::new(1_000_000u64);
+        let tick = || {
+            clock.set(clock.get() + 10_000);
+            clock.get()
+        };
+        let caller = at("10.0.0.1", &tick);
+        assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller), Verdict::Allow(Outcome::Allowed));
+        let mut outcomes = Vec::new();
+        for i in 0..50 {
+            let user = if i % 2 == 0 { "username".to_string() } else { format!("made-up-{i}") };
+            match c.decide(&req, Some(&basic(&format!("{user}:guess-{i}"))), &caller) {
+                Verdict::Allow(o) | Verdict::Deny(o, _) => outcomes.push(o),
+            }
+        }
+        // 30 ms of burst, 10 ms per check, and the clock's own steps earn a little: a handful of checks.
+        let checked = outcomes.iter().filter(|o| **o == Outcome::DeniedInvalid).count();
+        assert!((2..=4).contains(&checked), "{outcomes:?}");
+        assert_eq!(outcomes.iter().filter(|o| **o == Outcome::DeniedBusy).count(), 50 - checked);
+        assert_eq!(c.take_bcrypt_checks(), checked as u64 + 1);
+        assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller), Verdict::Allow(Outcome::Allowed));
+        let Verdict::Deny(_, busy) = c.refuse(Outcome::DeniedBusy) else { unreachable!() };
+        assert_eq!(busy.headers[0].0, "retry-after");
+        // Ten seconds later there is time for another check.
+        clock.set(clock.get() + 10_000_000);
+        let o = c.decide(&req, Some(&basic("username:another")), &caller);
+        assert_eq!(o, c.refuse(Outcome::DeniedInvalid));
+    }
+
+    #[test]
+    fn a_locked_client_costs_no_bcrypt_work() {
+        let c = bcrypt_config(
+            "",
+            r#","lockout":{"max_failures":2,"max_address_failures":3,"window":"1m","duration":"5m"}"#,
+        );
+        let req = RequestLine::new("h", "/", "POST");
+        let clock = || 5_000_000;
+        let caller = at("10.0.0.9", &clock);
+        for i in 0..20 {
+            let _ = c.decide(&req, Some(&basic(&format!("user-{i}:guess"))), &caller);
+        }
+        assert_eq!(c.take_bcrypt_checks(), 3, "the address locked after three failures");
+        assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller), c.refuse(Outcome::DeniedLocked));
+        let other = at("10.0.0.10", &clock);
+        assert_eq!(c.decide(&req, Some(&basic("username:password")), &other), Verdict::Allow(Outcome::Allowed));
     }
 }

@@ -59,6 +59,11 @@ impl<'a> HeaderMapView<'a> {
         String::from_utf8_lossy(self.get(name).unwrap_or_default())
     }
 
+    /// Every value of `name`, in order.
+    pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.pairs.iter().filter(move |(k, _)| *k == name.as_bytes()).map(|(_, v)| *v)
+    }
+
     /// How many times `name` occurs.
     pub fn count(&self, name: &str) -> usize {
         self.pairs.iter().filter(|(k, _)| *k == name.as_bytes()).count()
@@ -96,6 +101,7 @@ mod tests {
         assert_eq!(view.get(":path"), Some(&b"/a"[..]));
         assert_eq!(view.get("authorization"), Some(&b"x"[..]));
         assert_eq!(view.count("authorization"), 2);
+        assert_eq!(view.values("authorization").collect::<Vec<_>>(), [&b"x"[..], b"\xff"]);
         assert_eq!(view.get("empty"), Some(&b""[..]));
         assert_eq!(view.get("missing"), None);
         assert_eq!(view.text("missing"), "");

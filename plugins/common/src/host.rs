@@ -181,12 +181,13 @@ pub fn client_address() -> Option<String> {
     (!host.is_empty()).then_some(host)
 }
 
-/// The proxy's clock in milliseconds since the Unix epoch (0 if the host cannot tell).
-pub fn now_millis() -> u64 {
+/// The proxy's clock in microseconds since the Unix epoch (0 if the host cannot tell). Envoy reads the system
+/// clock at each call, so two readings around a computation measure it.
+pub fn now_micros() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .and_then(|d| u64::try_from(d.as_millis()).ok())
+        .and_then(|d| u64::try_from(d.as_micros()).ok())
         .unwrap_or(0)
 }
 

@@ -51,6 +51,17 @@ impl PathMatch {
         }
     }
 
+    /// Whether every path `other` matches is also matched by this one (so exempting it would leave nothing).
+    pub fn covers(&self, other: &PathMatch) -> bool {
+        match (self, other) {
+            (Self::Prefix(p), Self::Prefix(o) | Self::Exact(o)) => o.starts_with(p.as_str()),
+            (Self::Prefix(p), Self::Suffix(_)) => p == "/",
+            (Self::Exact(e), Self::Exact(o)) => e == o,
+            (Self::Suffix(s), Self::Suffix(o) | Self::Exact(o)) => o.ends_with(s.as_str()),
+            _ => false,
+        }
+    }
+
     /// Matches a path already passed through [`path_without_query`].
     pub fn matches(&self, path: &str) -> bool {
         match self {
@@ -59,6 +70,106 @@ impl PathMatch {
             Self::Suffix(s) => path.ends_with(s.as_str()),
         }
     }
+}
+
+/// The paths a backend may end up serving for `path` (already without its query) when they differ from `path`
+/// itself: percent-escapes decoded (repeatedly, as a decoding proxy in front of a decoding server would), `\\`
+/// read as `/`, `;parameters` dropped from each segment, and dot segments resolved either as RFC 3986 does
+/// (`/a//../b` is `/a/b`) or after merging slashes (`/b`), the two orders servers use. Empty when the path has
+/// nothing a server could read another way, so the common path costs one scan.
+///
+/// Envoy under Istio's default `BASE` normalisation resolves dot segments but keeps `//`, `%2F`, `%5C` and `;`;
+/// servers behind it differ in what they do with those. A policy compares its decision for the path and for
+/// each of these readings, and refuses the request when they differ instead of guessing which one the backend
+/// takes.
+pub fn other_readings(path: &str) -> Vec<String> {
+    let suspicious = path.contains(['%', '\\', ';']) || path.contains("//") || path.contains("/.");
+    // Envoy only forwards origin-form paths (and `*` for OPTIONS), so anything else has no other reading.
+    if !suspicious || !path.starts_with('/') {
+        return Vec::new();
+    }
+    let mut decoded = path.to_string();
+    // Three rounds undo `%25252F`-style layers; a path that still decodes further after that is left as it is,
+    // and differs from the raw path anyway.
+    for _ in 0..3 {
+        let next = percent_decode(&decoded);
+        if next == decoded {
+            break;
+        }
+        decoded = next;
+    }
+    let decoded = path_without_query(&decoded).replace('\\', "/");
+    let segments: Vec<&str> = decoded.split('/').skip(1).map(|s| s.split(';').next().unwrap_or_default()).collect();
+    let mut readings: Vec<String> = Vec::with_capacity(2);
+    for merge in [false, true] {
+        let reading = resolve_dots(&segments, merge);
+        if reading != path && !readings.contains(&reading) {
+            readings.push(reading);
+        }
+    }
+    readings
+}
+
+/// Joins path segments (those after the leading `/`), resolving `.` and `..`; `merge` drops empty segments
+/// first, as a server that merges slashes does.
+fn resolve_dots(segments: &[&str], merge: bool) -> String {
+    let mut out: Vec<&str> = Vec::with_capacity(segments.len());
+    let last = segments.len().saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "" if merge && i != last => {}
+            "." => {
+                if i == last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                out.pop();
+                if i == last {
+                    out.push("");
+                }
+            }
+            other => out.push(other),
+        }
+    }
+    if merge {
+        // Only a trailing empty segment (the final `/`) is kept.
+        let trailing = out.last() == Some(&"");
+        out.retain(|s| !s.is_empty());
+        if trailing {
+            out.push("");
+        }
+    }
+    let mut path = String::with_capacity(segments.iter().map(|s| s.len() + 1).sum());
+    for segment in &out {
+        path.push('/');
+        path.push_str(segment);
+    }
+    if path.is_empty() {
+        path.push('/');
+    }
+    path
+}
+
+/// `%XX` escapes decoded (lossy for bytes that are not UTF-8); malformed escapes are kept as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (bytes[i], bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(high), Some(low)) => {
+                out.push(u8::try_from(high * 16 + low).unwrap_or(b'?'));
+                i += 3;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `:path` up to its query string or fragment.
@@ -83,6 +194,45 @@ mod tests {
             PathMatch::from_fields(None, None, Some(".json".into())).unwrap(),
             PathMatch::Suffix(".json".into())
         );
+    }
+
+    #[test]
+    fn other_readings_of_a_path() {
+        let cases: [(&str, &[&str]); 21] = [
+            ("//admin/users", &["/admin/users"]),
+            ("/admin%2Fusers", &["/admin/users"]),
+            ("/admin%2fusers", &["/admin/users"]),
+            ("/admin;x=1", &["/admin"]),
+            ("/admin;x=1/users", &["/admin/users"]),
+            ("/admin%5Cusers", &["/admin/users"]),
+            ("/admin\\users", &["/admin/users"]),
+            ("/%2Fadmin", &["//admin", "/admin"]),
+            ("/%252Fadmin", &["//admin", "/admin"]),
+            ("/admin%3Fdebug", &["/admin"]),
+            ("/grpc.health.v1.Health/..%2FModelInfer", &["/ModelInfer"]),
+            ("/grpc.health.v1.Health//../ModelInfer", &["/grpc.health.v1.Health/ModelInfer", "/ModelInfer"]),
+            ("/a/./b/", &["/a/b/"]),
+            ("/a/..", &["/"]),
+            ("/a//", &["/a/"]),
+            ("/%", &[]),
+            ("/a%2", &[]),
+            ("/admin/users", &[]),
+            ("/inference.GRPCInferenceService/ModelInfer", &[]),
+            ("/", &[]),
+            ("/a%20b", &["/a b"]),
+        ];
+        for (path, want) in cases {
+            assert_eq!(other_readings(path), want, "{path}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn readings_never_panic_and_are_absolute(path in "/[a-z/.;%0-9A-F\\\\]{0,30}") {
+            for reading in other_readings(&path) {
+                proptest::prop_assert!(reading.starts_with('/'), "{} -> {}", path, reading);
+            }
+        }
     }
 
     #[test]

@@ -6,11 +6,16 @@
 //!   - name: infer                          # optional; shown in logs and denials
 //!     hosts: [ml.example.com]              # optional; `*.example.com`; any port
 //!     grpc_method: inference.GRPCInferenceService/ModelInfer   # or grpc_service, path_prefix; optional
-//!     methods: [POST]                      # optional
+//!     methods: [POST]                      # optional; not on grpc_method / grpc_service rules
 //!     max_request_bytes: 130Mi             # each limit optional, at least one per rule
 //!     max_message_bytes: 128Mi
 //!     max_response_bytes: 16Mi
 //! ```
+//!
+//! A `grpc_method` or `grpc_service` rule is a gRPC rule: it applies whatever the HTTP method and the content
+//! type, and counts the body's gRPC messages against `max_message_bytes` even when the client does not say it
+//! sends gRPC (tonic, like most gRPC servers, decodes a body on a gRPC path whatever its `content-type` or
+//! `:method`). A method list there would leave every other method unlimited, so it is refused.
 
 use serde::Deserialize;
 use wasmgate_common::{ByteSize, ConfigError, HostPattern, parse_config, validate_methods};
@@ -107,12 +112,22 @@ pub(crate) struct Rule {
     pub(crate) path: PathSelector,
     pub(crate) methods: Vec<String>,
     pub(crate) limits: Limits,
+    grpc: bool,
+}
+
+impl Rule {
+    /// Whether the rule names a gRPC method or service (see the module docs).
+    pub(crate) fn is_grpc(&self) -> bool {
+        self.grpc
+    }
 }
 
 #[derive(Debug)]
 pub struct Config {
     pub(crate) rules: Vec<Rule>,
     pub(crate) default: Limits,
+    /// Whether some rule names hosts: then a request whose authority is not a host name is refused.
+    pub(crate) host_scoped: bool,
 }
 
 impl Config {
@@ -128,7 +143,8 @@ impl Config {
         if default.is_unlimited() && rules.is_empty() {
             return Err(ConfigError::new("", "no `default` limits and no `rules`: the plugin would do nothing"));
         }
-        Ok(Self { rules, default })
+        let host_scoped = rules.iter().any(|r| !r.hosts.is_empty());
+        Ok(Self { rules, default, host_scoped })
     }
 
     pub fn rule_count(&self) -> usize {
@@ -142,6 +158,14 @@ fn grpc_name_ok(name: &str) -> bool {
 
 impl Rule {
     fn compile(raw: RawRule, index: usize) -> Result<Self, ConfigError> {
+        let grpc = raw.grpc_service.is_some() || raw.grpc_method.is_some();
+        if grpc && !raw.methods.is_empty() {
+            return Err(ConfigError::new(
+                "methods",
+                "a grpc_method / grpc_service rule applies to every HTTP method (a gRPC server may not check it); \
+                 a list would leave the others unlimited",
+            ));
+        }
         let path = match (raw.path_prefix, raw.grpc_service, raw.grpc_method) {
             (None, None, None) => PathSelector::Any,
             (Some(p), None, None) if p.starts_with('/') => PathSelector::Prefix(p),
@@ -188,6 +212,7 @@ impl Rule {
             path,
             methods: raw.methods,
             limits,
+            grpc,
         })
     }
 }
@@ -228,6 +253,10 @@ mod tests {
             (r#"{"rules":[{"hosts":["a:1"],"max_request_bytes":1}]}"#, "rules[0].hosts[0]"),
             (r#"{"rules":[{"hosts":["a"]}]}"#, "at least one of"),
             (r#"{"rules":[{"methods":["post"],"max_request_bytes":1}]}"#, "rules[0].methods[0]"),
+            (
+                r#"{"rules":[{"grpc_service":"a.B","methods":["POST"],"max_request_bytes":1}]}"#,
+                "rules[0].methods`: a grpc_method",
+            ),
             (r#"{"default":{"max_request_bytes":"10 parsecs"}}"#, "unknown unit"),
             (r#"{"default":{"max_request_bytes":-1}}"#, "negative"),
         ];

@@ -1,6 +1,7 @@
 //! The proxy-wasm shell: picks the limits at the request headers, then meters the body chunks as they stream
 //! (`Continue` on every chunk, so Envoy buffers nothing), answering a violation in the client's protocol.
 
+use crate::config::Limits;
 use crate::policy::{
     ACCEPTED_COUNTER, COUNTERS, MESSAGES_COUNTER, Meter, REQUEST_BYTES_COUNTER, Stop, TRUNCATED_COUNTER, Violation,
     content_length,
@@ -129,12 +130,27 @@ impl Filter {
         let raw = request_headers_raw().map_err(Refusal::Host)?;
         let headers = HeaderMapView::parse(&raw).map_err(|_| Refusal::Host(Status::ParseFailure))?;
         let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
-        let Some(selected) = self.state.config.select(&RequestLine::new(&authority, &path, &method)) else {
-            return Ok(());
+        // Any gRPC content-type among several counts: the server may read that one.
+        let client = headers
+            .values("content-type")
+            .map(|v| ClientKind::from_content_type(std::str::from_utf8(v).ok()))
+            .find(|kind| *kind == ClientKind::Grpc)
+            .unwrap_or(ClientKind::Http);
+        let selected = match self.state.config.select(&RequestLine::new(&authority, &path, &method)) {
+            Ok(Some(selected)) => selected,
+            Ok(None) => return Ok(()),
+            Err(violation) => {
+                self.stream = Some(Stream {
+                    meter: Meter::new(Limits::default(), false),
+                    rule: "-".into(),
+                    client,
+                    finished: true,
+                });
+                return Err(Refusal::Limit(violation));
+            }
         };
-        let client =
-            ClientKind::from_content_type(std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok());
-        let meter = Meter::new(selected.limits, client == ClientKind::Grpc);
+        // A gRPC rule counts messages whatever the client says it sends: the server decodes them anyway.
+        let meter = Meter::new(selected.limits, client == ClientKind::Grpc || selected.grpc_rule);
         let declared = content_length(headers.get("content-length"));
         self.stream = Some(Stream { meter, rule: selected.rule.to_string(), client, finished: end_of_stream });
         if let Some(stream) = &self.stream {

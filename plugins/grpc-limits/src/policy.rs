@@ -3,7 +3,7 @@
 
 use crate::config::{Config, Limits, PathSelector, Rule};
 use crate::frames::{FrameCounter, FrameError};
-use wasmgate_common::{ByteSize, Denial, GrpcStatus, RequestLine};
+use wasmgate_common::{ByteSize, Denial, GrpcStatus, RequestLine, Unreadable};
 
 /// A limit that was crossed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,10 +23,12 @@ pub enum Violation {
     ResponseBytes {
         limit: u64,
     },
+    /// The host or path can be read more than one way, and the readings get different limits.
+    Unreadable(Unreadable),
 }
 
 /// Counter names, in the order of [`Violation::counter`] and the `*_COUNTER` indexes.
-pub const COUNTERS: [&str; 8] = [
+pub const COUNTERS: [&str; 9] = [
     "accepted",
     "refused.content_length",
     "refused.request_bytes",
@@ -35,6 +37,7 @@ pub const COUNTERS: [&str; 8] = [
     "request_bytes",
     "messages",
     "truncated",
+    "refused.bad_request",
 ];
 pub const ACCEPTED_COUNTER: usize = 0;
 pub const REQUEST_BYTES_COUNTER: usize = 5;
@@ -48,6 +51,7 @@ impl Violation {
             Self::RequestBytes { .. } => 2,
             Self::MessageBytes { .. } => 3,
             Self::ResponseBytes { .. } => 4,
+            Self::Unreadable(_) => 8,
         }
     }
 
@@ -68,6 +72,7 @@ impl Violation {
             Self::ResponseBytes { limit } => {
                 (502, format!("response body is over the limit of {} (rule {rule})", ByteSize(limit)))
             }
+            Self::Unreadable(why) => return why.denial(),
         };
         Denial::new(status, GrpcStatus::ResourceExhausted, message)
     }
@@ -78,6 +83,8 @@ impl Violation {
 pub struct Selected<'c> {
     pub rule: &'c str,
     pub limits: Limits,
+    /// Count gRPC messages whatever the content type: the rule names a gRPC method or service.
+    pub grpc_rule: bool,
 }
 
 impl Rule {
@@ -87,20 +94,26 @@ impl Rule {
             PathSelector::Prefix(p) => req.path.starts_with(p.as_str()),
             PathSelector::Exact(e) => req.path == e,
         };
-        path_ok
-            && (self.methods.is_empty() || self.methods.iter().any(|m| m == req.method))
-            && (self.hosts.is_empty() || self.hosts.iter().any(|h| h.matches(&req.host)))
+        path_ok && (self.methods.is_empty() || self.methods.iter().any(|m| m == req.method)) && req.host_in(&self.hosts)
     }
 }
 
 impl Config {
-    /// The first matching rule's limits, else the default; `None` when nothing limits this request.
-    pub fn select(&self, req: &RequestLine<'_>) -> Option<Selected<'_>> {
-        let selected = match self.rules.iter().find(|r| r.matches(req)) {
-            Some(rule) => Selected { rule: &rule.name, limits: rule.limits },
-            None => Selected { rule: "default", limits: self.default },
+    fn first_match(&self, req: &RequestLine<'_>) -> Option<usize> {
+        self.rules.iter().position(|r| r.matches(req))
+    }
+
+    /// The first matching rule's limits, else the default; `Ok(None)` when nothing limits this request. A
+    /// request whose host (where rules name hosts) or path reads more than one way, with different limits, is
+    /// refused.
+    pub fn select(&self, req: &RequestLine<'_>) -> Result<Option<Selected<'_>>, Violation> {
+        req.check_unambiguous(self.host_scoped, |a, b| self.first_match(a) == self.first_match(b))
+            .map_err(Violation::Unreadable)?;
+        let selected = match self.first_match(req).and_then(|i| self.rules.get(i)) {
+            Some(rule) => Selected { rule: &rule.name, limits: rule.limits, grpc_rule: rule.is_grpc() },
+            None => Selected { rule: "default", limits: self.default, grpc_rule: false },
         };
-        (!selected.limits.is_unlimited()).then_some(selected)
+        Ok((!selected.limits.is_unlimited()).then_some(selected))
     }
 }
 
@@ -204,7 +217,7 @@ mod tests {
                  {"name":"internal","hosts":["*.internal"],"max_request_bytes":"1Gi"}]}"#;
 
     fn select<'c>(c: &'c Config, host: &str, path: &str) -> Option<Selected<'c>> {
-        c.select(&RequestLine::new(host, path, "POST"))
+        c.select(&RequestLine::new(host, path, "POST")).unwrap()
     }
 
     #[test]
@@ -285,5 +298,31 @@ mod tests {
         assert_eq!((d.http_status, d.grpc_status), (413, GrpcStatus::ResourceExhausted));
         assert_eq!(d.message, "received message larger than max (136314880 vs. 134217728) (rule infer)");
         assert!(Violation::RequestBytes { limit: 130 << 20 }.denial("infer").message.contains("130Mi"));
+    }
+
+    #[test]
+    fn grpc_rules_apply_to_every_method_and_say_so() {
+        let c = Config::from_json(CONFIG.as_bytes()).unwrap();
+        let infer = "/inference.GRPCInferenceService/ModelInfer";
+        for method in ["POST", "post", "OPTIONS", "GET", "FOO"] {
+            let selected = c.select(&RequestLine::new("ml.example.com", infer, method)).unwrap().unwrap();
+            assert_eq!((selected.rule, selected.grpc_rule), ("infer", true), "{method}");
+        }
+        assert!(!select(&c, "db.internal", "/").unwrap().grpc_rule);
+    }
+
+    #[test]
+    fn unreadable_hosts_and_ambiguous_paths_are_refused() {
+        let c = Config::from_json(CONFIG.as_bytes()).unwrap();
+        for host in ["a:b.ml.example.com:443", "ml.example.com,x", "[x]ml.example.com"] {
+            let refused = c.select(&RequestLine::new(host, "/", "POST")).unwrap_err();
+            assert!(matches!(refused, Violation::Unreadable(Unreadable::Host(_))), "{host}");
+            assert_eq!(refused.denial("-").http_status, 400);
+        }
+        let refused =
+            c.select(&RequestLine::new("ml.example.com", "/inference.GRPCInferenceService%2FModelInfer", "POST"));
+        assert_eq!(refused.unwrap_err(), Violation::Unreadable(Unreadable::AmbiguousPath));
+        // Both readings under the default: no difference, no refusal.
+        assert_eq!(select(&c, "ml.example.com", "//other/x").unwrap().rule, "default");
     }
 }

@@ -21,11 +21,16 @@
 //!         deny: {status: 403, message: no}
 //!     default: {set_headers: {x-wasmgate-route: canary}}
 //! default: {set_headers: {x-wasmgate-route: stable}}
+//! gateway_headers: [x-wasmgate-route]    # removed from every client request before the rules run
 //! ```
+//!
+//! `gateway_headers` are headers only the gateway may set: a route header that a VirtualService matches on is
+//! otherwise the client's to choose. They are removed from every request (matched by a rule or not) and rules
+//! never see a client's value of them.
 
 use regex::Regex;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use wasmgate_common::{ConfigError, HostPattern, PathMatch, parse_config, validate_methods};
 
 #[derive(Debug, Deserialize)]
@@ -34,6 +39,8 @@ struct RawConfig {
     #[serde(default)]
     hosts: Vec<RawHost>,
     default: Option<RawRule>,
+    #[serde(default)]
+    gateway_headers: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -184,6 +191,9 @@ pub struct Config {
     pub(crate) default: Option<Rule>,
     /// Counter names, one per rule, in counter-index order.
     pub(crate) counter_names: Vec<String>,
+    pub(crate) gateway_headers: Vec<String>,
+    /// Whether some host entry names hosts: then a request whose authority is not a host name is refused.
+    pub(crate) host_scoped: bool,
 }
 
 /// Headers a rule may not touch: pseudo-headers have their own actions (`rewrite`, `host`), and hop-by-hop
@@ -243,15 +253,21 @@ fn headers_map(map: BTreeMap<String, String>, field: &str) -> Result<Vec<(String
         .collect()
 }
 
-struct Counters(Vec<String>);
+/// Rule names in counter order, with a set beside them so that a config of many thousand rules loads in
+/// linear time.
+#[derive(Default)]
+struct Counters {
+    names: Vec<String>,
+    seen: HashSet<String>,
+}
 
 impl Counters {
     fn add(&mut self, name: &str) -> Result<usize, ConfigError> {
-        if self.0.iter().any(|n| n == name) {
+        if !self.seen.insert(name.to_string()) {
             return Err(ConfigError::new("name", format!("rule name `{name}` is used twice")));
         }
-        self.0.push(name.to_string());
-        Ok(self.0.len() - 1)
+        self.names.push(name.to_string());
+        Ok(self.names.len() - 1)
     }
 }
 
@@ -395,12 +411,13 @@ impl Conditions {
 impl Config {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let raw: RawConfig = parse_config(bytes)?;
-        let mut counters = Counters(Vec::new());
+        let mut counters = Counters::default();
         let mut hosts: Vec<Host> = Vec::new();
+        let mut patterns = HashSet::new();
         for (i, raw_host) in raw.hosts.into_iter().enumerate() {
             let at = format!("hosts[{i}]");
             let pattern = HostPattern::parse(&raw_host.host).map_err(|e| e.within(&format!("{at}.host")))?;
-            if hosts.iter().any(|h| h.pattern == pattern) {
+            if !patterns.insert(pattern.clone()) {
                 return Err(ConfigError::new(format!("{at}.host"), format!("`{}` is listed twice", raw_host.host)));
             }
             let label = raw_host.host.trim().trim_start_matches("*.").replace('*', "any");
@@ -426,15 +443,27 @@ impl Config {
             .default
             .map(|r| Rule::compile(r, "default".into(), &mut counters).map_err(|e| e.within("default")))
             .transpose()?;
-        if hosts.is_empty() && default.is_none() {
-            return Err(ConfigError::new("", "no `hosts` and no `default`: the plugin would do nothing"));
+        for (i, name) in raw.gateway_headers.iter().enumerate() {
+            check_header_name(name).map_err(|e| e.within(&format!("gateway_headers[{i}]")))?;
         }
-        Ok(Self { hosts, default, counter_names: counters.0 })
+        if hosts.is_empty() && default.is_none() && raw.gateway_headers.is_empty() {
+            return Err(ConfigError::new(
+                "",
+                "no `hosts`, `default` or `gateway_headers`: the plugin would do nothing",
+            ));
+        }
+        let host_scoped = hosts.iter().any(|h| h.pattern != HostPattern::Any);
+        Ok(Self { hosts, default, counter_names: counters.names, gateway_headers: raw.gateway_headers, host_scoped })
     }
 
     /// Counter names, one per rule (`rules.<rule name>`), in the order of each rule's counter index.
     pub fn counter_names(&self) -> Vec<String> {
         self.counter_names.iter().map(|n| format!("rules.{n}")).collect()
+    }
+
+    /// Headers removed from every client request (see the module docs).
+    pub fn gateway_headers(&self) -> &[String] {
+        &self.gateway_headers
     }
 
     pub fn host_count(&self) -> usize {

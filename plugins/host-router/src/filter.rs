@@ -37,13 +37,18 @@ impl Plugin for HostRouter {
     }
 
     fn counters(config: &Config) -> Vec<String> {
-        config.counter_names()
+        let mut names = config.counter_names();
+        names.push(BAD_REQUEST_COUNTER.into());
+        names
     }
 
     fn http_context(state: Rc<Loaded<Config>>) -> Box<dyn HttpContext> {
         Box::new(Filter { state })
     }
 }
+
+/// After the per-rule counters: requests refused because their host or path reads more than one way.
+const BAD_REQUEST_COUNTER: &str = "refused.bad_request";
 
 struct Filter {
     state: Rc<Loaded<Config>>,
@@ -72,9 +77,23 @@ impl Filter {
         let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
         let scheme = headers.text("x-forwarded-proto");
         let scheme = if scheme.is_empty() { headers.text(":scheme") } else { scheme };
+        // Only the gateway sets these: a client's value goes before anything else happens.
+        for name in self.state.config.gateway_headers() {
+            if headers.get(name).is_some() {
+                set_request_header(name, None)?;
+            }
+        }
         let request = Request::new(&authority, &path, &method, &scheme, &headers);
-        let Some(decision) = self.state.config.decide(&request) else {
-            return Ok(Action::Continue);
+        let decision = match self.state.config.decide(&request) {
+            Ok(Some(decision)) => decision,
+            Ok(None) => return Ok(Action::Continue),
+            Err(why) => {
+                self.state.counters.inc(self.state.config.counter_names.len());
+                log(LogLevel::Info, &format!("{PLUGIN}: refused {method} {}{path}: {why}", authority.escape_debug()));
+                let content_type = std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok();
+                send_local_response(&why.denial().render(ClientKind::from_content_type(content_type)), "host_router")?;
+                return Ok(Action::Pause);
+            }
         };
         self.state.counters.inc(decision.counter);
         if let Some(response) = decision.response {
