@@ -91,9 +91,19 @@ impl Target {
             endpoint = endpoint.origin(format!("http://{authority}").parse().context("bad --authority")?);
         }
         let channel = endpoint.connect().await.with_context(|| format!("connecting to {}", self.address))?;
-        let authorization = self
-            .basic_auth
-            .as_ref()
+        Client::over(channel, self.basic_auth.as_ref())
+    }
+}
+
+pub struct Client {
+    grpc: GrpcInferenceServiceClient<Channel>,
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+}
+
+impl Client {
+    /// A client on a channel made elsewhere (e.g. one bound to a given source address).
+    pub fn over(channel: Channel, basic_auth: Option<&(String, String)>) -> Result<Self> {
+        let authorization = basic_auth
             .map(|(user, password)| {
                 let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
                 MetadataValue::try_from(format!("Basic {token}")).context("credentials do not fit in a header")
@@ -104,14 +114,7 @@ impl Target {
             .max_encoding_message_size(usize::MAX);
         Ok(Client { grpc, authorization })
     }
-}
 
-pub struct Client {
-    grpc: GrpcInferenceServiceClient<Channel>,
-    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
-}
-
-impl Client {
     pub async fn infer(&mut self, request: ModelInferRequest) -> Result<ModelInferResponse, tonic::Status> {
         let mut request = tonic::Request::new(request);
         if let Some(value) = &self.authorization {

@@ -14,6 +14,8 @@ pub mod client;
 #[cfg(feature = "app")]
 pub mod plot;
 #[cfg(feature = "app")]
+pub mod post_only;
+#[cfg(feature = "app")]
 pub mod server;
 #[cfg(feature = "app")]
 pub mod service;

@@ -1,5 +1,5 @@
 //! The gRPC server: the inference service, `grpc.health.v1` and server reflection on one port, with a bounded
-//! message size and graceful shutdown.
+//! message size, POST only (see [`crate::post_only`]) and graceful shutdown.
 
 use crate::proto::{self, grpc_inference_service_server::GrpcInferenceServiceServer};
 use crate::service::ModelService;
@@ -44,6 +44,7 @@ pub async fn serve(
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     tonic::transport::Server::builder()
+        .layer(crate::post_only::PostOnlyLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
