@@ -25,7 +25,7 @@ fn a_broken_plugin_config_fails_with_the_field() {
     let credentials = original.lines().find(|l| l.trim_start().starts_with("credentials:")).unwrap().trim();
     let cases = [
         (credentials, "credentials: []", "basic_auth_rules[0].credentials"),
-        ("$2y$10$", "$2y$99$", "bad bcrypt hash"),
+        ("$2y$05$", "$2y$99$", "bcrypt cost 99 is above 12"),
         ("request_methods:", "request_method:", "unknown field `request_method`"),
         ("hosts: [ml.example.com, canary.ml.example.com]", "hosts: [\"ml.example.com:443\"]", "leave the port out"),
         (

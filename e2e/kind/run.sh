@@ -56,8 +56,8 @@ for node in $(kind get nodes --name "$CLUSTER"); do
     docker exec -i "$node" cp /dev/stdin "/etc/containerd/certs.d/localhost:${REGISTRY_PORT}/hosts.toml"
 done
 
-step "3. Istio: default profile (ingress gateway labelled istio=ingressgateway, as the WasmPlugin selectors expect)"
-istioctl install -y --set profile=default
+step "3. Istio: default profile with the mesh settings in manifests/istio (ingress gateway labelled istio=ingressgateway)"
+istioctl install -y -f "$ROOT/manifests/istio/istio-operator.yaml"
 kubectl -n istio-system rollout status deploy/istio-ingressgateway --timeout=300s
 
 step "4. images: plugins (pinned by digest into an overlay on top of overlays/kind) and the model server"

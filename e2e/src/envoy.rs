@@ -22,6 +22,23 @@ pub enum PathNormalization {
     DecodeAndMergeSlashes,
 }
 
+impl PathNormalization {
+    /// The setting `manifests/istio/istio-operator.yaml` installs Istio with (Istio's default where it names
+    /// none).
+    pub fn shipped() -> Result<Self> {
+        let path = workspace::manifests_dir().join("istio/istio-operator.yaml");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let operator: Value = serde_yaml_ng::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        match operator.pointer("/spec/meshConfig/pathNormalization/normalization").and_then(Value::as_str) {
+            None | Some("DEFAULT") | Some("BASE") => Ok(Self::Base),
+            Some("NONE") => Ok(Self::None),
+            Some("MERGE_SLASHES") => Ok(Self::MergeSlashes),
+            Some("DECODE_AND_MERGE_SLASHES") => Ok(Self::DecodeAndMergeSlashes),
+            Some(other) => bail!("{}: unknown pathNormalization `{other}`", path.display()),
+        }
+    }
+}
+
 type Resolver = Box<dyn Fn(&WasmPlugin) -> Result<PathBuf> + Send + Sync>;
 
 /// What the gateway Envoy is made of: the plugins (as CRs), the route table and upstream clusters.

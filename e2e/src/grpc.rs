@@ -49,6 +49,22 @@ pub async fn channel(addr: SocketAddr, host: &str) -> anyhow::Result<Channel> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?.origin(format!("http://{host}").parse()?).connect().await?)
 }
 
+/// A channel like [`channel`] whose connection comes from `source` (any address of 127.0.0.0/8): another
+/// client, as far as the gateway can tell.
+pub async fn channel_from(addr: SocketAddr, host: &str, source: std::net::IpAddr) -> anyhow::Result<Channel> {
+    let connector = tower::service_fn(move |_: http::Uri| async move {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind((source, 0).into())?;
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+    });
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .origin(format!("http://{host}").parse()?)
+        .connect_with_connector(connector)
+        .await?)
+}
+
 /// Sends `payload` as one message to `path` (`/pkg.Service/Method`) with `metadata`; returns the reply message.
 pub async fn raw_unary(
     channel: Channel,

@@ -15,6 +15,8 @@ pub struct RawRequest {
     body: Vec<u8>,
     /// Send the body with `transfer-encoding: chunked` in pieces of this size (no content-length).
     chunk_size: Option<usize>,
+    /// Connect from this loopback address (the proxy sees it as the client's).
+    source: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -36,7 +38,14 @@ impl RawResponse {
 
 impl RawRequest {
     pub fn new(method: &str, target: &str) -> Self {
-        Self { method: method.into(), target: target.into(), headers: Vec::new(), body: Vec::new(), chunk_size: None }
+        Self {
+            method: method.into(),
+            target: target.into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            chunk_size: None,
+            source: None,
+        }
     }
 
     pub fn get(target: &str) -> Self {
@@ -59,9 +68,7 @@ impl RawRequest {
 
     /// `authorization: Basic base64(user:password)`.
     pub fn basic_auth(self, user: &str, password: &str) -> Self {
-        use base64::Engine;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
-        self.header("authorization", &format!("Basic {token}"))
+        self.header("authorization", &basic_authorization(user, password))
     }
 
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
@@ -72,6 +79,12 @@ impl RawRequest {
     /// Sends the body chunked, `size` bytes a chunk, without a content-length.
     pub fn chunked(mut self, size: usize) -> Self {
         self.chunk_size = Some(size.max(1));
+        self
+    }
+
+    /// Connects from `source` (any of 127.0.0.0/8 works on Linux loopback): another client address.
+    pub fn from(mut self, source: std::net::IpAddr) -> Self {
+        self.source = Some(source);
         self
     }
 
@@ -109,15 +122,37 @@ impl RawRequest {
     /// runs alongside writing: a proxy may answer (413, 401) before a large body is sent, and stop reading it.
     pub async fn send(&self, addr: SocketAddr) -> Result<RawResponse> {
         tokio::time::timeout(Duration::from_secs(60), async {
-            let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+            let stream = match self.source {
+                None => TcpStream::connect(addr).await,
+                Some(source) => {
+                    let socket = tokio::net::TcpSocket::new_v4()?;
+                    socket.bind((source, 0).into())?;
+                    socket.connect(addr).await
+                }
+            }
+            .with_context(|| format!("connecting to {addr}"))?;
             let (mut reader, mut writer) = stream.into_split();
             let bytes = self.to_bytes();
             let write = tokio::spawn(async move {
                 let _ = writer.write_all(&bytes).await;
                 writer
             });
+            // Read until the response is whole, not until the connection closes: after a local reply Envoy
+            // waits up to its `delayed_close_timeout` (1 s) for the client to close first.
             let mut raw = Vec::new();
-            let read = reader.read_to_end(&mut raw).await;
+            let mut buf = vec![0u8; 64 * 1024];
+            let read = loop {
+                match reader.read(&mut buf).await {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => {
+                        raw.extend_from_slice(&buf[..n]);
+                        if is_complete(&raw) {
+                            break Ok(());
+                        }
+                    }
+                    Err(e) => break Err(e),
+                }
+            };
             write.abort();
             if raw.is_empty() {
                 read.context("reading the response")?;
@@ -129,16 +164,50 @@ impl RawRequest {
     }
 }
 
-pub fn parse_response(raw: &[u8]) -> Result<RawResponse> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").context("response without end of headers")?;
-    let head = std::str::from_utf8(&raw[..end]).context("response head is not UTF-8")?;
+/// Whether `raw` holds a whole response: headers, and a body as long as `content-length` says, or chunked up to
+/// its last chunk, or none for statuses that have none.
+fn is_complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let Ok(response) = parse_head(&raw[..end]) else {
+        return false;
+    };
+    let body = &raw[end + 4..];
+    let header = |name: &str| response.1.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    if matches!(response.0, 100..=199 | 204 | 304) {
+        return true;
+    }
+    if header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        return dechunk(body).is_ok();
+    }
+    match header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        Some(length) => body.len() >= length,
+        None => false,
+    }
+}
+
+fn parse_head(head: &[u8]) -> Result<(u16, Vec<(String, String)>)> {
+    let head = std::str::from_utf8(head).context("response head is not UTF-8")?;
     let mut lines = head.split("\r\n");
     let status_line = lines.next().unwrap_or_default();
     let status = status_line.split(' ').nth(1).and_then(|s| s.parse().ok()).context("bad status line")?;
-    let headers: Vec<(String, String)> = lines
+    let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
         .collect();
+    Ok((status, headers))
+}
+
+/// The `authorization` value for Basic credentials: `Basic base64(user:password)`.
+pub fn basic_authorization(user: &str, password: &str) -> String {
+    use base64::Engine;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")))
+}
+
+pub fn parse_response(raw: &[u8]) -> Result<RawResponse> {
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").context("response without end of headers")?;
+    let (status, headers) = parse_head(&raw[..end])?;
     let rest = &raw[end + 4..];
     let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
     let body = if chunked { dechunk(rest)? } else { rest.to_vec() };

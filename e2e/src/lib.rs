@@ -6,6 +6,7 @@ pub mod bench;
 pub mod envoy;
 pub mod grpc;
 pub mod http1;
+pub mod http2;
 pub mod model_server;
 pub mod registry;
 pub mod stack;

@@ -141,7 +141,7 @@ async fn hashed_credentials() -> Result<()> {
     let config = json!({"basic_auth_rules": [{
         "prefix": "/", "request_methods": ["GET"], "hosts": [HOST],
         "credentials": [format!("alice:{bcrypt_hash}"), format!("bob:{sha}")],
-    }]});
+    }], "bcrypt_budget": {"per_second": "100ms", "burst": "2s"}});
     let s = stack(Some(config)).await?;
     for (user, password, want) in [
         ("alice", "s3cret-bcrypt", 200),

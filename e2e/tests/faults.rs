@@ -25,7 +25,8 @@ async fn process_stack() -> Result<(wasmgate_e2e::Envoy, ModelProcess, ModelProc
     let (stable_addr, canary_addr) = (free_addr()?, free_addr()?);
     let stable = ModelProcess::start(stable_addr).await?;
     let canary = ModelProcess::start(canary_addr).await?;
-    let (gateway, registry, _) = gateway_from_overlay("kind", stable_addr, canary_addr).await?;
+    let (gateway, registry, _) =
+        gateway_from_overlay("kind", &serde_json::Value::Null, stable_addr, canary_addr).await?;
     Ok((gateway.start().await?, stable, canary, registry))
 }
 
@@ -110,6 +111,13 @@ async fn restarting_the_model_server_under_load_gives_right_answers_or_unavailab
                         ok += 1;
                     }
                     Err(status) if status.code() == Code::Unavailable => unavailable += 1,
+                    // Killed while it was writing an answer: Envoy cannot retry a response already under way and
+                    // resets the stream, which gRPC reports as INTERNAL.
+                    Err(status)
+                        if status.code() == Code::Internal && status.message().contains("h2 protocol error") =>
+                    {
+                        unavailable += 1
+                    }
                     Err(status) => panic!("unexpected answer during the restart: {status}"),
                 }
             }
@@ -128,7 +136,9 @@ async fn restarting_the_model_server_under_load_gives_right_answers_or_unavailab
         unavailable += u;
     }
     assert!(ok > 0, "nothing succeeded");
-    eprintln!("during the restart: {ok} answered, {unavailable} UNAVAILABLE (after the route's retries)");
+    eprintln!(
+        "during the restart: {ok} answered, {unavailable} UNAVAILABLE or reset mid-answer (after the route's retries)"
+    );
     // After the restart every request is answered again.
     let mut client = client_for(envoy.listener).await?;
     assert_eq!(client.classify(&images).await?, expected);

@@ -9,14 +9,15 @@ use std::process::Command;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
-use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER};
+use wasmgate_e2e::http1::basic_authorization;
+use wasmgate_e2e::stack::{CANARY_HOST, Filters, FullStack, HOST, PASSWORD, USER};
 use wasmgate_e2e::workspace;
 use wasmgate_inference::client;
 use wasmgate_inference::data;
 use wasmgate_inference::model::IMAGE_VALUES;
 
-async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers(overlay: &str) -> Result<()> {
-    let stack = FullStack::start_with(overlay).await?;
+async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers(filters: Filters) -> Result<()> {
+    let stack = FullStack::start_with(filters.overlay()).await?;
     let mut args = vec![
         stack.envoy.listener.to_string(),
         "--authority".to_owned(),
@@ -51,8 +52,8 @@ async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers
     Ok(())
 }
 
-async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model(overlay: &str) -> Result<()> {
-    let stack = FullStack::start_with(overlay).await?;
+async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model(filters: Filters) -> Result<()> {
+    let stack = FullStack::start_with(filters.overlay()).await?;
     let images = client::generated(2);
     for credentials in [Some((USER, "guess")), Some(("admin", PASSWORD)), None] {
         let mut client = stack.target(HOST, credentials).connect().await?;
@@ -68,8 +69,8 @@ async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model(ove
     Ok(())
 }
 
-async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it(overlay: &str) -> Result<()> {
-    let stack = FullStack::start_with(overlay).await?;
+async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it(filters: Filters) -> Result<()> {
+    let stack = FullStack::start_with(filters.overlay()).await?;
     let mut client = stack.target(HOST, Some((USER, PASSWORD))).connect().await?;
     let too_big = (130 << 20) / (IMAGE_VALUES * 4) + 1;
     let status = client.infer(client::fp32_zeros(too_big)).await.unwrap_err();
@@ -84,8 +85,8 @@ async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it
     Ok(())
 }
 
-async fn the_canary_host_and_the_canary_header_reach_the_second_server(overlay: &str) -> Result<()> {
-    let stack = FullStack::start_with(overlay).await?;
+async fn the_canary_host_and_the_canary_header_reach_the_second_server(filters: Filters) -> Result<()> {
+    let stack = FullStack::start_with(filters.overlay()).await?;
     let images = client::generated(4);
     let mut canary = stack.target(CANARY_HOST, Some((USER, PASSWORD))).connect().await?;
     let via_canary = canary.classify(&images).await?;
@@ -95,8 +96,7 @@ async fn the_canary_host_and_the_canary_header_reach_the_second_server(overlay: 
 
     let mut request = tonic::Request::new(images.request());
     request.metadata_mut().insert("x-model-version", "canary".parse()?);
-    let auth = format!("Basic {}", base64_credentials());
-    request.metadata_mut().insert("authorization", auth.parse()?);
+    request.metadata_mut().insert("authorization", basic_authorization(USER, PASSWORD).parse()?);
     let channel = wasmgate_e2e::grpc::channel(stack.envoy.listener, HOST).await?;
     let mut grpc = wasmgate_inference::proto::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel);
     grpc.model_infer(request).await.context("canary header")?;
@@ -108,13 +108,8 @@ async fn the_canary_host_and_the_canary_header_reach_the_second_server(overlay: 
     Ok(())
 }
 
-fn base64_credentials() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
-}
-
-async fn grpc_health_through_the_gateway_needs_no_credentials(overlay: &str) -> Result<()> {
-    let stack = FullStack::start_with(overlay).await?;
+async fn grpc_health_through_the_gateway_needs_no_credentials(filters: Filters) -> Result<()> {
+    let stack = FullStack::start_with(filters.overlay()).await?;
     let channel = wasmgate_e2e::grpc::channel(stack.envoy.listener, HOST).await?;
     let mut health = HealthClient::new(channel);
     for service in ["", "inference.GRPCInferenceService"] {
@@ -127,8 +122,8 @@ async fn grpc_health_through_the_gateway_needs_no_credentials(overlay: &str) -> 
 }
 
 /// The script the kind e2e runs against a cluster's gateway, here against the loopback one.
-async fn the_kind_e2e_gateway_checks_pass(overlay: &str) -> Result<()> {
-    let stack = FullStack::start_with(overlay).await?;
+async fn the_kind_e2e_gateway_checks_pass(filters: Filters) -> Result<()> {
+    let stack = FullStack::start_with(filters.overlay()).await?;
     let args = vec![
         stack.envoy.listener.to_string(),
         "--host".to_owned(),
@@ -149,25 +144,7 @@ async fn the_kind_e2e_gateway_checks_pass(overlay: &str) -> Result<()> {
     Ok(())
 }
 
-/// Each scenario as a test per overlay.
-macro_rules! for_each_overlay {
-    ($($scenario:ident),* $(,)?) => {
-        mod three_filters {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $scenario() -> anyhow::Result<()> {
-                super::$scenario("kind").await
-            })*
-        }
-        mod suite_filter {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $scenario() -> anyhow::Result<()> {
-                super::$scenario("kind-suite").await
-            })*
-        }
-    };
-}
-
-for_each_overlay!(
+wasmgate_e2e::for_both_layouts!(
     tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers,
     wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model,
     a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it,

@@ -17,6 +17,8 @@ use wasmgate_inference::model::IMAGE_VALUES;
 struct Tally {
     authorised: u64,
     denied: u64,
+    /// Intruder calls refused by the lockout.
+    locked: u64,
     large: u64,
     routed: u64,
 }
@@ -64,12 +66,14 @@ async fn mixed_traffic_for_a_while_answers_right_and_leaks_nothing() -> Result<(
         heap_before / 1_000_000,
         heap_after / 1_000_000
     );
-    assert!(second.authorised > 0 && second.denied > 0 && second.large > 0 && second.routed > 0, "{second:?}");
+    assert!(second.authorised > 0 && second.locked > 0 && second.large > 0 && second.routed > 0, "{second:?}");
 
     // Counters add up exactly.
     let allowed = total.authorised + total.large + total.routed;
     assert_eq!(stack.counter("basic_auth.allowed").await?, allowed);
     assert_eq!(stack.counter("basic_auth.denied.invalid").await?, total.denied);
+    assert_eq!(stack.counter("basic_auth.denied.locked").await?, total.locked);
+    assert!(total.denied <= 4 * 5, "each guesser is locked after 5 wrong passwords: {total:?}");
     assert_eq!(stack.counter("grpc_limits.accepted").await?, allowed);
     assert_eq!(stack.counter("host_router.rules.canary-host").await?, total.routed);
     assert_eq!(stack.stable.stats.snapshot().infer_ok, total.authorised + total.large);
@@ -97,6 +101,7 @@ impl Tally {
         Tally {
             authorised: self.authorised + other.authorised,
             denied: self.denied + other.denied,
+            locked: self.locked + other.locked,
             large: self.large + other.large,
             routed: self.routed + other.routed,
         }
@@ -110,7 +115,10 @@ async fn load(stack: &Arc<FullStack>, mix: &Mix, duration: Duration) -> Result<T
     for worker in 0..4u64 {
         let mut stable = client(stack, HOST, PASSWORD).await?;
         let mut canary = client(stack, CANARY_HOST, PASSWORD).await?;
-        let mut intruder = client(stack, HOST, "guess").await?;
+        // A guesser on an address of its own: the lockout refuses it after 5 wrong passwords, and only it.
+        let source = std::net::IpAddr::from([127, 0, 0, 60 + u8::try_from(worker)?]);
+        let channel = wasmgate_e2e::grpc::channel_from(stack.envoy.listener, HOST, source).await?;
+        let mut intruder = Client::over(channel, Some(&(USER.to_owned(), "guess".to_owned())))?;
         let (small, large) = (mix.small.request(), mix.large.request());
         let (small_expected, large_expected) = (mix.small_expected.clone(), mix.large_expected.clone());
         workers.push(tokio::spawn(async move {
@@ -126,8 +134,11 @@ async fn load(stack: &Arc<FullStack>, mix: &Mix, duration: Duration) -> Result<T
                     }
                     1 | 2 => {
                         let code = intruder.infer(small.clone()).await.err().map(|s| s.code());
-                        anyhow::ensure!(code == Some(Code::Unauthenticated), "intruder got {code:?}");
-                        tally.denied += 1;
+                        match code {
+                            Some(Code::Unauthenticated) => tally.denied += 1,
+                            Some(Code::ResourceExhausted) => tally.locked += 1,
+                            other => anyhow::bail!("intruder got {other:?}"),
+                        }
                     }
                     3 => {
                         let answer = canary.infer(small.clone()).await?;

@@ -127,6 +127,7 @@ mod tests {
     }
 }
 
+pub mod flood;
 pub mod floor;
 pub mod inference;
 pub mod instructions;

@@ -1,4 +1,4 @@
-//! `make bench [-- basic-auth|instructions|host-router|chain|payload|inference]`: request rate, latency and Envoy CPU per request through a
+//! `make bench [-- basic-auth|instructions|flood|host-router|chain|payload|inference]`: request rate, latency and Envoy CPU per request through a
 //! real Envoy for each plugin against passthrough (and Envoy's native equivalent where there is one), and one
 //! 100 MB gRPC message with and without grpc-limits. Variants run in interleaved rounds and are reported as
 //! medians with ratios, since this machine is noisy.
@@ -59,6 +59,9 @@ async fn main() -> Result<()> {
     }
     if which == "all" || which == "instructions" {
         report.push_str(&instructions().await?);
+    }
+    if which == "all" || which == "flood" {
+        report.push_str(&wasmgate_e2e::bench::flood::run().await?);
     }
     if which == "all" || which == "host-router" {
         report.push_str(&host_router().await?);
