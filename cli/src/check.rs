@@ -40,5 +40,5 @@ pub fn check_path(path: &Path) -> Result<Vec<Finding>> {
     if plugins.is_empty() {
         bail!("no WasmPlugin under {}", path.display());
     }
-    Ok(plugins.iter().map(|p| Finding { plugin: p.filter_name(), result: check_plugin(p) }).collect())
+    Ok(plugins.iter().map(|p| Finding { plugin: p.qualified_name(), result: check_plugin(p) }).collect())
 }

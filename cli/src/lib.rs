@@ -6,4 +6,3 @@ pub mod istio;
 pub mod oci;
 pub mod pin;
 pub mod progress;
-pub mod virtual_service;

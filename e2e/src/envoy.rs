@@ -1,5 +1,5 @@
-//! A real Envoy on loopback: its bootstrap built from the translated `WasmPlugin`s, the process started on
-//! ports it picks itself (port 0, read back from the admin API), and stopped on drop.
+//! A real Envoy on loopback, configured over ADS by istiod (see [`crate::gateway`]), or from a bootstrap the
+//! caller writes; stopped on drop.
 
 use crate::http1::RawRequest;
 use crate::workspace;
@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use wasmgate::istio::{self, GatewayInfo, WasmPlugin};
 
 /// Istio's `meshConfig.pathNormalization`; `Base` is Istio's default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -23,6 +22,16 @@ pub enum PathNormalization {
 }
 
 impl PathNormalization {
+    /// The name `meshConfig.pathNormalization.normalization` takes.
+    pub fn istio_name(self) -> &'static str {
+        match self {
+            Self::None => "NONE",
+            Self::Base => "BASE",
+            Self::MergeSlashes => "MERGE_SLASHES",
+            Self::DecodeAndMergeSlashes => "DECODE_AND_MERGE_SLASHES",
+        }
+    }
+
     /// The setting `manifests/istio/istio-operator.yaml` installs Istio with (Istio's default where it names
     /// none).
     pub fn shipped() -> Result<Self> {
@@ -39,205 +48,8 @@ impl PathNormalization {
     }
 }
 
-type Resolver = Box<dyn Fn(&WasmPlugin) -> Result<PathBuf> + Send + Sync>;
-
-/// What the gateway Envoy is made of: the plugins (as CRs), the route table and upstream clusters.
-pub struct Gateway {
-    plugins: Vec<WasmPlugin>,
-    info: GatewayInfo,
-    normalization: PathNormalization,
-    routes: Vec<Value>,
-    clusters: Vec<(String, SocketAddr)>,
-    native_filters: Vec<Value>,
-    resolve: Resolver,
-    concurrency: u32,
-    downstream_windows: Option<(u32, u32)>,
-    wrapper: Vec<String>,
-}
-
-impl Default for Gateway {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Gateway {
-    pub fn new() -> Self {
-        Self {
-            plugins: Vec::new(),
-            info: GatewayInfo::default(),
-            normalization: PathNormalization::default(),
-            routes: Vec::new(),
-            clusters: Vec::new(),
-            native_filters: Vec::new(),
-            resolve: Box::new(workspace::resolve_from_dist),
-            concurrency: 1,
-            downstream_windows: None,
-            wrapper: Vec::new(),
-        }
-    }
-
-    pub fn plugin(mut self, plugin: WasmPlugin) -> Self {
-        self.plugins.push(plugin);
-        self
-    }
-
-    pub fn plugins(mut self, plugins: impl IntoIterator<Item = WasmPlugin>) -> Self {
-        self.plugins.extend(plugins);
-        self
-    }
-
-    /// An upstream cluster (HTTP/2 prior knowledge, as Istio's DestinationRule for the model server sets).
-    /// The first one added receives every request no earlier route claims.
-    pub fn upstream(mut self, name: &str, addr: SocketAddr) -> Self {
-        self.clusters.push((name.to_string(), addr));
-        self
-    }
-
-    /// A route tried before the default one (Envoy `route` JSON).
-    pub fn route(mut self, route: Value) -> Self {
-        self.routes.push(route);
-        self
-    }
-
-    /// A native Envoy HTTP filter placed after the Wasm plugins (for comparisons in benchmarks).
-    pub fn native_filter(mut self, filter: Value) -> Self {
-        self.native_filters.push(filter);
-        self
-    }
-
-    pub fn normalization(mut self, normalization: PathNormalization) -> Self {
-        self.normalization = normalization;
-        self
-    }
-
-    pub fn resolver(mut self, resolve: impl Fn(&WasmPlugin) -> Result<PathBuf> + Send + Sync + 'static) -> Self {
-        self.resolve = Box::new(resolve);
-        self
-    }
-
-    /// HTTP/2 flow-control windows towards clients (stream, connection). Unset, Envoy's (and Istio's) default
-    /// of 256 MiB lets a fast client push far ahead of a slow upstream; Envoy's edge guidance is 64 KiB / 1 MiB.
-    pub fn downstream_windows(mut self, stream: u32, connection: u32) -> Self {
-        self.downstream_windows = Some((stream, connection));
-        self
-    }
-
-    /// Modules from a registry ([`crate::registry::publish_and_fetch`]) instead of `dist/`.
-    pub fn fetched(self, fetched: crate::registry::Fetched) -> Self {
-        let fetched = std::sync::Arc::new(fetched);
-        self.resolver(move |plugin| fetched.path(plugin))
-    }
-
-    pub fn concurrency(mut self, workers: u32) -> Self {
-        self.concurrency = workers;
-        self
-    }
-
-    /// Runs Envoy under `command` (e.g. a profiler), which is given Envoy's command line after its own.
-    pub fn wrapped(mut self, command: impl IntoIterator<Item = impl Into<String>>) -> Self {
-        self.wrapper = command.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// The Envoy bootstrap.
-    pub fn bootstrap(&self) -> Result<Value> {
-        let mut http_filters = istio::translate(&self.plugins, &self.info, &self.resolve)?;
-        http_filters.extend(self.native_filters.iter().cloned());
-        http_filters.push(json!({
-            "name": "envoy.filters.http.router",
-            "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}
-        }));
-        let mut routes = self.routes.clone();
-        if let Some((default, _)) = self.clusters.first() {
-            routes.push(json!({"match": {"prefix": "/"}, "route": {"cluster": default, "timeout": "0s"}}));
-        }
-        let (normalize, merge, escaped) = match self.normalization {
-            PathNormalization::None => (false, false, "KEEP_UNCHANGED"),
-            PathNormalization::Base => (true, false, "KEEP_UNCHANGED"),
-            PathNormalization::MergeSlashes => (true, true, "KEEP_UNCHANGED"),
-            PathNormalization::DecodeAndMergeSlashes => (true, true, "UNESCAPE_AND_FORWARD"),
-        };
-        let clusters: Vec<Value> = self.clusters.iter().map(|(name, addr)| cluster(name, *addr)).collect();
-        let http2 = match self.downstream_windows {
-            Some((stream, connection)) => {
-                json!({"initial_stream_window_size": stream, "initial_connection_window_size": connection})
-            }
-            None => json!({}),
-        };
-        Ok(json!({
-            "admin": {"address": socket(([127, 0, 0, 1], 0).into())},
-            // Gauges such as server.memory_allocated are refreshed at each flush (5 s by default).
-            "stats_flush_interval": "1s",
-            "static_resources": {
-                "listeners": [{
-                    "name": "gateway",
-                    "address": socket(([127, 0, 0, 1], 0).into()),
-                    "filter_chains": [{"filters": [{
-                        "name": "envoy.filters.network.http_connection_manager",
-                        "typed_config": {
-                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                            "stat_prefix": "gateway",
-                            "codec_type": "AUTO",
-                            "normalize_path": normalize,
-                            "merge_slashes": merge,
-                            "path_with_escaped_slashes_action": escaped,
-                            "use_remote_address": true,
-                            "stream_idle_timeout": "300s",
-                            "http2_protocol_options": http2,
-                            "route_config": {
-                                "name": "gateway",
-                                "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": routes}]
-                            },
-                            "http_filters": http_filters,
-                        }
-                    }]}]
-                }],
-                "clusters": clusters,
-            }
-        }))
-    }
-
-    /// `envoy --mode validate`: loads the plugins and runs their `on_configure` without serving.
-    pub fn validate(&self) -> Result<String> {
-        let dir = tempfile::tempdir()?;
-        let config = write_config(dir.path(), &self.bootstrap()?)?;
-        let output = Command::new(workspace::envoy_binary()?)
-            .args(["--mode", "validate", "-l", "info", "--disable-hot-restart", "-c"])
-            .arg(&config)
-            .output()
-            .context("running envoy --mode validate")?;
-        let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-        if output.status.success() { Ok(log) } else { bail!("envoy refused the configuration:\n{log}") }
-    }
-
-    pub async fn start(self) -> Result<Envoy> {
-        let bootstrap = self.bootstrap()?;
-        let (concurrency, wrapper) = (self.concurrency, self.wrapper);
-        tokio::task::spawn_blocking(move || Envoy::start(&bootstrap, concurrency, &wrapper)).await?
-    }
-}
-
 fn socket(addr: SocketAddr) -> Value {
     json!({"socket_address": {"address": addr.ip().to_string(), "port_value": addr.port()}})
-}
-
-fn cluster(name: &str, addr: SocketAddr) -> Value {
-    json!({
-        "name": name,
-        "type": "STATIC",
-        "connect_timeout": "2s",
-        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(addr)}}]}]},
-        "typed_extension_protocol_options": {
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                "explicit_http_config": {"http2_protocol_options": {
-                    "initial_stream_window_size": 16777216,
-                    "initial_connection_window_size": 16777216
-                }}
-            }
-        }
-    })
 }
 
 fn write_config(dir: &Path, bootstrap: &Value) -> Result<PathBuf> {
@@ -254,8 +66,87 @@ pub struct Envoy {
     pub admin: SocketAddr,
 }
 
+/// What istio-agent tells istiod about the gateway in Envoy's node: its Pod (see [`crate::world`]), namespace,
+/// labels, cluster and Istio version. istiod finds the Pod and its Service from these and builds the gateway's
+/// listeners at the Service's target ports.
+fn gateway_node() -> Value {
+    let pod = crate::world::GATEWAY_POD;
+    let namespace = crate::world::GATEWAY_NAMESPACE;
+    json!({
+        "id": format!("router~{}~{pod}.{namespace}~{namespace}.svc.cluster.local", crate::world::GATEWAY_IP),
+        "cluster": format!("istio-ingressgateway.{namespace}"),
+        "metadata": {
+            "NAME": pod,
+            "NAMESPACE": namespace,
+            "LABELS": crate::world::gateway_labels(),
+            "INSTANCE_IPS": crate::world::GATEWAY_IP,
+            "CLUSTER_ID": "Kubernetes",
+            "ISTIO_VERSION": ISTIO_VERSION,
+            "WORKLOAD_NAME": "istio-ingressgateway",
+            "OWNER": format!("kubernetes://apis/apps/v1/namespaces/{namespace}/deployments/istio-ingressgateway"),
+            "SERVICE_ACCOUNT": "istio-ingressgateway-service-account",
+            "MESH_ID": "cluster.local",
+        }
+    })
+}
+
+/// The Istio release of the `istio.io/istio` the harness runs (e2e/istiod/go.mod).
+pub const ISTIO_VERSION: &str = "1.31.0";
+
+/// A bootstrap that takes everything else from ADS at `xds` (the istio-agent step in front of istiod).
+fn ads_bootstrap(xds: SocketAddr) -> Value {
+    json!({
+        "node": gateway_node(),
+        "admin": {"address": socket(([127, 0, 0, 1], 0).into())},
+        "stats_flush_interval": "1s",
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]
+            },
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"}
+        },
+        "static_resources": {"clusters": [{
+            "name": "xds-grpc",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": "xds-grpc", "endpoints": [{"lb_endpoints": [{"endpoint": {"address": socket(xds)}}]}]},
+            "typed_extension_protocol_options": {
+                "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                    "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                    "explicit_http_config": {"http2_protocol_options": {}}
+                }
+            }
+        }]}
+    })
+}
+
 impl Envoy {
-    fn start(bootstrap: &Value, concurrency: u32, wrapper: &[String]) -> Result<Self> {
+    /// Envoy configured over ADS from `xds`, serving (among its listeners) `listener` once it is ready.
+    pub async fn start_ads(
+        xds: SocketAddr,
+        listener: SocketAddr,
+        concurrency: u32,
+        wrapper: &[String],
+    ) -> Result<Self> {
+        let bootstrap = ads_bootstrap(xds);
+        let wrapper = wrapper.to_vec();
+        tokio::task::spawn_blocking(move || {
+            let mut envoy = Self::spawn(&bootstrap, concurrency, &wrapper)?;
+            envoy.wait_ready(Some(listener), envoy.patience(&wrapper))?;
+            Ok(envoy)
+        })
+        .await?
+    }
+
+    fn patience(&self, wrapper: &[String]) -> Duration {
+        // Under an instrumenting wrapper, start-up (V8 compiling the modules) is some fifty times slower.
+        Duration::from_secs(if wrapper.is_empty() { 60 } else { 900 })
+    }
+
+    fn spawn(bootstrap: &Value, concurrency: u32, wrapper: &[String]) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let config = write_config(dir.path(), bootstrap)?;
         let admin_file = dir.path().join("admin-address");
@@ -284,14 +175,12 @@ impl Envoy {
             .with_context(|| {
                 format!("starting envoy{}", wrapper.first().map(|w| format!(" under {w}")).unwrap_or_default())
             })?;
-        let mut envoy = Self { child, dir, listener: ([127, 0, 0, 1], 0).into(), admin: ([127, 0, 0, 1], 0).into() };
-        // Under an instrumenting wrapper, start-up (V8 compiling the modules) is some fifty times slower.
-        let patience = Duration::from_secs(if wrapper.is_empty() { 60 } else { 900 });
-        envoy.wait_ready(&admin_file, patience)?;
-        Ok(envoy)
+        Ok(Self { child, dir, listener: ([127, 0, 0, 1], 0).into(), admin: ([127, 0, 0, 1], 0).into() })
     }
 
-    fn wait_ready(&mut self, admin_file: &Path, patience: Duration) -> Result<()> {
+    /// Waits until Envoy is ready and listening on `expected`, a port istiod's listener binds.
+    fn wait_ready(&mut self, expected: Option<SocketAddr>, patience: Duration) -> Result<()> {
+        let admin_file = self.dir.path().join("admin-address");
         let deadline = Instant::now() + patience;
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         loop {
@@ -301,12 +190,13 @@ impl Envoy {
             if Instant::now() > deadline {
                 bail!("envoy not ready after {} s:\n{}", patience.as_secs(), self.log_tail(40));
             }
-            if let Some(admin) = std::fs::read_to_string(admin_file).ok().and_then(|s| s.trim().parse().ok()) {
+            if let Some(admin) = std::fs::read_to_string(&admin_file).ok().and_then(|s| s.trim().parse().ok()) {
                 self.admin = admin;
                 if let Ok(listeners) =
                     runtime.block_on(RawRequest::get("/listeners?format=json").host("admin").send(admin))
-                    && let Some(addr) = listener_address(&listeners.body)
+                    && let Some(addr) = listener_address(&listeners.body, expected.map(|e| e.port()))
                 {
+                    let addr = expected.unwrap_or(addr);
                     let ready = runtime.block_on(RawRequest::get("/ready").host("admin").send(admin))?;
                     if ready.status == 200 {
                         self.listener = addr;
@@ -355,12 +245,15 @@ impl Envoy {
     }
 }
 
-fn listener_address(body: &[u8]) -> Option<SocketAddr> {
+/// The address of the first listener (or of the one on `port`) that has one.
+fn listener_address(body: &[u8], port: Option<u16>) -> Option<SocketAddr> {
     let v: Value = serde_json::from_slice(body).ok()?;
-    let sock = &v["listener_statuses"][0]["local_address"]["socket_address"];
-    let port = u16::try_from(sock["port_value"].as_u64()?).ok()?;
-    let ip = sock["address"].as_str()?.parse().ok()?;
-    (port != 0).then_some(SocketAddr::new(ip, port))
+    v["listener_statuses"].as_array()?.iter().find_map(|status| {
+        let sock = &status["local_address"]["socket_address"];
+        let listening = u16::try_from(sock["port_value"].as_u64()?).ok()?;
+        let ip = sock["address"].as_str()?.parse().ok()?;
+        (listening != 0 && port.is_none_or(|p| p == listening)).then_some(SocketAddr::new(ip, listening))
+    })
 }
 
 impl Drop for Envoy {

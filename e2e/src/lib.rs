@@ -1,19 +1,25 @@
-//! The e2e harness: a real Envoy (V8, as in Istio's ingress gateway) configured by translating our
-//! `WasmPlugin` CRs the way istiod does, upstreams of our own that record what reached them, and clients that
-//! speak HTTP/1.1 byte for byte or gRPC through tonic. Every process it starts is torn down on drop.
+//! The e2e harness: a real Envoy (V8, as in Istio's ingress gateway) configured by istiod's own generator and
+//! istio-agent's own Wasm fetcher from our manifests, upstreams of our own that record what reached them, and
+//! clients that speak HTTP/1.1 byte for byte, HTTP/2 as given, or gRPC through tonic. Every process it starts is
+//! torn down on drop.
 
 pub mod bench;
 pub mod envoy;
+pub mod gateway;
 pub mod grpc;
 pub mod http1;
 pub mod http2;
+pub mod istiod;
+pub mod loopback;
 pub mod model_server;
 pub mod registry;
 pub mod stack;
 pub mod upstream;
 pub mod workspace;
+pub mod world;
 
-pub use envoy::{Envoy, Gateway, PathNormalization};
+pub use envoy::{Envoy, PathNormalization};
+pub use gateway::{Gateway, RunningGateway};
 pub use http1::{RawRequest, RawResponse};
 pub use upstream::{RecordedRequest, Upstream};
 pub use wasmgate::istio::{self, WasmPlugin};

@@ -29,7 +29,7 @@ impl ModelServer {
             weights::load(&path, Some(&DEFAULT_SIZES)).with_context(|| format!("loading {}", path.display()))?.network;
         let service = ModelService::new(network.clone()).map_err(anyhow::Error::msg)?;
         let stats = service.stats();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind((crate::loopback::next_address(), 0)).await?;
         let addr = listener.local_addr()?;
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -118,7 +118,7 @@ impl Drop for ModelProcess {
     }
 }
 
-/// A loopback address with a port nothing listens on right now.
+/// A loopback address of its own (see [`crate::loopback`]) with a port nothing listens on right now.
 pub fn free_addr() -> Result<SocketAddr> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+    Ok(std::net::TcpListener::bind((crate::loopback::next_address(), 0))?.local_addr()?)
 }

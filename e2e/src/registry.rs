@@ -13,6 +13,8 @@ pub struct Registry {
     child: Child,
     _dir: tempfile::TempDir,
     pub addr: SocketAddr,
+    /// The basic-auth user and password it asks for, if any.
+    pub credentials: Option<(String, String)>,
 }
 
 impl Registry {
@@ -42,7 +44,8 @@ impl Registry {
             .stderr(std::fs::File::create(dir.path().join("registry.log"))?)
             .spawn()
             .context("starting docker-registry (make setup installs it)")?;
-        let mut registry = Self { child, _dir: dir, addr };
+        let credentials = credentials.map(|(u, p)| (u.to_string(), p.to_string()));
+        let mut registry = Self { child, _dir: dir, addr, credentials };
         registry.wait_ready()?;
         Ok(registry)
     }
@@ -67,6 +70,14 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Stops it (a registry that is down, for a test).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -74,45 +85,31 @@ impl Drop for Registry {
     }
 }
 
-/// Modules pulled from a registry for one gateway, by image name.
-pub struct Fetched {
-    _dir: tempfile::TempDir,
-    files: std::collections::BTreeMap<String, std::path::PathBuf>,
-}
-
-impl Fetched {
-    pub fn path(&self, plugin: &WasmPlugin) -> Result<std::path::PathBuf> {
-        self.files
-            .get(plugin.image_name())
-            .cloned()
-            .with_context(|| format!("{} was not fetched", plugin.filter_name()))
-    }
-}
-
-/// What CI and a cluster do, in one step: push each plugin's module from `dist/` to `registry`, pin its CR to
-/// the pushed image (`url` and `sha256`), then fetch it back as istio-agent does (digest, media types, `\0asm`).
-/// Hand the returned CRs and [`Fetched`] to a [`crate::Gateway`], and Envoy runs the modules that came out of
-/// the registry.
-pub async fn publish_and_fetch(registry: &Registry, plugins: Vec<WasmPlugin>) -> Result<(Vec<WasmPlugin>, Fetched)> {
-    let dir = tempfile::tempdir()?;
-    let mut files = std::collections::BTreeMap::new();
+/// What CI does before a cluster pulls: push each plugin's module from `dist/` to `registry` and pin its CR to the
+/// pushed image (`url` and `sha256`, the manifest digest istio-agent checks). The gateway's istio-agent then pulls
+/// them (see [`crate::gateway::Gateway::pulled`]).
+pub async fn publish(registry: &Registry, plugins: Vec<WasmPlugin>) -> Result<Vec<WasmPlugin>> {
     let mut pinned = Vec::new();
-    let anonymous = oci_client::secrets::RegistryAuth::Anonymous;
-    for mut plugin in plugins {
+    for plugin in plugins {
         let name = plugin.image_name().to_string();
         let wasm = std::fs::read(crate::workspace::plugin_wasm(&name)?)?;
-        let reference: oci_client::Reference = format!("{}/wasmgate/{name}:test", registry.host()).parse()?;
-        let package = oci::package(&wasm, oci::Variant::Oci, &std::collections::BTreeMap::new())?;
-        let digest = oci::push(&oci::client(true), &reference, package, &anonymous, &silent()).await?;
-        plugin.spec.url = format!("oci://{reference}");
-        plugin.spec.sha256 = Some(digest);
-        let module =
-            oci::pull_verified(&oci::client(true), &reference, &anonymous, plugin.spec.sha256.as_deref(), &silent())
-                .await?;
-        let file = dir.path().join(format!("{name}.wasm"));
-        std::fs::write(&file, module)?;
-        files.insert(name, file);
-        pinned.push(plugin);
+        pinned.push(publish_module(registry, &plugin, &wasm, "test").await?);
     }
-    Ok((pinned, Fetched { _dir: dir, files }))
+    Ok(pinned)
+}
+
+/// Pushes `wasm` as `<registry>/wasmgate/<image name>:<tag>` and returns `plugin` pinned to it.
+pub async fn publish_module(registry: &Registry, plugin: &WasmPlugin, wasm: &[u8], tag: &str) -> Result<WasmPlugin> {
+    let reference: oci_client::Reference =
+        format!("{}/wasmgate/{}:{tag}", registry.host(), plugin.image_name()).parse()?;
+    let package = oci::package(wasm, oci::Variant::Oci, &std::collections::BTreeMap::new())?;
+    let auth = match &registry.credentials {
+        Some((user, password)) => oci_client::secrets::RegistryAuth::Basic(user.clone(), password.clone()),
+        None => oci_client::secrets::RegistryAuth::Anonymous,
+    };
+    let digest = oci::push(&oci::client(true), &reference, package, &auth, &silent()).await?;
+    let mut pinned = plugin.clone();
+    pinned.spec.url = format!("oci://{reference}");
+    pinned.spec.sha256 = Some(digest);
+    Ok(pinned)
 }

@@ -1,18 +1,21 @@
-//! The whole gateway on loopback, as `make demo` and the full-stack tests run it: the kind overlay rendered by
-//! `kubectl kustomize`, its `WasmPlugin`s pushed to a real registry, pinned and pulled back by digest, and Envoy
-//! configured from those CRs and the overlay's `VirtualService` in front of two model servers (the `stable` and
-//! `canary` subsets).
+//! The whole gateway on loopback, as `make demo` and the full-stack tests run it: an EKS overlay rendered by
+//! `kubectl kustomize`, its `WasmPlugin` images pushed to a real registry and pinned by digest, istiod's own
+//! generator turning the overlay (Gateway, VirtualService, DestinationRule, WasmPlugins) into Envoy config for
+//! the gateway, istio-agent's own fetcher pulling the modules, and two model servers as the `inference`
+//! Service's `stable` and `canary` Pods. Requests reach the Gateway's 443 server as the NLB delivers them:
+//! plain HTTP, TLS already terminated.
 
-use crate::envoy::{Envoy, Gateway, PathNormalization};
+use crate::gateway::{Deployment, RunningGateway, gateway_service, mesh_options};
 use crate::model_server::ModelServer;
-use crate::registry::{Registry, publish_and_fetch};
+use crate::registry::{Registry, publish};
 use crate::workspace;
+use crate::world::{Endpoint, World, cluster_objects};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use wasmgate::istio::{WasmPlugin, parse_wasm_plugins};
-use wasmgate::virtual_service;
 use wasmgate_inference::client::Target;
 
 pub const HOST: &str = "ml.example.com";
@@ -20,12 +23,15 @@ pub const CANARY_HOST: &str = "canary.ml.example.com";
 /// The credentials whose bcrypt hash the committed basic-auth CR holds.
 pub const USER: &str = "username";
 pub const PASSWORD: &str = "password";
+/// The model Service of the manifests.
+const MODEL_SERVICE: (&str, &str) = ("inference", "ml-serving");
 
 pub struct FullStack {
-    pub envoy: Envoy,
+    /// istiod and the Envoy it configures; `envoy.listener` is the Gateway's 443 server.
+    pub envoy: RunningGateway,
     pub stable: ModelServer,
     pub canary: ModelServer,
-    /// The CRs as Envoy got them: pinned to the images pushed to `registry`.
+    /// The CRs as istiod got them: pinned to the images pushed to `registry`.
     pub plugins: Vec<WasmPlugin>,
     pub registry: Registry,
 }
@@ -45,12 +51,12 @@ pub fn render_overlay(name: &str) -> Result<String> {
 }
 
 impl FullStack {
-    /// The kind overlay: three plugin filters.
+    /// The EKS overlay: three plugin filters.
     pub async fn start() -> Result<Self> {
-        Self::start_with("kind").await
+        Self::start_with(Filters::Separate.overlay()).await
     }
 
-    /// The gateway from `manifests/overlays/<overlay>` (`kind`, or `kind-suite` with the one suite filter).
+    /// The gateway from `manifests/overlays/<overlay>` (`eks`, or `eks-suite` with the one suite filter).
     pub async fn start_with(overlay: &str) -> Result<Self> {
         Self::start_overriding(overlay, &Value::Null).await
     }
@@ -60,8 +66,8 @@ impl FullStack {
     pub async fn start_overriding(overlay: &str, sections: &Value) -> Result<Self> {
         let stable = ModelServer::start().await?;
         let canary = ModelServer::start().await?;
-        let (gateway, registry, plugins) = gateway_from_overlay(overlay, sections, stable.addr, canary.addr).await?;
-        let envoy = gateway.start().await?;
+        let (deployment, registry, plugins) = deployment(overlay, sections, stable.addr, canary.addr).await?;
+        let envoy = deployment.start(443, 1, &[]).await?;
         Ok(Self { envoy, stable, canary, plugins, registry })
     }
 
@@ -76,36 +82,76 @@ impl FullStack {
     }
 }
 
-/// Envoy's configuration from an overlay: its `WasmPlugin`s pushed to a fresh registry, pinned and pulled back,
-/// and its `VirtualService` routes, with the `stable` and `canary` subsets at the given addresses. The registry
-/// must outlive the gateway's start.
-pub async fn gateway_from_overlay(
+/// The install options the overlay's gateway comes from: `manifests/istio/eks-gateway.yaml` for the EKS overlays
+/// (the NLB's annotations and the target ports), Istio's defaults otherwise.
+fn gateway_options(overlay: &str) -> Result<Option<String>> {
+    if !overlay.starts_with("eks") {
+        return Ok(None);
+    }
+    let path = workspace::manifests_dir().join("istio/eks-gateway.yaml");
+    Ok(Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?))
+}
+
+/// What istiod reads for an overlay: its resources with the `WasmPlugin`s pushed to a fresh registry and pinned
+/// (their `sections` overridden), the cluster's objects (the overlay's Services and Namespaces, the model Pods at
+/// `stable` and `canary`, the image pull secret the CRs name), and the gateway Service as the overlay's install
+/// creates it. The registry must outlive the gateway's start.
+pub async fn deployment(
     overlay: &str,
     sections: &Value,
     stable: SocketAddr,
     canary: SocketAddr,
-) -> Result<(Gateway, Registry, Vec<WasmPlugin>)> {
+) -> Result<(Deployment, Registry, Vec<WasmPlugin>)> {
     let rendered = render_overlay(overlay)?;
     let plugins = override_sections(parse_wasm_plugins(&rendered)?, sections)?;
-    let services = virtual_service::parse_all(&rendered)?;
-    let service = services.iter().find(|s| s.spec.hosts.iter().any(|h| h == HOST)).context("no VirtualService")?;
-    // Each destination subset is a model server of its own; the cluster is named after the subset.
-    let routes = service.envoy_routes(|d| match d.subset.as_deref() {
-        Some(subset @ ("stable" | "canary")) => Ok(subset.to_owned()),
-        other => bail!("no model server for subset {other:?} of {}", d.host),
-    })?;
     let registry = Registry::start(None)?;
-    let (plugins, fetched) = publish_and_fetch(&registry, plugins).await?;
-    let mut gateway = Gateway::new()
-        .plugins(plugins.clone())
-        .fetched(fetched)
-        .upstream("stable", stable)
-        .upstream("canary", canary)
-        .normalization(PathNormalization::shipped()?);
-    for route in routes {
-        gateway = gateway.route(route);
+    let plugins = publish(&registry, plugins).await?;
+    let mut istio = String::new();
+    for doc in rendered.split("\n---\n") {
+        if !doc.contains("kind: WasmPlugin") {
+            istio.push_str("---\n");
+            istio.push_str(doc.trim_start_matches("---\n"));
+            istio.push('\n');
+        }
     }
-    Ok((gateway, registry, plugins))
+    for plugin in &plugins {
+        istio.push_str("---\n");
+        istio.push_str(&serde_yaml_ng::to_string(&plugin.to_value()?)?);
+    }
+    let mut world = World::new();
+    for object in cluster_objects(&rendered)? {
+        world = world.object(object);
+    }
+    let model = |pod: &str, track: &str, addr| Endpoint {
+        pod: pod.to_string(),
+        labels: BTreeMap::from([
+            ("app".to_string(), "inference".to_string()),
+            ("track".to_string(), track.to_string()),
+        ]),
+        addr,
+    };
+    let (service, namespace) = MODEL_SERVICE;
+    world = world.endpoints(
+        service,
+        namespace,
+        "grpc",
+        &[model("inference-stable-0", "stable", stable), model("inference-canary-0", "canary", canary)],
+    );
+    let secrets: std::collections::BTreeSet<String> =
+        plugins.iter().filter_map(|p| p.spec.image_pull_secret.clone()).collect();
+    for secret in secrets {
+        world = world.object(crate::world::pull_secret(&secret, &registry.host(), ("wasmgate", "unused")));
+    }
+    let (ports, annotations) = gateway_service(gateway_options(overlay)?.as_deref())?;
+    let deployment = Deployment {
+        istio,
+        world,
+        ports,
+        annotations,
+        mesh: mesh_options(None)?,
+        insecure_registries: vec![registry.host()],
+    };
+    Ok((deployment, registry, plugins))
 }
 
 /// A model client for the gateway listening at `listener`: `host` as `:authority`, basic `credentials` if given.
@@ -117,8 +163,8 @@ pub fn gateway_target(listener: SocketAddr, host: &str, credentials: Option<(&st
     }
 }
 
-/// The two ways the manifests deploy the plugins: three filters (overlay `kind`) or the one suite filter
-/// (`kind-suite`). Scenarios that must hold for both run once per layout.
+/// The two ways the manifests deploy the plugins: three filters (overlay `eks`) or the one suite filter
+/// (`eks-suite`). Scenarios that must hold for both run once per layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filters {
     Separate,
@@ -128,10 +174,11 @@ pub enum Filters {
 impl Filters {
     pub const BOTH: [Filters; 2] = [Filters::Separate, Filters::Suite];
 
+    /// The overlay the full stack deploys for this layout (the EKS topology, which the seed deployment runs).
     pub fn overlay(self) -> &'static str {
         match self {
-            Self::Separate => "kind",
-            Self::Suite => "kind-suite",
+            Self::Separate => "eks",
+            Self::Suite => "eks-suite",
         }
     }
 

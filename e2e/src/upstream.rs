@@ -48,7 +48,7 @@ pub struct Upstream {
 impl Upstream {
     /// Starts on a free loopback port; responses carry `x-upstream: <name>`.
     pub async fn start(name: &str) -> Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = TcpListener::bind((crate::loopback::next_address(), 0)).await?;
         let addr = listener.local_addr()?;
         let seen = Arc::new(Mutex::new(Vec::new()));
         let (_reporter, health) = tonic_health::server::health_reporter();

@@ -6,9 +6,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
 use wasmgate_e2e::istio::load_wasm_plugin;
-use wasmgate_e2e::{Envoy, Gateway, PathNormalization, RawRequest, Upstream, workspace};
+use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream, workspace};
 
-async fn gateway(normalization: PathNormalization) -> Result<(Envoy, Upstream)> {
+async fn gateway(normalization: PathNormalization) -> Result<(RunningGateway, Upstream)> {
     let upstream = Upstream::start("models").await?;
     let cr = load_wasm_plugin(&workspace::manifests_dir(), "basic-auth")?.with_config(json!({
         "basic_auth_rules": [{"prefix": "/admin", "request_methods": ["GET", "POST"], "credentials": ["username:password"],
@@ -20,7 +20,7 @@ async fn gateway(normalization: PathNormalization) -> Result<(Envoy, Upstream)> 
 }
 
 /// Sends raw bytes (for request lines no builder writes) and returns the status.
-async fn raw(envoy: &Envoy, request: &str) -> Result<u16> {
+async fn raw(envoy: &RunningGateway, request: &str) -> Result<u16> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(envoy.listener).await?;
     stream.write_all(request.as_bytes()).await?;

@@ -9,8 +9,8 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wasmgate_e2e::istio::load_wasm_plugin;
-use wasmgate_e2e::registry::{Registry, publish_and_fetch};
-use wasmgate_e2e::{Envoy, Gateway, PathNormalization, RawRequest, Upstream, WasmPlugin, workspace};
+use wasmgate_e2e::registry::{Registry, publish};
+use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream, WasmPlugin, workspace};
 
 const HOST: &str = "ml.example.com";
 
@@ -19,24 +19,25 @@ fn committed_cr() -> WasmPlugin {
 }
 
 struct Stack {
-    envoy: Envoy,
+    envoy: RunningGateway,
     upstream: Upstream,
+    _registry: Registry,
 }
 
-/// The plugin goes through a real registry first: pushed, pinned by digest, pulled and verified as istio-agent
-/// does, so Envoy runs the module that came out of the registry.
+/// The plugin goes through a real registry first: pushed and pinned by digest, then pulled and verified by
+/// istio-agent's fetcher, so Envoy runs the module that came out of the registry.
 async fn stack_with(plugin: WasmPlugin, normalization: PathNormalization) -> Result<Stack> {
     let registry = Registry::start(None)?;
-    let (plugins, fetched) = publish_and_fetch(&registry, vec![plugin]).await?;
+    let plugins = publish(&registry, vec![plugin]).await?;
     let upstream = Upstream::start("models").await?;
     let envoy = Gateway::new()
         .plugins(plugins)
-        .fetched(fetched)
+        .pulled([registry.host()])
         .upstream("models", upstream.addr)
         .normalization(normalization)
         .start()
         .await?;
-    Ok(Stack { envoy, upstream })
+    Ok(Stack { envoy, upstream, _registry: registry })
 }
 
 async fn stack(config: Option<Value>) -> Result<Stack> {
@@ -256,14 +257,15 @@ async fn bad_config_is_refused_by_envoy() -> Result<()> {
     for (config, want) in cases {
         let gateway =
             || Gateway::new().plugin(committed_cr().with_config(config.clone())).upstream("models", upstream.addr);
-        let err = gateway().validate().expect_err("validation must fail").to_string();
+        let err = gateway().validate().await.expect_err("validation must fail").to_string();
         assert!(err.contains(want), "validate: want {want:?} in:\n{err}");
-        let err = match gateway().start().await {
-            Ok(_) => panic!("envoy started with a bad config"),
-            Err(e) => e.to_string(),
-        };
-        assert!(err.contains(want), "start: want {want:?} in:\n{err}");
+        // Deployed anyway (a first deploy): Envoy rejects the plugin's config over ECDS and, with no config to
+        // fall back to, answers 500; nothing passes unauthenticated.
+        let envoy = gateway().start().await?;
+        let r = RawRequest::get("/").host(HOST).send(envoy.listener).await?;
+        assert_eq!(r.status, 500, "{}", r.text());
     }
+    assert_eq!(upstream.count(), 0);
     Ok(())
 }
 

@@ -8,10 +8,10 @@ use anyhow::Result;
 use serde_json::json;
 use wasmgate_e2e::bench::floor::write_module;
 use wasmgate_e2e::istio::load_wasm_plugin;
-use wasmgate_e2e::{Envoy, Gateway, RawRequest, Upstream, workspace};
+use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, workspace};
 
 struct Case {
-    envoy: Envoy,
+    envoy: RunningGateway,
     upstream: Upstream,
     _dir: tempfile::TempDir,
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use wasmgate_e2e::model_server::{ModelProcess, ModelServer, free_addr};
 use wasmgate_e2e::registry::Registry;
-use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, gateway_from_overlay, gateway_target};
+use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, deployment, gateway_target};
 use wasmgate_inference::client::{self, Client};
 use wasmgate_inference::model::IMAGE_VALUES;
 use wasmgate_inference::proto::ModelInferRequest;
@@ -20,14 +20,13 @@ fn fp32_batch(bytes: usize) -> Result<ModelInferRequest> {
     Ok(client::fp32_zeros(bytes.div_ceil(IMAGE_VALUES * 4)))
 }
 
-/// The kind overlay's gateway in front of model server processes (stable, canary) that a test can kill.
-async fn process_stack() -> Result<(wasmgate_e2e::Envoy, ModelProcess, ModelProcess, Registry)> {
+/// The EKS overlay's gateway in front of model server processes (stable, canary) that a test can kill.
+async fn process_stack() -> Result<(wasmgate_e2e::RunningGateway, ModelProcess, ModelProcess, Registry)> {
     let (stable_addr, canary_addr) = (free_addr()?, free_addr()?);
     let stable = ModelProcess::start(stable_addr).await?;
     let canary = ModelProcess::start(canary_addr).await?;
-    let (gateway, registry, _) =
-        gateway_from_overlay("kind", &serde_json::Value::Null, stable_addr, canary_addr).await?;
-    Ok((gateway.start().await?, stable, canary, registry))
+    let (deployment, registry, _) = deployment("eks", &serde_json::Value::Null, stable_addr, canary_addr).await?;
+    Ok((deployment.start(443, 1, &[]).await?, stable, canary, registry))
 }
 
 #[tokio::test(flavor = "multi_thread")]

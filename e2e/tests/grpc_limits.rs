@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use tonic::Code;
 use wasmgate_e2e::grpc::{channel, raw_unary};
 use wasmgate_e2e::istio::load_wasm_plugins;
-use wasmgate_e2e::{Envoy, Gateway, RawRequest, Upstream, workspace};
+use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, workspace};
 
 const HOST: &str = "ml.example.com";
 const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
@@ -16,7 +16,7 @@ const METADATA: &str = "/inference.GRPCInferenceService/ModelMetadata";
 const MI: usize = 1 << 20;
 
 struct Stack {
-    envoy: Envoy,
+    envoy: RunningGateway,
     upstream: Upstream,
 }
 

@@ -7,22 +7,22 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tonic::Code;
+use wasmgate_e2e::gateway::destination;
 use wasmgate_e2e::grpc::{channel, raw_unary};
 use wasmgate_e2e::istio::{load_wasm_plugin, load_wasm_plugins};
-use wasmgate_e2e::{Envoy, Gateway, RawRequest, Upstream, WasmPlugin, workspace};
+use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, WasmPlugin, workspace};
 
 const HOST: &str = "ml.example.com";
 const CANARY: &str = "canary.ml.example.com";
 const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
 
 struct Stack {
-    envoy: Envoy,
+    envoy: RunningGateway,
     stable: Upstream,
     canary: Upstream,
 }
 
-/// Two upstreams; Envoy's route table (the VirtualService on a cluster) sends `x-wasmgate-route: canary` to the
-/// second, everything else to the first.
+/// Two upstreams; a VirtualService sends `x-wasmgate-route: canary` to the second, everything else to the first.
 async fn stack(plugins: Vec<WasmPlugin>) -> Result<Stack> {
     let stable = Upstream::start("stable").await?;
     let canary = Upstream::start("canary").await?;
@@ -31,8 +31,8 @@ async fn stack(plugins: Vec<WasmPlugin>) -> Result<Stack> {
         .upstream("stable", stable.addr)
         .upstream("canary", canary.addr)
         .route(json!({
-            "match": {"prefix": "/", "headers": [{"name": "x-wasmgate-route", "string_match": {"exact": "canary"}}]},
-            "route": {"cluster": "canary", "timeout": "0s"}
+            "match": [{"headers": {"x-wasmgate-route": {"exact": "canary"}}}],
+            "route": [{"destination": destination("canary")}]
         }))
         .start()
         .await?;

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::http2::H2Request;
 use wasmgate_e2e::stack::{CANARY_HOST, Filters, FullStack, HOST, PASSWORD, USER};
-use wasmgate_e2e::{Envoy, Gateway, PathNormalization, RawRequest, Upstream};
+use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream};
 use wasmgate_inference::client;
 
 const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
@@ -44,7 +44,7 @@ async fn recording_gateway(
     filters: Filters,
     sections: Value,
     normalization: PathNormalization,
-) -> Result<(Envoy, Upstream)> {
+) -> Result<(RunningGateway, Upstream)> {
     let upstream = Upstream::start("models").await?;
     let envoy = Gateway::new()
         .plugins(filters.plugins(&sections)?)
@@ -208,7 +208,7 @@ async fn a_bcrypt_cost_above_the_cap_is_refused_at_load(filters: Filters) -> Res
     let costly = hash.replacen("$04$", "$13$", 1);
     let sections = json!({"basic_auth": {"basic_auth_rules": [{"prefix": "/", "request_methods": ["*"],
                                                                "credentials": [format!("u:{costly}")]}]}});
-    let refused = Gateway::new().plugins(filters.plugins(&sections)?).validate().unwrap_err().to_string();
+    let refused = Gateway::new().plugins(filters.plugins(&sections)?).validate().await.unwrap_err().to_string();
     assert!(refused.contains("bcrypt cost 13 is above 12"), "{refused}");
     Ok(())
 }
@@ -427,11 +427,11 @@ async fn configs_that_leave_the_gateway_open_are_refused_at_load(filters: Filter
     ];
     for (config, reason) in open {
         let plugins = filters.plugins(&json!({"basic_auth": config}))?;
-        let refused = Gateway::new().plugins(plugins).validate().unwrap_err().to_string();
+        let refused = Gateway::new().plugins(plugins).validate().await.unwrap_err().to_string();
         assert!(refused.contains(reason), "{config}: {refused}");
     }
     let deliberate = filters.plugins(&json!({"basic_auth": {"allow_all": true}}))?;
-    Gateway::new().plugins(deliberate).validate()?;
+    Gateway::new().plugins(deliberate).validate().await?;
     Ok(())
 }
 

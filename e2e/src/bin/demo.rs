@@ -1,5 +1,6 @@
 //! `make demo`: the whole gateway on loopback — a local registry with the plugin images, two model servers with
-//! the committed weights, and Envoy configured from the kind overlay's CRs (three plugins pulled by digest) — and
+//! the committed weights, and Envoy configured by istiod from the EKS overlay (three plugins pulled by istio-agent,
+//! by digest) — and
 //! a short scripted session through it. `--keep-running` leaves it up and prints how to call it. Ctrl-C (or
 //! SIGTERM) at any point stops every process it started.
 
@@ -16,7 +17,7 @@ use wasmgate_inference::server::termination;
 #[tokio::main]
 async fn main() -> Result<()> {
     let keep_running = std::env::args().any(|a| a == "--keep-running");
-    println!("starting: registry, plugin images, two model servers, Envoy from manifests/overlays/kind ...");
+    println!("starting: registry, plugin images, two model servers, istiod with manifests/overlays/eks, Envoy ...");
     let stack = tokio::select! {
         stack = FullStack::start() => stack?,
         () = termination() => return stopped(),
@@ -39,20 +40,21 @@ async fn main() -> Result<()> {
 }
 
 fn stopped() -> Result<()> {
-    println!("stopped: Envoy, the registry and the model servers are shut down");
+    println!("stopped: Envoy, istiod, the registry and the model servers are shut down");
     Ok(())
 }
 
 fn describe(stack: &FullStack) {
     println!(
-        "registry      {} (plugin images pushed, pinned by digest, pulled back as istio-agent does)",
+        "registry      {} (plugin images pushed, pinned by digest, pulled by istio-agent's fetcher)",
         stack.registry.host()
     );
     for plugin in &stack.plugins {
         let digest = plugin.spec.sha256.as_deref().unwrap_or("-");
-        println!("  {:<22} {}  sha256 {}…", plugin.filter_name(), plugin.spec.url, &digest[..digest.len().min(12)]);
+        println!("  {:<22} {}  sha256 {}…", plugin.qualified_name(), plugin.spec.url, &digest[..digest.len().min(12)]);
     }
     println!("model servers stable {}  canary {}", stack.stable.addr, stack.canary.addr);
+    println!("istiod        xDS {} (istiod's generator, istio-agent's Wasm step)", stack.envoy.istiod.xds);
     println!("Envoy (V8)    {}  admin http://{}\n", stack.envoy.listener, stack.envoy.admin);
 }
 

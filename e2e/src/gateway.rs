@@ -1,0 +1,501 @@
+//! A gateway as Istio builds one: the test's `WasmPlugin`s, a `Gateway` and a `VirtualService` in front of the
+//! test's upstreams, turned into Envoy config by istiod's own generator and istio-agent's own Wasm fetcher
+//! ([`crate::istiod`]), served over ADS to a real Envoy.
+
+use crate::envoy::{Envoy, PathNormalization};
+use crate::istiod::{Inputs, Istiod};
+use crate::world::{Endpoint, GatewayPort, World};
+use crate::{WasmPlugin, loopback, workspace};
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the test's upstreams live, as Services.
+pub const UPSTREAM_NAMESPACE: &str = "upstreams";
+const GATEWAY_NAME: &str = "test-gateway";
+
+/// Where a test's module for a plugin is on disk.
+type Resolver = Box<dyn Fn(&WasmPlugin) -> Result<PathBuf> + Send + Sync>;
+
+/// How Envoy gets each plugin's module: from `dist/` by `file://` URL (istiod hands Envoy the path), or from the
+/// registry the CRs name (istio-agent pulls it).
+enum Modules {
+    Dist,
+    Files(Resolver),
+    Registry { insecure: Vec<String> },
+}
+
+pub struct Gateway {
+    plugins: Vec<WasmPlugin>,
+    upstreams: Vec<(String, SocketAddr)>,
+    routes: Vec<Value>,
+    native_filters: Vec<Value>,
+    downstream_windows: Option<(u32, u32)>,
+    cluster_objects: Vec<Value>,
+    normalization: Option<PathNormalization>,
+    modules: Modules,
+    concurrency: u32,
+    wrapper: Vec<String>,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running gateway: istiod, and the Envoy it configures. Dropping it stops both.
+pub struct RunningGateway {
+    pub envoy: Envoy,
+    pub istiod: Istiod,
+    istio: String,
+    modules: Modules,
+    /// Where Envoy listens for each port of the gateway Service (80, 443), on loopback.
+    pub ports: BTreeMap<u16, SocketAddr>,
+}
+
+/// Everything istiod reads for one gateway, as a cluster would hold it.
+pub struct Deployment {
+    /// The Istio resources (other kinds are skipped).
+    pub istio: String,
+    /// The Kubernetes objects but the gateway's own Service and Pod.
+    pub world: World,
+    /// The gateway Service's ports, with the target ports Envoy is to listen on.
+    pub ports: Vec<GatewayPort>,
+    pub annotations: BTreeMap<String, String>,
+    /// The install options (`IstioOperator`) whose mesh config istiod runs with.
+    pub mesh: String,
+    /// Registries istio-agent pulls from over plain HTTP.
+    pub insecure_registries: Vec<String>,
+}
+
+impl Deployment {
+    /// istiod for this deployment, and an Envoy configured by it, ready to serve the gateway Service's `port`.
+    pub async fn start(self, port: u16, concurrency: u32, wrapper: &[String]) -> Result<RunningGateway> {
+        let world = self.world.ingress_gateway(&self.ports, &self.annotations);
+        let inputs = Inputs {
+            istio: self.istio.clone(),
+            kube: world.to_yaml()?,
+            mesh: self.mesh,
+            insecure_registries: self.insecure_registries,
+        };
+        let ports: BTreeMap<u16, SocketAddr> = self
+            .ports
+            .iter()
+            .map(|p| (p.port, SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, p.target_port))))
+            .collect();
+        let listener = *ports.get(&port).with_context(|| format!("the gateway Service has no port {port}"))?;
+        let istiod = Istiod::start(&inputs).await?;
+        let envoy = Envoy::start_ads(istiod.xds, listener, concurrency, wrapper).await?;
+        let gateway = RunningGateway {
+            envoy,
+            istiod,
+            istio: self.istio,
+            modules: Modules::Registry { insecure: Vec::new() },
+            ports,
+        };
+        // The listener serves before its filters' configs arrive over ECDS (istiod sets no initial fetch timeout:
+        // a request meanwhile gets 500), so ready means every one of them answered, accepted or rejected.
+        gateway.settled_extensions(Duration::from_secs(if wrapper.is_empty() { 60 } else { 900 })).await?;
+        Ok(gateway)
+    }
+}
+
+/// The gateway Service's ports as Istio's default install creates them (`http2` 80 → 8080, `https` 443 → 8443),
+/// or as the install options in `options` set them; each target port moved to a free one, so gateways run side by
+/// side.
+pub fn gateway_service(options: Option<&str>) -> Result<(Vec<GatewayPort>, BTreeMap<String, String>)> {
+    let mut ports = vec![(String::from("http2"), 80u16), (String::from("https"), 443u16)];
+    let mut annotations = BTreeMap::new();
+    if let Some(text) = options {
+        let operator: Value = serde_yaml_ng::from_str(text)?;
+        let k8s = &operator["spec"]["components"]["ingressGateways"][0]["k8s"];
+        if let Some(map) = k8s["serviceAnnotations"].as_object() {
+            annotations = map.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
+        }
+        if let Some(list) = k8s["service"]["ports"].as_array() {
+            ports = list
+                .iter()
+                .filter(|p| p["name"] != "status-port")
+                .filter_map(|p| Some((p["name"].as_str()?.to_string(), u16::try_from(p["port"].as_u64()?).ok()?)))
+                .collect();
+        }
+    }
+    let ports = ports
+        .into_iter()
+        .map(|(name, port)| Ok(GatewayPort { name, port, target_port: loopback::free_port()? }))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((ports, annotations))
+}
+
+impl std::ops::Deref for RunningGateway {
+    type Target = Envoy;
+
+    fn deref(&self) -> &Envoy {
+        &self.envoy
+    }
+}
+
+impl Modules {
+    /// The CRs as istiod gets them: `file://` URLs to the modules unless they are pulled.
+    fn resolve(&self, plugins: &[WasmPlugin]) -> Result<Vec<WasmPlugin>> {
+        plugins
+            .iter()
+            .map(|plugin| {
+                let path = match self {
+                    Modules::Registry { .. } => return Ok(plugin.clone()),
+                    Modules::Dist => workspace::resolve_from_dist(plugin)?,
+                    Modules::Files(resolve) => resolve(plugin)?,
+                };
+                let path = path.canonicalize().with_context(|| format!("{}", path.display()))?;
+                let mut local = plugin.clone();
+                local.spec.url = format!("file://{}", path.display());
+                local.spec.sha256 = None;
+                Ok(local)
+            })
+            .collect()
+    }
+}
+
+impl Gateway {
+    pub fn new() -> Self {
+        Self {
+            plugins: Vec::new(),
+            upstreams: Vec::new(),
+            routes: Vec::new(),
+            native_filters: Vec::new(),
+            downstream_windows: None,
+            cluster_objects: Vec::new(),
+            normalization: None,
+            modules: Modules::Dist,
+            concurrency: 1,
+            wrapper: Vec::new(),
+        }
+    }
+
+    pub fn plugin(mut self, plugin: WasmPlugin) -> Self {
+        self.plugins.push(plugin);
+        self
+    }
+
+    pub fn plugins(mut self, plugins: impl IntoIterator<Item = WasmPlugin>) -> Self {
+        self.plugins.extend(plugins);
+        self
+    }
+
+    /// A backend, as the Service `<name>.upstreams.svc.cluster.local` (HTTP/2) with one endpoint at `addr`. The
+    /// first one added receives every request no earlier route claims.
+    pub fn upstream(mut self, name: &str, addr: SocketAddr) -> Self {
+        self.upstreams.push((name.to_string(), addr));
+        self
+    }
+
+    /// A `VirtualService` HTTP route (Istio's schema), tried before the default one; name destinations with
+    /// [`destination`].
+    pub fn route(mut self, route: Value) -> Self {
+        self.routes.push(route);
+        self
+    }
+
+    /// A native Envoy HTTP filter (name and `typed_config`) after the Wasm plugins, the way a user adds one to an
+    /// Istio gateway: an `EnvoyFilter` inserting it before the router (for comparisons in benchmarks).
+    pub fn native_filter(mut self, filter: Value) -> Self {
+        self.native_filters.push(filter);
+        self
+    }
+
+    /// HTTP/2 flow-control windows towards clients (stream, connection), set by an `EnvoyFilter` on the gateway's
+    /// connection manager. Unset, Istio's default of 256 MiB lets a fast client push far ahead of a slow upstream;
+    /// Envoy's edge guidance is 64 KiB / 1 MiB.
+    pub fn downstream_windows(mut self, stream: u32, connection: u32) -> Self {
+        self.downstream_windows = Some((stream, connection));
+        self
+    }
+
+    /// A Kubernetes object the cluster holds besides the gateway and the upstreams (e.g. an image pull secret).
+    pub fn cluster_object(mut self, object: Value) -> Self {
+        self.cluster_objects.push(object);
+        self
+    }
+
+    /// The mesh's `pathNormalization`; unset, the one `manifests/istio` installs.
+    pub fn normalization(mut self, normalization: PathNormalization) -> Self {
+        self.normalization = Some(normalization);
+        self
+    }
+
+    /// Modules from another place than `dist/` (a hand-written module, a second build).
+    pub fn resolver(mut self, resolve: impl Fn(&WasmPlugin) -> Result<PathBuf> + Send + Sync + 'static) -> Self {
+        self.modules = Modules::Files(Box::new(resolve));
+        self
+    }
+
+    /// Modules pulled by istio-agent from the registries the CRs name (plain HTTP to `insecure` ones).
+    pub fn pulled(mut self, insecure: impl IntoIterator<Item = String>) -> Self {
+        self.modules = Modules::Registry { insecure: insecure.into_iter().collect() };
+        self
+    }
+
+    pub fn concurrency(mut self, workers: u32) -> Self {
+        self.concurrency = workers;
+        self
+    }
+
+    /// Runs Envoy under `command` (e.g. a profiler), which is given Envoy's command line after its own.
+    pub fn wrapped(mut self, command: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.wrapper = command.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Deploys the gateway and reports whether Envoy accepted every plugin: `Err` with Envoy's log (where each
+    /// plugin logs why it refused its config) when one was rejected.
+    pub async fn validate(self) -> Result<String> {
+        let gateway = self.start().await?;
+        let rejected: Vec<String> = gateway
+            .extensions()
+            .await?
+            .into_iter()
+            .filter(|(_, state)| *state == Extension::Rejected)
+            .map(|(name, _)| name)
+            .collect();
+        let log = gateway.envoy.log();
+        if rejected.is_empty() { Ok(log) } else { bail!("envoy rejected {}:\n{log}", rejected.join(", ")) }
+    }
+
+    fn resolved_plugins(&self) -> Result<Vec<WasmPlugin>> {
+        self.modules.resolve(&self.plugins)
+    }
+
+    /// The Istio resources: the plugins, a Gateway on port 80 for every host, and a VirtualService.
+    fn istio_resources(&self) -> Result<String> {
+        let mut docs: Vec<Value> = Vec::new();
+        docs.push(json!({
+            "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+            "metadata": {"name": GATEWAY_NAME, "namespace": crate::world::GATEWAY_NAMESPACE},
+            "spec": {"selector": {"istio": "ingressgateway"},
+                     "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}
+        }));
+        let mut routes = self.routes.clone();
+        if let Some((name, _)) = self.upstreams.first() {
+            routes.push(json!({"name": "default", "route": [{"destination": destination(name)}]}));
+        }
+        if !routes.is_empty() {
+            docs.push(json!({
+                "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": "upstreams", "namespace": crate::world::GATEWAY_NAMESPACE},
+                "spec": {"hosts": ["*"], "gateways": [GATEWAY_NAME], "http": routes}
+            }));
+        }
+        let hcm = "envoy.filters.network.http_connection_manager";
+        for (i, filter) in self.native_filters.iter().enumerate() {
+            docs.push(envoy_filter(
+                &format!("native-{i}"),
+                json!({"applyTo": "HTTP_FILTER",
+                       "match": {"context": "GATEWAY", "listener": {"filterChain": {"filter": {"name": hcm,
+                                 "subFilter": {"name": "envoy.filters.http.router"}}}}},
+                       "patch": {"operation": "INSERT_BEFORE", "value": filter}}),
+            ));
+        }
+        if let Some((stream, connection)) = self.downstream_windows {
+            docs.push(envoy_filter(
+                "downstream-windows",
+                json!({"applyTo": "NETWORK_FILTER",
+                       "match": {"context": "GATEWAY", "listener": {"filterChain": {"filter": {"name": hcm}}}},
+                       "patch": {"operation": "MERGE", "value": {"typed_config": {
+                           "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                           "http2_protocol_options": {"initial_stream_window_size": stream,
+                                                      "initial_connection_window_size": connection}}}}}),
+            ));
+        }
+        let mut out = String::new();
+        for doc in docs {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml_ng::to_string(&doc)?);
+        }
+        for plugin in self.resolved_plugins()? {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml_ng::to_string(&plugin.to_value()?)?);
+        }
+        Ok(out)
+    }
+
+    pub async fn start(self) -> Result<RunningGateway> {
+        let istio = self.istio_resources()?;
+        let (ports, annotations) = gateway_service(None)?;
+        let mut world = World::new()
+            .object(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": UPSTREAM_NAMESPACE}}));
+        for object in &self.cluster_objects {
+            world = world.object(object.clone());
+        }
+        for (i, (name, addr)) in self.upstreams.iter().enumerate() {
+            let endpoint = Endpoint {
+                pod: format!("{name}-0"),
+                labels: BTreeMap::from([("app".to_string(), name.clone())]),
+                addr: *addr,
+            };
+            world = world.service(name, UPSTREAM_NAMESPACE, 80, &[endpoint], &format!("10.96.1.{}", i + 1));
+        }
+        let insecure_registries = match &self.modules {
+            Modules::Registry { insecure } => insecure.clone(),
+            _ => Vec::new(),
+        };
+        let deployment = Deployment {
+            istio,
+            world,
+            ports,
+            annotations,
+            mesh: mesh_options(self.normalization)?,
+            insecure_registries,
+        };
+        let mut gateway = deployment.start(80, self.concurrency, &self.wrapper).await?;
+        gateway.modules = self.modules;
+        Ok(gateway)
+    }
+}
+
+/// An `EnvoyFilter` on the gateway with one config patch.
+fn envoy_filter(name: &str, patch: Value) -> Value {
+    json!({
+        "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+        "metadata": {"name": name, "namespace": crate::world::GATEWAY_NAMESPACE},
+        "spec": {"workloadSelector": {"labels": {"istio": "ingressgateway"}}, "configPatches": [patch]}
+    })
+}
+
+/// A route destination naming the upstream `name` (see [`Gateway::upstream`]).
+pub fn destination(name: &str) -> Value {
+    json!({"host": format!("{name}.{UPSTREAM_NAMESPACE}.svc.cluster.local"), "port": {"number": 80}})
+}
+
+/// The shipped install options (`manifests/istio/istio-operator.yaml`), with `normalization` in place of its
+/// path normalisation if given.
+pub fn mesh_options(normalization: Option<PathNormalization>) -> Result<String> {
+    let shipped = workspace::manifests_dir().join("istio/istio-operator.yaml");
+    let text = std::fs::read_to_string(&shipped).with_context(|| format!("reading {}", shipped.display()))?;
+    let Some(normalization) = normalization else {
+        return Ok(text);
+    };
+    let mut operator: Value = serde_yaml_ng::from_str(&text)?;
+    operator["spec"]["meshConfig"]["pathNormalization"] = json!({"normalization": normalization.istio_name()});
+    Ok(serde_yaml_ng::to_string(&operator)?)
+}
+
+/// How Envoy took one extension config (ECDS), from its `extension_config_discovery.http_filter.<name>.*` stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extension {
+    Waiting,
+    Accepted,
+    /// Rejected (the module failed to load or its `on_configure` refused the config): Envoy keeps the previous
+    /// config, or answers 500 where there is none.
+    Rejected,
+}
+
+/// Every filter name in `value` that takes its config from ECDS.
+fn ecds_names(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("config_discovery")
+                && let Some(name) = map.get("name").and_then(Value::as_str)
+            {
+                out.push(name.to_string());
+            }
+            map.values().for_each(|v| ecds_names(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| ecds_names(v, out)),
+        _ => {}
+    }
+}
+
+impl RunningGateway {
+    /// The names of the HTTP filters Envoy's listeners take from ECDS, as istiod named them.
+    pub async fn extension_names(&self) -> Result<Vec<String>> {
+        let dump = self.config_dump("dynamic_listeners").await?;
+        let mut names = Vec::new();
+        ecds_names(&dump, &mut names);
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    /// Envoy's `/config_dump?resource=<resource>` (e.g. `dynamic_listeners`, `ecds_filters`).
+    pub async fn config_dump(&self, resource: &str) -> Result<Value> {
+        let page = crate::RawRequest::get(&format!("/config_dump?resource={resource}"))
+            .host("admin")
+            .send(self.envoy.admin)
+            .await?;
+        Ok(serde_json::from_slice(&page.body)?)
+    }
+
+    /// How each ECDS extension stands, by name: its latest update accepted or rejected.
+    pub async fn extensions(&self) -> Result<BTreeMap<String, Extension>> {
+        let stats = self.envoy.stats().await?;
+        let stat = |name: &str, what: &str| {
+            stats.get(&format!("extension_config_discovery.http_filter.{name}.{what}")).copied().unwrap_or(0)
+        };
+        Ok(self
+            .extension_names()
+            .await?
+            .into_iter()
+            .map(|name| {
+                let state = if stat(&name, "update_rejected") + stat(&name, "update_failure") > 0 {
+                    Extension::Rejected
+                } else if stat(&name, "update_success") > 0 {
+                    Extension::Accepted
+                } else {
+                    Extension::Waiting
+                };
+                (name, state)
+            })
+            .collect())
+    }
+
+    /// How many updates of its extension configs Envoy has been sent so far (accepted or not): a push raises it.
+    pub async fn extension_updates(&self) -> Result<u64> {
+        let stats = self.envoy.stats().await?;
+        Ok(stats
+            .iter()
+            .filter(|(k, _)| k.starts_with("extension_config_discovery.http_filter.") && k.ends_with(".update_attempt"))
+            .map(|(_, v)| *v)
+            .sum())
+    }
+
+    /// Waits until no extension is waiting for its first config.
+    async fn settled_extensions(&self, patience: Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            let extensions = self.extensions().await?;
+            if extensions.values().all(|e| *e != Extension::Waiting) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                bail!(
+                    "extension configs still waiting after {} s: {extensions:?}\nistiod:\n{}",
+                    patience.as_secs(),
+                    self.istiod.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Applies the plugins again with their new configs or images, as `kubectl apply` on a cluster: istiod pushes
+    /// to the running Envoy.
+    pub async fn update_plugins(&mut self, plugins: &[WasmPlugin]) -> Result<()> {
+        let mut istio: String = self
+            .istio
+            .split("---\n")
+            .filter(|doc| !doc.contains("kind: WasmPlugin"))
+            .map(|doc| format!("---\n{doc}"))
+            .collect();
+        for plugin in self.modules.resolve(plugins)? {
+            istio.push_str("---\n");
+            istio.push_str(&serde_yaml_ng::to_string(&plugin.to_value()?)?);
+        }
+        self.istiod.apply(&istio).await?;
+        self.istio = istio;
+        Ok(())
+    }
+}

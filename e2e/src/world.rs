@@ -1,0 +1,151 @@
+//! The Kubernetes objects istiod reads from a cluster, for a gateway on loopback: the ingress gateway's Service
+//! and Pod (so istiod binds the Gateway's ports at the Service's target ports), and for each upstream a Service
+//! with its Pods and EndpointSlices at the addresses where the harness's servers listen.
+
+use anyhow::Result;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+pub const GATEWAY_NAMESPACE: &str = "istio-system";
+/// The labels of Istio's default ingress gateway, which the manifests' selectors name.
+pub fn gateway_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app".to_string(), "istio-ingressgateway".to_string()),
+        ("istio".to_string(), "ingressgateway".to_string()),
+    ])
+}
+pub const GATEWAY_POD: &str = "istio-ingressgateway-0";
+/// The gateway Pod's address: Envoy's node says it runs there.
+pub const GATEWAY_IP: &str = "127.0.0.1";
+
+/// A port of the gateway Service: what clients use (`port`) and where Envoy listens (`target_port`).
+#[derive(Debug, Clone)]
+pub struct GatewayPort {
+    pub name: String,
+    pub port: u16,
+    pub target_port: u16,
+}
+
+/// One backend of a Service: a Pod with its labels, listening at `addr`.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub pod: String,
+    pub labels: BTreeMap<String, String>,
+    pub addr: SocketAddr,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct World {
+    objects: Vec<Value>,
+}
+
+fn pod(name: &str, namespace: &str, labels: &BTreeMap<String, String>, ip: &str) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"containers": [{"name": "main", "image": "wasmgate/test"}], "serviceAccountName": "default"},
+        "status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+                   "conditions": [{"type": "Ready", "status": "True"}]}
+    })
+}
+
+impl World {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Istio's ingress gateway as an install creates it: the `istio-ingressgateway` Service with `ports` (and the
+    /// status port), and its Pod at [`GATEWAY_IP`].
+    pub fn ingress_gateway(mut self, ports: &[GatewayPort], annotations: &BTreeMap<String, String>) -> Self {
+        let labels = gateway_labels();
+        let mut service_ports: Vec<Value> = ports
+            .iter()
+            .map(|p| json!({"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": "TCP"}))
+            .collect();
+        service_ports.push(json!({"name": "status-port", "port": 15021, "targetPort": 15021, "protocol": "TCP"}));
+        self.objects.push(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "istio-ingressgateway", "namespace": GATEWAY_NAMESPACE, "labels": labels,
+                         "annotations": annotations},
+            "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": labels, "ports": service_ports}
+        }));
+        self.objects.push(pod(GATEWAY_POD, GATEWAY_NAMESPACE, &labels, GATEWAY_IP));
+        self
+    }
+
+    /// Pods and EndpointSlices for a Service defined elsewhere (e.g. in the manifests): one slice per endpoint,
+    /// each with the port named `port_name` at the endpoint's own port.
+    pub fn endpoints(mut self, service: &str, namespace: &str, port_name: &str, endpoints: &[Endpoint]) -> Self {
+        for endpoint in endpoints {
+            let ip = endpoint.addr.ip().to_string();
+            self.objects.push(pod(&endpoint.pod, namespace, &endpoint.labels, &ip));
+            self.objects.push(json!({
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": format!("{service}-{}", endpoint.pod), "namespace": namespace,
+                             "labels": {"kubernetes.io/service-name": service}},
+                "addressType": "IPv4",
+                "ports": [{"name": port_name, "port": endpoint.addr.port(), "protocol": "TCP"}],
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": true},
+                               "targetRef": {"kind": "Pod", "name": endpoint.pod, "namespace": namespace}}]
+            }));
+        }
+        self
+    }
+
+    /// A Service of the harness's own, `port` (named after its protocol: `grpc` for HTTP/2 to the backend, as
+    /// the model server and the recording upstream speak) in front of `endpoints`.
+    pub fn service(self, name: &str, namespace: &str, port: u16, endpoints: &[Endpoint], cluster_ip: &str) -> Self {
+        let mut world = self;
+        world.objects.push(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"clusterIP": cluster_ip, "selector": {"app": name},
+                     "ports": [{"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "grpc"}]}
+        }));
+        world.endpoints(name, namespace, "grpc", endpoints)
+    }
+
+    /// Any object as a cluster would hold it (a Service or Secret of the manifests, a TLS Secret).
+    pub fn object(mut self, object: Value) -> Self {
+        self.objects.push(object);
+        self
+    }
+
+    /// The objects as one YAML stream.
+    pub fn to_yaml(&self) -> Result<String> {
+        let mut out = String::new();
+        for object in &self.objects {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml_ng::to_string(object)?);
+        }
+        Ok(out)
+    }
+}
+
+/// An image pull secret (`kubernetes.io/dockerconfigjson`) for `registry` (`host:port`), as `kubectl create secret
+/// docker-registry` makes it, in the gateway's namespace, where istiod reads the plugins' secrets.
+pub fn pull_secret(name: &str, registry: &str, (user, password): (&str, &str)) -> Value {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let config = json!({"auths": {registry: {"auth": b64(&format!("{user}:{password}"))}}}).to_string();
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {"name": name, "namespace": GATEWAY_NAMESPACE},
+        "data": {".dockerconfigjson": b64(&config)}
+    })
+}
+
+/// The Kubernetes objects istiod would read from a rendered manifest (`Namespace`, `Service`, `Secret`); the
+/// rest (Deployments, autoscalers, Istio resources) is not istiod's to read as Kubernetes objects.
+pub fn cluster_objects(rendered: &str) -> Result<Vec<Value>> {
+    let mut objects = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(rendered) {
+        let value = <Value as serde::Deserialize>::deserialize(doc)?;
+        let core = value.get("apiVersion").and_then(Value::as_str) == Some("v1");
+        if core && matches!(value.get("kind").and_then(Value::as_str), Some("Namespace" | "Service" | "Secret")) {
+            objects.push(value);
+        }
+    }
+    Ok(objects)
+}
