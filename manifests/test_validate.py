@@ -92,4 +92,16 @@ def test_behind_the_nlb_the_443_server_speaks_plain_http(rendered):
     gateway = find(rendered["eks"], "Gateway", "ml-gateway")
     server = next(s for s in gateway["spec"]["servers"] if s["port"]["number"] == 443)
     assert server["port"]["protocol"] == "HTTP" and "tls" not in server
-    assert not [o for o in rendered["eks"] if o["kind"] == "Service" and o["metadata"]["namespace"] == "istio-system"]
+
+
+@pytest.mark.parametrize("overlay", ["kind", "eks", "kind-suite", "eks-suite"])
+def test_the_gateway_service_is_the_one_istio_installs(rendered, overlay):
+    """A second Service selecting the gateway's pods makes istiod's port resolution ambiguous: the ports are set
+    through the install options (manifests/istio/*-gateway.yaml), not by another Service."""
+    assert not [o for o in rendered[overlay] if o["kind"] == "Service" and o["metadata"]["namespace"] == "istio-system"]
+
+
+def test_kind_keeps_tls_at_the_gateway(rendered):
+    gateway = find(rendered["kind"], "Gateway", "ml-gateway")
+    server = next(s for s in gateway["spec"]["servers"] if s["port"]["number"] == 443)
+    assert server["port"]["protocol"] == "HTTPS" and server["tls"]["credentialName"]

@@ -57,7 +57,7 @@ for node in $(kind get nodes --name "$CLUSTER"); do
 done
 
 step "3. Istio: default profile with the mesh settings in manifests/istio (ingress gateway labelled istio=ingressgateway)"
-istioctl install -y -f "$ROOT/manifests/istio/istio-operator.yaml"
+istioctl install -y -f "$ROOT/manifests/istio/istio-operator.yaml" -f "$ROOT/manifests/istio/kind-gateway.yaml"
 kubectl -n istio-system rollout status deploy/istio-ingressgateway --timeout=300s
 
 step "4. images: plugins (pinned by digest into an overlay on top of overlays/kind) and the model server"

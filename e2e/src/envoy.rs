@@ -141,6 +141,16 @@ impl Envoy {
         .await?
     }
 
+    /// Envoy with a bootstrap of the caller's (static listeners), ready once it listens on `listener`.
+    pub async fn start_static(bootstrap: Value, listener: SocketAddr) -> Result<Self> {
+        tokio::task::spawn_blocking(move || {
+            let mut envoy = Self::spawn(&bootstrap, 1, &[])?;
+            envoy.wait_ready(Some(listener), envoy.patience(&[]))?;
+            Ok(envoy)
+        })
+        .await?
+    }
+
     fn patience(&self, wrapper: &[String]) -> Duration {
         // Under an instrumenting wrapper, start-up (V8 compiling the modules) is some fifty times slower.
         Duration::from_secs(if wrapper.is_empty() { 60 } else { 900 })

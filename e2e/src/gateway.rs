@@ -51,16 +51,20 @@ impl Default for Gateway {
 pub struct RunningGateway {
     pub envoy: Envoy,
     pub istiod: Istiod,
+    /// The Istio resources but the plugins.
     istio: String,
     modules: Modules,
+    gateway_ports: Vec<GatewayPort>,
     /// Where Envoy listens for each port of the gateway Service (80, 443), on loopback.
     pub ports: BTreeMap<u16, SocketAddr>,
 }
 
 /// Everything istiod reads for one gateway, as a cluster would hold it.
 pub struct Deployment {
-    /// The Istio resources (other kinds are skipped).
+    /// The Istio resources but the plugins (other kinds are skipped).
     pub istio: String,
+    /// The `WasmPlugin`s, as the cluster holds them.
+    pub plugins: Vec<WasmPlugin>,
     /// The Kubernetes objects but the gateway's own Service and Pod.
     pub world: World,
     /// The gateway Service's ports, with the target ports Envoy is to listen on.
@@ -76,12 +80,9 @@ impl Deployment {
     /// istiod for this deployment, and an Envoy configured by it, ready to serve the gateway Service's `port`.
     pub async fn start(self, port: u16, concurrency: u32, wrapper: &[String]) -> Result<RunningGateway> {
         let world = self.world.ingress_gateway(&self.ports, &self.annotations);
-        let inputs = Inputs {
-            istio: self.istio.clone(),
-            kube: world.to_yaml()?,
-            mesh: self.mesh,
-            insecure_registries: self.insecure_registries,
-        };
+        let istio = with_plugins(&self.istio, &follow_target_ports(self.plugins, &self.ports))?;
+        let inputs =
+            Inputs { istio, kube: world.to_yaml()?, mesh: self.mesh, insecure_registries: self.insecure_registries };
         let ports: BTreeMap<u16, SocketAddr> = self
             .ports
             .iter()
@@ -95,6 +96,7 @@ impl Deployment {
             istiod,
             istio: self.istio,
             modules: Modules::Registry { insecure: Vec::new() },
+            gateway_ports: self.ports,
             ports,
         };
         // The listener serves before its filters' configs arrive over ECDS (istiod sets no initial fetch timeout:
@@ -108,7 +110,7 @@ impl Deployment {
 /// or as the install options in `options` set them; each target port moved to a free one, so gateways run side by
 /// side.
 pub fn gateway_service(options: Option<&str>) -> Result<(Vec<GatewayPort>, BTreeMap<String, String>)> {
-    let mut ports = vec![(String::from("http2"), 80u16), (String::from("https"), 443u16)];
+    let mut ports = vec![(String::from("http2"), 80u16, 8080u16), (String::from("https"), 443u16, 8443u16)];
     let mut annotations = BTreeMap::new();
     if let Some(text) = options {
         let operator: Value = serde_yaml_ng::from_str(text)?;
@@ -120,15 +122,43 @@ pub fn gateway_service(options: Option<&str>) -> Result<(Vec<GatewayPort>, BTree
             ports = list
                 .iter()
                 .filter(|p| p["name"] != "status-port")
-                .filter_map(|p| Some((p["name"].as_str()?.to_string(), u16::try_from(p["port"].as_u64()?).ok()?)))
+                .filter_map(|p| {
+                    let number = |v: &Value| v.as_u64().and_then(|n| u16::try_from(n).ok());
+                    Some((p["name"].as_str()?.to_string(), number(&p["port"])?, number(&p["targetPort"])?))
+                })
                 .collect();
         }
     }
     let ports = ports
         .into_iter()
-        .map(|(name, port)| Ok(GatewayPort { name, port, target_port: loopback::free_port()? }))
+        .map(|(name, port, install_target_port)| {
+            Ok(GatewayPort { name, port, target_port: loopback::free_port()?, install_target_port })
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok((ports, annotations))
+}
+
+/// The plugins with each port they match (`match[].ports`, a gateway listener's port, i.e. a target port of the
+/// gateway Service on a cluster) moved to where that listener is here.
+pub fn follow_target_ports(mut plugins: Vec<WasmPlugin>, ports: &[GatewayPort]) -> Vec<WasmPlugin> {
+    for plugin in &mut plugins {
+        for selector in plugin.spec.match_.iter_mut().flat_map(|m| m.ports.iter_mut()) {
+            if let Some(port) = ports.iter().find(|p| u32::from(p.install_target_port) == selector.number) {
+                selector.number = u32::from(port.target_port);
+            }
+        }
+    }
+    plugins
+}
+
+/// `istio` with the plugins appended, as one YAML stream.
+fn with_plugins(istio: &str, plugins: &[WasmPlugin]) -> Result<String> {
+    let mut out = istio.to_string();
+    for plugin in plugins {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml_ng::to_string(&plugin.to_value()?)?);
+    }
+    Ok(out)
 }
 
 impl std::ops::Deref for RunningGateway {
@@ -269,14 +299,15 @@ impl Gateway {
         self.modules.resolve(&self.plugins)
     }
 
-    /// The Istio resources: the plugins, a Gateway on port 80 for every host, and a VirtualService.
+    /// The Istio resources but the plugins: a Gateway whose 443 server (plain HTTP, as behind the EKS overlay's NLB)
+    /// takes every host, and a VirtualService.
     fn istio_resources(&self) -> Result<String> {
         let mut docs: Vec<Value> = Vec::new();
         docs.push(json!({
             "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
             "metadata": {"name": GATEWAY_NAME, "namespace": crate::world::GATEWAY_NAMESPACE},
             "spec": {"selector": {"istio": "ingressgateway"},
-                     "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": ["*"]}]}
+                     "servers": [{"port": {"number": 443, "name": "http-443", "protocol": "HTTP"}, "hosts": ["*"]}]}
         }));
         let mut routes = self.routes.clone();
         if let Some((name, _)) = self.upstreams.first() {
@@ -315,10 +346,6 @@ impl Gateway {
             out.push_str("---\n");
             out.push_str(&serde_yaml_ng::to_string(&doc)?);
         }
-        for plugin in self.resolved_plugins()? {
-            out.push_str("---\n");
-            out.push_str(&serde_yaml_ng::to_string(&plugin.to_value()?)?);
-        }
         Ok(out)
     }
 
@@ -344,13 +371,14 @@ impl Gateway {
         };
         let deployment = Deployment {
             istio,
+            plugins: self.resolved_plugins()?,
             world,
             ports,
             annotations,
             mesh: mesh_options(self.normalization)?,
             insecure_registries,
         };
-        let mut gateway = deployment.start(80, self.concurrency, &self.wrapper).await?;
+        let mut gateway = deployment.start(443, self.concurrency, &self.wrapper).await?;
         gateway.modules = self.modules;
         Ok(gateway)
     }
@@ -484,18 +512,7 @@ impl RunningGateway {
     /// Applies the plugins again with their new configs or images, as `kubectl apply` on a cluster: istiod pushes
     /// to the running Envoy.
     pub async fn update_plugins(&mut self, plugins: &[WasmPlugin]) -> Result<()> {
-        let mut istio: String = self
-            .istio
-            .split("---\n")
-            .filter(|doc| !doc.contains("kind: WasmPlugin"))
-            .map(|doc| format!("---\n{doc}"))
-            .collect();
-        for plugin in self.modules.resolve(plugins)? {
-            istio.push_str("---\n");
-            istio.push_str(&serde_yaml_ng::to_string(&plugin.to_value()?)?);
-        }
-        self.istiod.apply(&istio).await?;
-        self.istio = istio;
-        Ok(())
+        let plugins = follow_target_ports(self.modules.resolve(plugins)?, &self.gateway_ports);
+        self.istiod.apply(&with_plugins(&self.istio, &plugins)?).await
     }
 }

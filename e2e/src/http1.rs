@@ -82,6 +82,46 @@ impl RawRequest {
         self
     }
 
+    /// Sends over TLS to `addr`, naming `server_name` (SNI) and trusting the CA in `ca_pem`; ALPN `http/1.1`.
+    pub async fn send_tls(&self, addr: SocketAddr, server_name: &str, ca_pem: &str) -> Result<RawResponse> {
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert?)?;
+        }
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())?;
+        tokio::time::timeout(Duration::from_secs(60), async {
+            let tcp = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+            let mut stream = connector.connect(name, tcp).await.context("TLS handshake")?;
+            stream.write_all(&self.to_bytes()).await?;
+            let mut raw = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        raw.extend_from_slice(&buf[..n]);
+                        if is_complete(&raw) {
+                            break;
+                        }
+                    }
+                    Err(e) if raw.is_empty() => return Err(e.into()),
+                    Err(_) => break,
+                }
+            }
+            parse_response(&raw)
+        })
+        .await
+        .context("no response within 60 s")?
+    }
+
     /// Connects from `source` (any of 127.0.0.0/8 works on Linux loopback): another client address.
     pub fn from(mut self, source: std::net::IpAddr) -> Self {
         self.source = Some(source);

@@ -4,6 +4,7 @@
 //! torn down on drop.
 
 pub mod bench;
+pub mod clients;
 pub mod envoy;
 pub mod gateway;
 pub mod grpc;
@@ -12,8 +13,10 @@ pub mod http2;
 pub mod istiod;
 pub mod loopback;
 pub mod model_server;
+pub mod nlb;
 pub mod registry;
 pub mod stack;
+pub mod tls;
 pub mod upstream;
 pub mod workspace;
 pub mod world;

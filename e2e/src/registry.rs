@@ -18,8 +18,14 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts a registry; with `credentials`, every request needs basic auth.
+    /// Starts a registry; with `credentials`, every request needs basic auth, challenged with realm `wasmgate`.
     pub fn start(credentials: Option<(&str, &str)>) -> Result<Self> {
+        Self::start_with_realm(credentials, "wasmgate")
+    }
+
+    /// [`Registry::start`] with another realm in the 401 challenge (istio-agent follows only an http(s) URL with a
+    /// public host).
+    pub fn start_with_realm(credentials: Option<(&str, &str)>, realm: &str) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         // The registry takes a fixed address: ask the kernel for a free port, then hand it over.
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
@@ -32,7 +38,7 @@ impl Registry {
             let hash = bcrypt::hash_with_result(password, 5)?.format_for_version(bcrypt::Version::TwoY);
             let htpasswd = dir.path().join("htpasswd");
             std::fs::write(&htpasswd, format!("{user}:{hash}\n"))?;
-            config.push_str(&format!("auth:\n  htpasswd: {{realm: wasmgate, path: {}}}\n", htpasswd.display()));
+            config.push_str(&format!("auth:\n  htpasswd: {{realm: \"{realm}\", path: {}}}\n", htpasswd.display()));
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config)?;

@@ -8,6 +8,7 @@
 use crate::gateway::{Deployment, RunningGateway, gateway_service, mesh_options};
 use crate::model_server::ModelServer;
 use crate::registry::{Registry, publish};
+use crate::tls::TestCertificates;
 use crate::workspace;
 use crate::world::{Endpoint, World, cluster_objects};
 use anyhow::{Context, Result, bail};
@@ -29,6 +30,8 @@ const MODEL_SERVICE: (&str, &str) = ("inference", "ml-serving");
 pub struct FullStack {
     /// istiod and the Envoy it configures; `envoy.listener` is the Gateway's 443 server.
     pub envoy: RunningGateway,
+    /// The hosts' certificate, its CA and key: what the Gateway's TLS Secret holds (kind) or the NLB presents (EKS).
+    pub certificates: TestCertificates,
     pub stable: ModelServer,
     pub canary: ModelServer,
     /// The CRs as istiod got them: pinned to the images pushed to `registry`.
@@ -66,9 +69,13 @@ impl FullStack {
     pub async fn start_overriding(overlay: &str, sections: &Value) -> Result<Self> {
         let stable = ModelServer::start().await?;
         let canary = ModelServer::start().await?;
-        let (deployment, registry, plugins) = deployment(overlay, sections, stable.addr, canary.addr).await?;
+        let certificates = TestCertificates::new(&[HOST, CANARY_HOST])?;
+        let (mut deployment, registry, plugins) = deployment(overlay, sections, stable.addr, canary.addr).await?;
+        for name in credential_names(&deployment.istio)? {
+            deployment.world = deployment.world.object(certificates.secret(&name, crate::world::GATEWAY_NAMESPACE));
+        }
         let envoy = deployment.start(443, 1, &[]).await?;
-        Ok(Self { envoy, stable, canary, plugins, registry })
+        Ok(Self { envoy, certificates, stable, canary, plugins, registry })
     }
 
     /// A model client through this gateway: `host` as `:authority`, with basic `credentials` if given.
@@ -82,14 +89,26 @@ impl FullStack {
     }
 }
 
-/// The install options the overlay's gateway comes from: `manifests/istio/eks-gateway.yaml` for the EKS overlays
-/// (the NLB's annotations and the target ports), Istio's defaults otherwise.
+/// The install options the overlay's gateway Service comes from: `manifests/istio/eks-gateway.yaml` for the EKS
+/// overlays (the NLB's annotations and the target ports), `kind-gateway.yaml` for the kind ones (NodePorts).
 fn gateway_options(overlay: &str) -> Result<Option<String>> {
-    if !overlay.starts_with("eks") {
-        return Ok(None);
-    }
-    let path = workspace::manifests_dir().join("istio/eks-gateway.yaml");
+    let file = match overlay.split('-').next() {
+        Some("eks") => "eks-gateway.yaml",
+        Some("kind") => "kind-gateway.yaml",
+        _ => return Ok(None),
+    };
+    let path = workspace::manifests_dir().join("istio").join(file);
     Ok(Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?))
+}
+
+/// The `credentialName`s of the overlay's Gateways: the TLS Secrets the cluster holds for them.
+fn credential_names(rendered: &str) -> Result<Vec<String>> {
+    let gateways: Vec<Value> = wasmgate::istio::objects_of_kind(rendered, "Gateway")?;
+    Ok(gateways
+        .iter()
+        .flat_map(|g| g["spec"]["servers"].as_array().cloned().unwrap_or_default())
+        .filter_map(|server| server["tls"]["credentialName"].as_str().map(str::to_owned))
+        .collect())
 }
 
 /// What istiod reads for an overlay: its resources with the `WasmPlugin`s pushed to a fresh registry and pinned
@@ -113,10 +132,6 @@ pub async fn deployment(
             istio.push_str(doc.trim_start_matches("---\n"));
             istio.push('\n');
         }
-    }
-    for plugin in &plugins {
-        istio.push_str("---\n");
-        istio.push_str(&serde_yaml_ng::to_string(&plugin.to_value()?)?);
     }
     let mut world = World::new();
     for object in cluster_objects(&rendered)? {
@@ -145,6 +160,7 @@ pub async fn deployment(
     let (ports, annotations) = gateway_service(gateway_options(overlay)?.as_deref())?;
     let deployment = Deployment {
         istio,
+        plugins: plugins.clone(),
         world,
         ports,
         annotations,

@@ -19,12 +19,14 @@ pub const GATEWAY_POD: &str = "istio-ingressgateway-0";
 /// The gateway Pod's address: Envoy's node says it runs there.
 pub const GATEWAY_IP: &str = "127.0.0.1";
 
-/// A port of the gateway Service: what clients use (`port`) and where Envoy listens (`target_port`).
+/// A port of the gateway Service: what clients use (`port`), where Envoy listens here (`target_port`, a free
+/// port) and where it listens on a cluster (`install_target_port`, e.g. 8443).
 #[derive(Debug, Clone)]
 pub struct GatewayPort {
     pub name: String,
     pub port: u16,
     pub target_port: u16,
+    pub install_target_port: u16,
 }
 
 /// One backend of a Service: a Pod with its labels, listening at `addr`.

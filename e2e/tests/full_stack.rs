@@ -5,13 +5,11 @@
 
 use anyhow::{Context, Result};
 use serde_json::Value;
-use std::process::Command;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::stack::{CANARY_HOST, Filters, FullStack, HOST, PASSWORD, USER};
-use wasmgate_e2e::workspace;
 use wasmgate_inference::client;
 use wasmgate_inference::data;
 use wasmgate_inference::model::IMAGE_VALUES;
@@ -29,11 +27,7 @@ async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers
     if data::available(&data_dir) {
         args.extend(["--data".to_owned(), data_dir.display().to_string()]);
     }
-    let script = workspace::root().join("e2e/clients/triton_check.py");
-    let python = workspace::python()?;
-    let output = tokio::task::spawn_blocking(move || Command::new(python).arg(script).args(&args).output()).await??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = wasmgate_e2e::clients::run("triton_check.py", args).await?;
     let summary: Value = serde_json::from_str(stdout.trim())?;
     if let Some(accuracy) = summary["accuracy"].as_f64() {
         assert!((accuracy - 0.80).abs() < 1e-9, "test accuracy through the gateway: {accuracy}");
@@ -133,11 +127,7 @@ async fn the_kind_e2e_gateway_checks_pass(filters: Filters) -> Result<()> {
         "--basic-auth".to_owned(),
         format!("{USER}:{PASSWORD}"),
     ];
-    let script = workspace::root().join("e2e/clients/gateway_check.py");
-    let python = workspace::python()?;
-    let output = tokio::task::spawn_blocking(move || Command::new(python).arg(script).args(&args).output()).await??;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = wasmgate_e2e::clients::run("gateway_check.py", args).await?;
     assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 5, "{stdout}");
     assert_eq!(stack.canary.stats.snapshot().infer_ok, 1);
     assert_eq!(stack.stable.stats.snapshot().infer_ok, 0, "nothing else reached a model");

@@ -213,14 +213,10 @@ async fn routes_retry_as_istiod_sets_them() -> Result<()> {
     Ok(())
 }
 
-/// istio-agent (≥ 1.28) refuses a registry whose 401 challenge `realm` is not an http(s) URL with a public host:
-/// an htpasswd `docker-registry` on loopback is one. A gateway pulling from it with the right credentials gets no
-/// module, and its deny-all filter, with the reason in istio-agent's log. ECR (token auth, realm on an amazonaws.com
-/// host) is accepted; so is any registry that needs no credentials.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_registry_challenge_istio_agent_will_not_follow_means_no_module() -> Result<()> {
-    let upstream = Upstream::start("models").await?;
-    let registry = Registry::start(Some(("puller", "s3cret")))?;
+/// basic-auth pulled from a registry that asks for credentials (challenged with `realm`), with the right ones in
+/// the image pull secret the CR names, which istiod sends the authenticated gateway.
+async fn pulled_with_credentials(realm: &str, upstream: &Upstream) -> Result<(RunningGateway, Registry)> {
+    let registry = Registry::start_with_realm(Some(("puller", "s3cret")), realm)?;
     let mut plugin = publish(&registry, vec![basic_auth()?]).await?.remove(0);
     plugin.spec.image_pull_secret = Some("registry-pull".into());
     let secret = wasmgate_e2e::world::pull_secret("registry-pull", &registry.host(), ("puller", "s3cret"));
@@ -231,9 +227,32 @@ async fn a_registry_challenge_istio_agent_will_not_follow_means_no_module() -> R
         .upstream("models", upstream.addr)
         .start()
         .await?;
+    Ok((gateway, registry))
+}
+
+/// istio-agent (≥ 1.28) checks every `realm` of a registry's 401 challenge and refuses one that is not an http(s)
+/// URL with a public host: the default of an htpasswd `docker-registry` (`realm: basic-realm`-style text) is such
+/// a challenge. A gateway pulling from it, with the right credentials, gets no module but its deny-all filter, the
+/// reason in istio-agent's log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_challenge_istio_agent_will_not_follow_means_no_module() -> Result<()> {
+    let upstream = Upstream::start("models").await?;
+    let (gateway, _registry) = pulled_with_credentials("wasmgate", &upstream).await?;
     assert_eq!(status(&gateway, Some((USER, PASSWORD))).await?, 403);
     let log = gateway.istiod.log();
-    assert!(log.contains("rejected unsafe bearer realm"), "{log}");
+    assert!(log.contains("rejected unsafe bearer realm: realm scheme \"\" not allowed"), "{log}");
     assert_eq!(upstream.count(), 0);
+    Ok(())
+}
+
+/// The same registry with a realm istio-agent accepts (an https URL on a public name, as ECR's challenge names
+/// its amazonaws.com host): the module comes through the credentials of the pull secret.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_authenticated_registry_with_an_acceptable_challenge_serves_the_module() -> Result<()> {
+    let upstream = Upstream::start("models").await?;
+    let (gateway, _registry) = pulled_with_credentials("https://registry.example.com/", &upstream).await?;
+    assert_eq!(status(&gateway, None).await?, 401, "basic-auth runs");
+    assert_eq!(status(&gateway, Some((USER, PASSWORD))).await?, 200);
+    assert_eq!(upstream.count(), 1);
     Ok(())
 }
