@@ -39,6 +39,8 @@ pub fn wrk(
     let mut cmd = Command::new("wrk");
     cmd.args(["--latency", "-t1", &format!("-c{connections}"), &format!("-d{seconds}s")]);
     for (k, v) in headers {
+        // wrk adds its own `Host` unless one is spelled exactly so; two Host headers are (rightly) a bad request.
+        let k = if k.eq_ignore_ascii_case("host") { "Host" } else { k };
         cmd.arg("-H").arg(format!("{k}: {v}"));
     }
     cmd.arg(format!("http://{addr}{path}"));

@@ -334,7 +334,15 @@ fn payload_gateway(variant: &str, upstream: &Upstream) -> Result<Option<Gateway>
     // Bounded windows towards the client, so what a filter holds shows rather than what Envoy's 256 MiB default
     // lets a fast client push ahead.
     let base = Gateway::new().upstream("models", upstream.addr).downstream_windows(1 << 20, 4 << 20);
-    let native = |name: &str, ty: &str, limit: u64| json!({"name": name, "typed_config": {"@type": format!("type.googleapis.com/{ty}"), "max_request_bytes": limit}});
+    // As a TypedStruct, which istiod passes through untouched and Envoy converts: the go-control-plane istiod
+    // builds with predates body_size_limit, so istiod could not parse that filter's own type.
+    let native = |name: &str, ty: &str, limit: u64| {
+        json!({"name": name, "typed_config": {
+            "@type": "type.googleapis.com/xds.type.v3.TypedStruct",
+            "type_url": format!("type.googleapis.com/{ty}"),
+            "value": {"max_request_bytes": limit}
+        }})
+    };
     Ok(Some(match variant {
         "direct to upstream" => return Ok(None),
         "Envoy, no filter" => base,
