@@ -51,6 +51,9 @@ setup:
 	fi
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r e2e/requirements.txt
+	@# TF Serving's client API declares the whole `tensorflow` as a dependency; tensorflow-cpu (in the
+	@# requirements) is the same package without the GPU runtime, so the API goes in beside it without its deps.
+	$(VENV)/bin/pip install -q --no-deps -r e2e/requirements-no-deps.txt
 	@$(VENV)/bin/envoy --version
 
 build:
@@ -127,7 +130,7 @@ e2e-kind:
 
 # cargo-fuzz targets (fuzz/): each runs FUZZ_SECONDS on its own corpus plus the committed seeds. cargo-fuzz
 # passes nightly-only -Z flags (sanitizer coverage); RUSTC_BOOTSTRAP lets the stable toolchain take them.
-FUZZ_TARGETS := authorization plugin_configs grpc_frames host_path_match inference_request
+FUZZ_TARGETS := authorization plugin_configs grpc_frames host_path_match inference_request tf_serving_request
 FUZZ_SECONDS ?= 300
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

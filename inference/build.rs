@@ -1,4 +1,5 @@
-//! Generates the Open Inference Protocol v2 types and service, plus the descriptor set server reflection serves.
+//! Generates the Open Inference Protocol v2 and TensorFlow Serving types and services, plus the descriptor set
+//! server reflection serves.
 
 use std::path::PathBuf;
 
@@ -16,6 +17,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Tensor payloads reach 100 MB: `Bytes` fields slice the receive buffer instead of copying it.
         .bytes(".")
         .file_descriptor_set_path(out_dir.join("inference_descriptor.bin"))
-        .compile_protos(&["proto/grpc_predict_v2.proto"], &["proto"])?;
+        .compile_protos(
+            &[
+                "proto/grpc_predict_v2.proto",
+                "proto/tensorflow_serving/apis/prediction_service.proto",
+                "proto/tensorflow_serving/apis/model_service.proto",
+            ],
+            &["proto"],
+        )?;
     Ok(())
 }

@@ -19,17 +19,21 @@ def main():
     pool = DescriptorPool(database)
     service = pool.FindServiceByName("inference.GRPCInferenceService")
     request = pool.FindMessageTypeByName("inference.ModelInferRequest")
+    predict = pool.FindMessageTypeByName("tensorflow.serving.PredictRequest")
+    tf_service = pool.FindServiceByName("tensorflow.serving.PredictionService")
 
     health = health_pb2_grpc.HealthStub(channel)
     status = {
         name or "(server)": health_pb2.HealthCheckResponse.ServingStatus.Name(
             health.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status)
-        for name in ["", "inference.GRPCInferenceService"]
+        for name in ["", "inference.GRPCInferenceService", "tensorflow.serving.PredictionService"]
     }
     print(json.dumps({
         "services": sorted(database.get_services()),
         "methods": [m.name for m in service.methods],
         "model_infer_request_fields": {f.name: f.number for f in request.fields},
+        "predict_request_fields": {f.name: f.number for f in predict.fields},
+        "tf_methods": [m.name for m in tf_service.methods],
         "health": status,
     }))
 

@@ -176,6 +176,7 @@ pub fn gateway_target(listener: SocketAddr, host: &str, credentials: Option<(&st
         address: format!("http://{listener}"),
         authority: Some(host.to_owned()),
         basic_auth: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
+        ..Default::default()
     }
 }
 

@@ -4,35 +4,20 @@
 //! down to the counters.
 
 use anyhow::{Context, Result};
-use serde_json::Value;
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use wasmgate_e2e::clients;
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::stack::{CANARY_HOST, Filters, FullStack, HOST, PASSWORD, USER};
 use wasmgate_inference::client;
-use wasmgate_inference::data;
 use wasmgate_inference::model::IMAGE_VALUES;
 
 async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers(filters: Filters) -> Result<()> {
     let stack = FullStack::start_with(filters.overlay()).await?;
-    let mut args = vec![
-        stack.envoy.listener.to_string(),
-        "--authority".to_owned(),
-        HOST.to_owned(),
-        "--basic-auth".to_owned(),
-        format!("{USER}:{PASSWORD}"),
-    ];
-    let data_dir = data::default_dir();
-    if data::available(&data_dir) {
-        args.extend(["--data".to_owned(), data_dir.display().to_string()]);
-    }
-    let stdout = wasmgate_e2e::clients::run("triton_check.py", args).await?;
-    let summary: Value = serde_json::from_str(stdout.trim())?;
-    if let Some(accuracy) = summary["accuracy"].as_f64() {
-        assert!((accuracy - 0.80).abs() < 1e-9, "test accuracy through the gateway: {accuracy}");
-    }
-    assert!(summary["big_bytes"].as_u64() >= Some(100_000_000));
+    let credentials = format!("{USER}:{PASSWORD}");
+    let args = clients::args(stack.envoy.listener, &["--authority", HOST, "--basic-auth", &credentials]);
+    clients::classified("triton_check.py", args).await?;
 
     // Everything went to the stable server: UINT8, FP32 and the 100 MB batch classified, one bad shape refused.
     let stable = stack.stable.stats.snapshot();
@@ -43,6 +28,25 @@ async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers
     assert_eq!(stack.counter("basic_auth.denied.invalid").await?, 0);
     assert_eq!(stack.counter("grpc_limits.accepted").await?, 11);
     assert!(stack.counter("grpc_limits.request_bytes").await? > 100_000_000);
+    Ok(())
+}
+
+/// TF Serving's own client through the whole gateway: the same answers as direct, its 100 MB Predict within
+/// grpc-limits' rule for Predict, a wrong password UNAUTHENTICATED, a 130 MiB Predict refused before any server
+/// counts it.
+async fn tensorflow_serving_client_through_the_gateway_gets_the_same_answers(filters: Filters) -> Result<()> {
+    let stack = FullStack::start_with(filters.overlay()).await?;
+    let credentials = format!("{USER}:{PASSWORD}");
+    let args = clients::args(stack.envoy.listener, &["--authority", HOST, "--basic-auth", &credentials, "--gateway"]);
+    let summary = clients::classified("tf_serving_check.py", args).await?;
+    assert!(summary["wrong_password"].is_string() && summary["too_big"].is_string(), "{summary}");
+
+    // What the stable server counted is what the script sent it directly; the 130 MiB call never reached it.
+    let stable = stack.stable.stats.snapshot();
+    assert_eq!((stable.infer_ok, stable.infer_invalid, stable.not_found), (8, 4, 2), "{stable:?}");
+    assert_eq!(stack.canary.stats.snapshot().infer_ok, 0);
+    assert_eq!(stack.counter("basic_auth.denied.invalid").await?, 1);
+    assert_eq!(stack.counter("grpc_limits.refused.message_bytes").await?, 1);
     Ok(())
 }
 
@@ -127,7 +131,7 @@ async fn the_kind_e2e_gateway_checks_pass(filters: Filters) -> Result<()> {
         "--basic-auth".to_owned(),
         format!("{USER}:{PASSWORD}"),
     ];
-    let stdout = wasmgate_e2e::clients::run("gateway_check.py", args).await?;
+    let stdout = clients::run("gateway_check.py", args).await?;
     assert_eq!(stdout.lines().filter(|l| l.starts_with("ok: ")).count(), 5, "{stdout}");
     assert_eq!(stack.canary.stats.snapshot().infer_ok, 1);
     assert_eq!(stack.stable.stats.snapshot().infer_ok, 0, "nothing else reached a model");
@@ -136,6 +140,7 @@ async fn the_kind_e2e_gateway_checks_pass(filters: Filters) -> Result<()> {
 
 wasmgate_e2e::for_both_layouts!(
     tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers,
+    tensorflow_serving_client_through_the_gateway_gets_the_same_answers,
     wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model,
     a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it,
     the_canary_host_and_the_canary_header_reach_the_second_server,

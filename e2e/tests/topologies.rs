@@ -9,21 +9,14 @@ use wasmgate_e2e::clients;
 use wasmgate_e2e::nlb::Nlb;
 use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER};
 use wasmgate_e2e::{RawRequest, workspace};
-use wasmgate_inference::data;
 
 /// What a client of either deployment checks, through `address` (TLS, the hosts' certificate).
 async fn the_same_client_checks(stack: &FullStack, address: SocketAddr) -> Result<()> {
     let ca = stack.certificates.ca_file().display().to_string();
     let credentials = format!("{USER}:{PASSWORD}");
     // tritonclient over TLS, HTTP/2 by ALPN: health, metadata, classifications, a 100 MB batch accepted.
-    let mut args =
-        vec![address.to_string(), "--authority".into(), HOST.into(), "--basic-auth".into(), credentials.clone()];
-    args.extend(["--tls-ca".into(), ca.clone()]);
-    let data_dir = data::default_dir();
-    if data::available(&data_dir) {
-        args.extend(["--data".into(), data_dir.display().to_string()]);
-    }
-    clients::run("triton_check.py", args).await?;
+    let args = clients::args(address, &["--authority", HOST, "--basic-auth", &credentials, "--tls-ca", &ca]);
+    clients::classified("triton_check.py", args).await?;
     // The gateway's own answers: wrong password UNAUTHENTICATED, 130 MiB RESOURCE_EXHAUSTED, health without
     // credentials, the canary host.
     let checks = clients::run(

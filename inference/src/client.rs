@@ -1,9 +1,12 @@
-//! A client for the model server: reads images (PNG, JPEG, or `.npy` batches), sends them as one UINT8 batch and
-//! returns each image's probability of being a cat.
+//! A client for the model server: reads images (PNG, JPEG, or `.npy` batches), sends them as one UINT8 batch over
+//! the Open Inference Protocol or TF Serving's Predict, and returns each image's probability of being a cat.
 
 use crate::model::{IMAGE_SHAPE, IMAGE_VALUES};
 use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use crate::proto::model_infer_request::InferInputTensor;
+use crate::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
+use crate::proto::tensorflow::serving::{ModelSpec, PredictRequest, PredictResponse};
+use crate::proto::tensorflow::{DataType, TensorProto, TensorShapeProto, tensor_shape_proto::Dim};
 use crate::proto::{ModelInferRequest, ModelInferResponse};
 use crate::service::MODEL_NAME;
 use crate::tensor::{INPUT, PROBABILITIES};
@@ -70,6 +73,37 @@ impl Images {
             ..Default::default()
         }
     }
+
+    /// The same batch as TF Serving's Predict on `serving_default`: DT_UINT8 in `tensor_content`.
+    pub fn predict_request(&self) -> PredictRequest {
+        let count = i64::try_from(self.len()).unwrap_or(i64::MAX);
+        let dims = [count, IMAGE_SHAPE[0] as i64, IMAGE_SHAPE[1] as i64, IMAGE_SHAPE[2] as i64];
+        let tensor = TensorProto {
+            dtype: DataType::DtUint8 as i32,
+            tensor_shape: Some(TensorShapeProto {
+                dim: dims.iter().map(|&size| Dim { size, name: String::new() }).collect(),
+                unknown_rank: false,
+            }),
+            tensor_content: Bytes::copy_from_slice(&self.pixels),
+            ..Default::default()
+        };
+        PredictRequest {
+            model_spec: Some(ModelSpec { name: MODEL_NAME.to_owned(), ..Default::default() }),
+            inputs: [(INPUT.to_owned(), tensor)].into(),
+            output_filter: vec![PROBABILITIES.to_owned()],
+        }
+    }
+}
+
+/// Which of the server's APIs a client calls.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "app", derive(clap::ValueEnum))]
+pub enum Api {
+    /// The Open Inference Protocol v2 (`inference.GRPCInferenceService/ModelInfer`).
+    #[default]
+    Oip,
+    /// TensorFlow Serving's `tensorflow.serving.PredictionService/Predict`.
+    Tf,
 }
 
 /// How to reach the server.
@@ -81,6 +115,8 @@ pub struct Target {
     pub authority: Option<String>,
     /// Basic credentials for a gateway that asks for them.
     pub basic_auth: Option<(String, String)>,
+    /// The API [`Client::classify`] calls.
+    pub api: Api,
 }
 
 impl Target {
@@ -91,13 +127,17 @@ impl Target {
             endpoint = endpoint.origin(format!("http://{authority}").parse().context("bad --authority")?);
         }
         let channel = endpoint.connect().await.with_context(|| format!("connecting to {}", self.address))?;
-        Client::over(channel, self.basic_auth.as_ref())
+        let mut client = Client::over(channel, self.basic_auth.as_ref())?;
+        client.api = self.api;
+        Ok(client)
     }
 }
 
 pub struct Client {
     grpc: GrpcInferenceServiceClient<Channel>,
+    tf: PredictionServiceClient<Channel>,
     authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+    api: Api,
 }
 
 impl Client {
@@ -109,25 +149,45 @@ impl Client {
                 MetadataValue::try_from(format!("Basic {token}")).context("credentials do not fit in a header")
             })
             .transpose()?;
-        let grpc = GrpcInferenceServiceClient::new(channel)
+        let grpc = GrpcInferenceServiceClient::new(channel.clone())
             .max_decoding_message_size(usize::MAX)
             .max_encoding_message_size(usize::MAX);
-        Ok(Client { grpc, authorization })
+        let tf = PredictionServiceClient::new(channel)
+            .max_decoding_message_size(usize::MAX)
+            .max_encoding_message_size(usize::MAX);
+        Ok(Client { grpc, tf, authorization, api: Api::default() })
     }
 
-    pub async fn infer(&mut self, request: ModelInferRequest) -> Result<ModelInferResponse, tonic::Status> {
-        let mut request = tonic::Request::new(request);
+    fn authorized<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
         if let Some(value) = &self.authorization {
             request.metadata_mut().insert("authorization", value.clone());
         }
+        request
+    }
+
+    pub async fn infer(&mut self, request: ModelInferRequest) -> Result<ModelInferResponse, tonic::Status> {
+        let request = self.authorized(request);
         self.grpc.model_infer(request).await.map(tonic::Response::into_inner)
     }
 
-    /// Each image's probability of being a cat.
+    pub async fn predict(&mut self, request: PredictRequest) -> Result<PredictResponse, tonic::Status> {
+        let request = self.authorized(request);
+        self.tf.predict(request).await.map(tonic::Response::into_inner)
+    }
+
+    /// Each image's probability of being a cat, through the client's API.
     pub async fn classify(&mut self, images: &Images) -> Result<Vec<f32>> {
-        let response =
-            self.infer(images.request()).await.map_err(|s| anyhow::anyhow!("{}: {}", s.code(), s.message()))?;
-        probabilities(&response)
+        let failed = |s: tonic::Status| anyhow::anyhow!("{}: {}", s.code(), s.message());
+        match self.api {
+            Api::Oip => probabilities(&self.infer(images.request()).await.map_err(failed)?),
+            Api::Tf => {
+                let response = self.predict(images.predict_request()).await.map_err(failed)?;
+                let tensor =
+                    response.outputs.get(PROBABILITIES).context("the response has no `probabilities` output")?;
+                Ok(tensor.float_val.clone())
+            }
+        }
     }
 }
 

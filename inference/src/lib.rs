@@ -1,4 +1,5 @@
-//! The model server wasmgate fronts: an ndarray cat / non-cat network served over the Open Inference Protocol v2.
+//! The model server wasmgate fronts: an ndarray cat / non-cat network served over the Open Inference Protocol v2 and
+//! TensorFlow Serving's gRPC API.
 
 // The BLAS backend ndarray's matrix products link against.
 extern crate blas_src;
@@ -8,6 +9,7 @@ pub mod data;
 pub mod model;
 pub mod proto;
 pub mod tensor;
+pub mod tf_tensor;
 
 #[cfg(feature = "app")]
 pub mod client;
@@ -19,5 +21,7 @@ pub mod post_only;
 pub mod server;
 #[cfg(feature = "app")]
 pub mod service;
+#[cfg(feature = "app")]
+pub mod tf_serving;
 #[cfg(feature = "app")]
 pub mod train;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wasmgate_common::size::ByteSize;
-use wasmgate_inference::client::{Images, Target};
+use wasmgate_inference::client::{Api, Images, Target};
 use wasmgate_inference::model::{DEFAULT_SIZES, GradientDescent, Solver};
 use wasmgate_inference::model::{label, weights};
 use wasmgate_inference::server::{self, ServerOptions};
@@ -47,7 +47,7 @@ enum Command {
         #[arg(long, default_value = "inference/model/cost.png")]
         plot: PathBuf,
     },
-    /// Serve the model over gRPC (Open Inference Protocol v2, health, reflection).
+    /// Serve the model over gRPC (Open Inference Protocol v2, TF Serving's API, health, reflection).
     Serve {
         #[arg(long, default_value = "0.0.0.0:8500")]
         listen: SocketAddr,
@@ -71,6 +71,9 @@ enum Command {
         /// User for basic auth at a gateway; the password comes from WASMGATE_PASSWORD.
         #[arg(long)]
         user: Option<String>,
+        /// The server's API to call: the Open Inference Protocol (ModelInfer) or TF Serving's (Predict).
+        #[arg(long, value_enum, default_value_t = Api::Oip)]
+        api: Api,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -155,7 +158,7 @@ fn run(cli: Cli) -> Result<()> {
             tracing::info!(stats = ?stats.snapshot(), "stopped");
             Ok(())
         }
-        Command::Classify { address, authority, user, files } => {
+        Command::Classify { address, authority, user, api, files } => {
             let mut images = Images::default();
             for file in &files {
                 images.add_file(file)?;
@@ -166,7 +169,7 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => None,
             };
-            let target = Target { address, authority, basic_auth };
+            let target = Target { address, authority, basic_auth, api };
             let runtime = tokio::runtime::Runtime::new()?;
             let probabilities = runtime.block_on(async { target.connect().await?.classify(&images).await })?;
             for (name, p) in images.names.iter().zip(probabilities) {

@@ -1,8 +1,12 @@
-//! The gRPC server: the inference service, `grpc.health.v1` and server reflection on one port, with a bounded
+//! The gRPC server: the Open Inference Protocol v2, TensorFlow Serving's API, `grpc.health.v1` and server
+//! reflection on one port, with a bounded
 //! message size, POST only (see [`crate::post_only`]) and graceful shutdown.
 
+use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
+use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
 use crate::proto::{self, grpc_inference_service_server::GrpcInferenceServiceServer};
 use crate::service::ModelService;
+use crate::tf_serving::TfServing;
 use std::future::Future;
 use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
@@ -32,6 +36,8 @@ pub async fn serve(
     crate::blas::single_threaded_unless_configured();
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<GrpcInferenceServiceServer<ModelService>>().await;
+    health.set_serving::<PredictionServiceServer<TfServing>>().await;
+    health.set_serving::<ModelServiceServer<TfServing>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -40,15 +46,22 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
+    let tf_serving = TfServing::new(service.clone());
     let inference = GrpcInferenceServiceServer::new(service)
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
+    let prediction = PredictionServiceServer::new(tf_serving.clone())
+        .max_decoding_message_size(options.max_message_bytes)
+        .max_encoding_message_size(options.max_message_bytes);
+    let model_status = ModelServiceServer::new(tf_serving);
     tonic::transport::Server::builder()
         .layer(crate::post_only::PostOnlyLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(inference)
+        .add_service(prediction)
+        .add_service(model_status)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())

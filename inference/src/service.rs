@@ -1,10 +1,12 @@
-//! `inference.GRPCInferenceService` for the cat / non-cat model.
+//! `inference.GRPCInferenceService` for the cat / non-cat model, and the model's run shared with
+//! [`crate::tf_serving`].
 
 use crate::model::{DEFAULT_SIZES, IMAGE_SHAPE, Network};
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::model_metadata_response::TensorMetadata;
 use crate::proto::*;
-use crate::tensor::{self, INPUT, LABELS, PROBABILITIES};
+use crate::tensor::{self, INPUT, InputError, LABELS, PROBABILITIES};
+use ndarray::Array2;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -17,7 +19,7 @@ pub const SERVER_NAME: &str = "wasmgate-inference";
 /// What the server has done since it started; read by tests and logged at shutdown.
 #[derive(Debug, Default)]
 pub struct Stats {
-    /// ModelInfer calls received in full and not yet answered.
+    /// Inference calls (ModelInfer, Predict, Classify) received in full and not yet answered.
     pub in_flight: AtomicU64,
     pub infer_ok: AtomicU64,
     pub infer_invalid: AtomicU64,
@@ -71,6 +73,38 @@ impl ModelService {
 
     pub fn stats(&self) -> Arc<Stats> {
         Arc::clone(&self.stats)
+    }
+
+    /// Decodes a request and runs the model on it, both off the async workers (they are CPU work), counting the
+    /// call in [`Stats`] whatever API it came through. The outer error is the task's failure; the inner one the
+    /// input's, for the caller to answer in its API's terms.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        decode: impl FnOnce() -> Result<(Array2<f32>, T), InputError> + Send + 'static,
+    ) -> Result<Result<(Vec<f32>, T), InputError>, Status> {
+        let _in_flight = InFlight::enter(&self.stats);
+        let network = Arc::clone(&self.network);
+        let answer = tokio::task::spawn_blocking(move || {
+            let (pixels, rest) = decode()?;
+            Ok((network.predict(pixels.view()).to_vec(), rest))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("inference task failed: {e}")))?;
+        match &answer {
+            Ok((probabilities, _)) => {
+                self.stats.infer_ok.fetch_add(1, Ordering::Relaxed);
+                self.stats.images.fetch_add(probabilities.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats.infer_invalid.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Counts a call naming a model or version this server does not serve.
+    pub(crate) fn count_not_found(&self) {
+        self.stats.not_found.fetch_add(1, Ordering::Relaxed);
     }
 
     fn check_model(&self, name: &str, version: &str) -> Result<(), Status> {
@@ -154,35 +188,26 @@ impl GrpcInferenceService for ModelService {
 
     async fn model_infer(&self, request: Request<ModelInferRequest>) -> Result<Response<ModelInferResponse>, Status> {
         let started = Instant::now();
-        let _in_flight = InFlight::enter(&self.stats);
         let request = request.into_inner();
         self.check_model(&request.model_name, &request.model_version)?;
         let raw_bytes: usize = request.raw_input_contents.iter().map(bytes::Bytes::len).sum();
-        let network = Arc::clone(&self.network);
-        let stats = &self.stats;
-        // Decoding and the forward pass are CPU work: keep them off the async workers.
-        let (request_id, result) = tokio::task::spawn_blocking(move || {
-            let batch = tensor::decode(&request);
-            let ModelInferRequest { id, .. } = request; // frees the received tensor before the forward pass
-            let answer =
-                batch.map(|batch| (network.predict(batch.pixels.view()).to_vec(), batch.outputs, batch.raw_output));
-            (id, answer)
-        })
-        .await
-        .map_err(|e| Status::internal(format!("inference task failed: {e}")))?;
-        let (probabilities, outputs, raw) = match result {
+        let id = request.id.clone();
+        let answer = self
+            .run(move || {
+                // The received tensor is dropped with `request` here, before the forward pass.
+                tensor::decode(&request).map(|batch| (batch.pixels, (batch.outputs, batch.raw_output)))
+            })
+            .await?;
+        let (probabilities, (outputs, raw)) = match answer {
             Ok(answer) => answer,
             Err(e) => {
-                stats.infer_invalid.fetch_add(1, Ordering::Relaxed);
-                tracing::info!(request_id, error = %e, "refused ModelInfer");
+                tracing::info!(request_id = id, error = %e, "refused ModelInfer");
                 return Err(Status::invalid_argument(e.to_string()));
             }
         };
-        stats.infer_ok.fetch_add(1, Ordering::Relaxed);
-        stats.images.fetch_add(probabilities.len() as u64, Ordering::Relaxed);
-        stats.raw_input_bytes.fetch_add(raw_bytes as u64, Ordering::Relaxed);
+        self.stats.raw_input_bytes.fetch_add(raw_bytes as u64, Ordering::Relaxed);
         tracing::info!(
-            request_id,
+            request_id = id,
             images = probabilities.len(),
             raw_bytes,
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
@@ -192,7 +217,7 @@ impl GrpcInferenceService for ModelService {
         Ok(Response::new(ModelInferResponse {
             model_name: MODEL_NAME.to_owned(),
             model_version: MODEL_VERSION.to_owned(),
-            id: request_id,
+            id,
             parameters: Default::default(),
             outputs: tensors,
             raw_output_contents,

@@ -19,9 +19,9 @@ pub const OUTPUTS: [&str; 2] = [PROBABILITIES, LABELS];
 /// Why a request's input cannot be used; the message goes back to the client as INVALID_ARGUMENT.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0}")]
-pub struct InputError(String);
+pub struct InputError(pub(crate) String);
 
-fn invalid<T>(message: impl Into<String>) -> Result<T, InputError> {
+pub(crate) fn invalid<T>(message: impl Into<String>) -> Result<T, InputError> {
     Err(InputError(message.into()))
 }
 
@@ -139,7 +139,7 @@ fn typed(input: &InferInputTensor, datatype: Datatype, values: usize) -> Result<
     Ok(pixels)
 }
 
-fn raw_pixels(raw: &Bytes, datatype: Datatype, values: usize) -> Result<Vec<f32>, InputError> {
+pub(crate) fn raw_pixels(raw: &Bytes, datatype: Datatype, values: usize) -> Result<Vec<f32>, InputError> {
     let expected =
         values.checked_mul(datatype.width()).ok_or_else(|| InputError(format!("{values} values are too many")))?;
     if raw.len() != expected {
@@ -159,16 +159,16 @@ fn raw_pixels(raw: &Bytes, datatype: Datatype, values: usize) -> Result<Vec<f32>
     Ok(pixels)
 }
 
-fn scale_u8(v: u8) -> f32 {
+pub(crate) fn scale_u8(v: u8) -> f32 {
     f32::from(v) / 255.0
 }
 
-fn check_count(found: usize, expected: usize, field: &str) -> Result<(), InputError> {
+pub(crate) fn check_count(found: usize, expected: usize, field: &str) -> Result<(), InputError> {
     if found == expected { Ok(()) } else { invalid(format!("{field} has {found} values; the shape needs {expected}")) }
 }
 
 /// FP32 pixels must already be scaled; a 0-255 float image would otherwise be classified silently wrong.
-fn check_range(pixels: &[f32]) -> Result<(), InputError> {
+pub(crate) fn check_range(pixels: &[f32]) -> Result<(), InputError> {
     match pixels.iter().position(|v| !(0.0..=1.0).contains(v)) {
         None => Ok(()),
         Some(at) => invalid(format!(

@@ -104,6 +104,14 @@ async fn session(stack: &FullStack) -> Result<()> {
         println!("    {name:<16} {:<8} p(cat) = {p:.3}{actual}", label(*p));
     }
 
+    let mut tf = stack.target(HOST, Some((USER, PASSWORD)));
+    tf.api = client::Api::Tf;
+    let same = tf.connect().await?.classify(&images).await? == probabilities;
+    step(
+        "the same images via TF Serving's Predict",
+        if same { "OK, the same probabilities" } else { "OK, but different probabilities" },
+    );
+
     let count = 100_000_000usize.div_ceil(IMAGE_VALUES * 4);
     let started = Instant::now();
     let outcome = status(client.infer(client::fp32_zeros(count)).await);
@@ -151,6 +159,12 @@ fn how_to_call(stack: &FullStack) {
          c = g.InferenceServerClient(\"{gateway}\", channel_args=[(\"grpc.default_authority\", \"{HOST}\")])\n\
          x = g.InferInput(\"images\", [1, 64, 64, 3], \"UINT8\"); x.set_data_from_numpy(np.zeros((1, 64, 64, 3), np.uint8))\n\
          print(c.infer(\"catnet\", [x], headers={{\"authorization\": \"Basic {token}\"}}).as_numpy(\"probabilities\"))'\n\
+         \n  .venv/bin/python -c 'import grpc, numpy as np, tensorflow as tf\n\
+         from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc as s\n\
+         stub = s.PredictionServiceStub(grpc.insecure_channel(\"{gateway}\", options=[(\"grpc.default_authority\", \"{HOST}\")]))\n\
+         r = predict_pb2.PredictRequest(); r.model_spec.name = \"catnet\"\n\
+         r.inputs[\"images\"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 64, 64, 3), np.uint8)))\n\
+         print(stub.Predict(r, metadata=[(\"authorization\", \"Basic {token}\")]).outputs[\"probabilities\"].float_val)'\n\
          \n  Envoy admin: curl http://{}/stats | grep wasmgate\n\nCtrl-C stops everything.",
         stack.envoy.admin
     );
