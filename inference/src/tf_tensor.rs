@@ -529,6 +529,23 @@ mod tests {
         assert_eq!(map.signature_def[CLASSIFY_SIGNATURE].method_name, CLASSIFY_METHOD);
     }
 
+    /// A 100 MB `tensor_content` must not be copied on its way in: prost's `Bytes` fields (see build.rs) slice
+    /// the received message, which tonic hands over as one buffer.
+    #[test]
+    fn tensor_content_is_a_slice_of_the_received_message() {
+        let tensor =
+            images_tensor(DataType::DtUint8, 2, |t| t.tensor_content = Bytes::from(vec![7u8; 2 * IMAGE_VALUES]));
+        let request = crate::proto::tensorflow::serving::PredictRequest {
+            inputs: HashMap::from([(INPUT.to_owned(), tensor)]),
+            ..Default::default()
+        };
+        let wire = Bytes::from(request.encode_to_vec());
+        let decoded = crate::proto::tensorflow::serving::PredictRequest::decode(wire.clone()).unwrap();
+        let content = &decoded.inputs[INPUT].tensor_content;
+        assert_eq!(content.len(), 2 * IMAGE_VALUES);
+        assert!(wire.as_ptr_range().contains(&content.as_ptr()), "tensor_content was copied out of the message");
+    }
+
     proptest! {
         /// Whatever a client sends, decoding answers (an error or a batch), never panics.
         #[test]
