@@ -291,3 +291,117 @@ async fn repeated_wrong_passwords_lock_the_address_out_for_that_user() -> Result
     assert_eq!(s.counter("allowed").await, 1);
     Ok(())
 }
+
+/// Two teams' users on one gateway: `username` everywhere, `reader` everywhere but `/admin/`; the user forwarded
+/// to the upstream in `x-wasmgate-user`; `/public/` exempt.
+fn teams_config() -> Value {
+    let users = json!(["username:password", "reader:r-pw"]);
+    json!({
+        "forward_user_header": "x-wasmgate-user",
+        "basic_auth_rules": [
+            {"prefix": "/", "request_methods": ["*"], "credentials": users, "hosts": [HOST],
+             "exempt_paths": [{"prefix": "/public/"}]},
+            {"prefix": "/admin/", "request_methods": ["*"], "credentials": users, "hosts": [HOST],
+             "allow": ["username"]}
+        ]
+    })
+}
+
+/// The values of `x-wasmgate-user` the upstream received on its last request, in any letter case.
+fn forwarded_users(upstream: &Upstream) -> Vec<String> {
+    let last = upstream.requests().pop().expect("a request reached the upstream");
+    last.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("x-wasmgate-user")).map(|(_, v)| v.clone()).collect()
+}
+
+/// A client's `x-wasmgate-user`, however spelled and however many, never reaches the upstream: not on an
+/// authenticated request (which carries the real user instead), not on an exempt path, not on a host no rule
+/// covers; over HTTP/1.1 and HTTP/2.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_can_never_say_who_it_is_to_the_upstream() -> Result<()> {
+    let stack = stack(Some(teams_config())).await?;
+    let spoofs: [&[(&str, &str)]; 4] = [
+        &[("X-Wasmgate-User", "username")],
+        &[("x-wasmgate-user", "username"), ("x-wasmgate-user", "admin")],
+        &[("x-wasmgate-user", "")],
+        &[("X-WASMGATE-USER", "username"), ("x-wasmgate-user", "reader")],
+    ];
+    for spoof in spoofs {
+        let cases = [
+            (HOST, "/models", Some(("reader", "r-pw")), vec!["reader".to_owned()]),
+            (HOST, "/public/x", None, vec![]),
+            ("other.example.com", "/models", None, vec![]),
+        ];
+        for (host, path, credentials, expected) in cases {
+            let mut h1 = RawRequest::get(path).host(host);
+            for (name, value) in spoof {
+                h1 = h1.header(name, value);
+            }
+            if let Some((user, password)) = credentials {
+                h1 = h1.basic_auth(user, password);
+            }
+            let r = stack.send(h1).await;
+            assert_eq!(r.status, 200, "HTTP/1.1 {host}{path} {spoof:?}: {r:?}");
+            assert_eq!(forwarded_users(&stack.upstream), expected, "HTTP/1.1 {host}{path} {spoof:?}");
+
+            let mut h2 = wasmgate_e2e::http2::H2Request::new("GET", path, host);
+            for (name, value) in spoof {
+                h2 = h2.header(name, value);
+            }
+            if let Some((user, password)) = credentials {
+                h2 = h2.basic_auth(user, password);
+            }
+            let before = stack.upstream.count();
+            let r = h2.send(stack.envoy.listener).await?;
+            if spoof.iter().any(|(name, _)| name.bytes().any(|b| b.is_ascii_uppercase())) {
+                // Upper-case names are not HTTP/2: Envoy refuses the stream before any filter runs.
+                assert!(r.refused_by_protocol() || r.status == 400, "HTTP/2 {spoof:?}: {r:?}");
+                assert_eq!(stack.upstream.count(), before);
+            } else {
+                assert_eq!(r.status, 200, "HTTP/2 {host}{path} {spoof:?}: {r:?}");
+                assert_eq!(forwarded_users(&stack.upstream), expected, "HTTP/2 {host}{path} {spoof:?}");
+            }
+        }
+    }
+    // A wrong password with a claimed identity reaches nothing at all.
+    let before = stack.upstream.count();
+    let r = stack
+        .send(RawRequest::get("/models").host(HOST).header("x-wasmgate-user", "username").basic_auth("reader", "guess"))
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(stack.upstream.count(), before);
+    Ok(())
+}
+
+/// `allow` answers a valid user it leaves out with 403 (gRPC: PERMISSION_DENIED) and no challenge; each user's
+/// allowed calls are counted under its name.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_outside_allow_is_forbidden_and_each_user_is_counted() -> Result<()> {
+    let stack = stack(Some(teams_config())).await?;
+    let admin = stack.send(RawRequest::get("/admin/models").host(HOST).basic_auth("username", "password")).await;
+    assert_eq!(admin.status, 200);
+    assert_eq!(forwarded_users(&stack.upstream), ["username"]);
+    let reader = stack.send(RawRequest::get("/admin/models").host(HOST).basic_auth("reader", "r-pw")).await;
+    assert_eq!(reader.status, 403, "{reader:?}");
+    assert_eq!(reader.header("www-authenticate"), None);
+    assert!(!reader.text().contains("r-pw"));
+    let grpc = wasmgate_e2e::http2::H2Request::new("POST", "/admin/inference.GRPCInferenceService/ModelInfer", HOST)
+        .header("content-type", "application/grpc")
+        .basic_auth("reader", "r-pw")
+        .body(vec![0u8; 5])
+        .send(stack.envoy.listener)
+        .await?;
+    assert_eq!((grpc.status, grpc.grpc_status()), (200, Some(7)), "{grpc:?}");
+    // A wrong password is a 401 like anyone's: the allow list tells a guesser nothing.
+    let guess = stack.send(RawRequest::get("/admin/models").host(HOST).basic_auth("reader", "guess")).await;
+    assert_eq!(guess.status, 401);
+    for _ in 0..2 {
+        let ok = stack.send(RawRequest::get("/models").host(HOST).basic_auth("reader", "r-pw")).await;
+        assert_eq!(ok.status, 200);
+    }
+    assert_eq!(stack.upstream.count(), 3);
+    assert_eq!(stack.counter("denied.forbidden").await, 2);
+    assert_eq!(stack.counter("user.username.allowed").await, 1);
+    assert_eq!(stack.counter("user.reader.allowed").await, 2);
+    assert_eq!(stack.counter("allowed").await, 3);
+    Ok(())
+}

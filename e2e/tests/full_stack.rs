@@ -50,6 +50,62 @@ async fn tensorflow_serving_client_through_the_gateway_gets_the_same_answers(fil
     Ok(())
 }
 
+/// The model servers' log lines, as JSON (what `--log-format json` writes), kept for the tests to read.
+fn model_server_log() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOG: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: &'static std::sync::Mutex<Vec<u8>> = Box::leak(Box::default());
+        let writer = move || LogWriter(log);
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_writer(writer)
+            .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+            .try_init();
+        log
+    })
+}
+
+struct LogWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for LogWriter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().map_err(|_| std::io::Error::other("log poisoned"))?.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A call through the gateway can be followed to the model: the model server's log line for it names the user
+/// basic-auth authenticated (from `x-wasmgate-user`, which the gateway sets and no client can).
+async fn the_model_server_logs_the_user_the_gateway_authenticated(filters: Filters) -> Result<()> {
+    let log = model_server_log();
+    let stack = FullStack::start_with(filters.overlay()).await?;
+    let mut request = client::generated(1).request();
+    let id = format!("trace-{}-{filters:?}", std::process::id());
+    request.id = id.clone();
+    let mut spoofed = tonic::Request::new(request);
+    // A client claiming to be someone else is not believed.
+    spoofed.metadata_mut().insert("x-wasmgate-user", "admin".parse()?);
+    spoofed.metadata_mut().insert("authorization", basic_authorization(USER, PASSWORD).parse()?);
+    let channel = wasmgate_e2e::grpc::channel(stack.envoy.listener, HOST).await?;
+    let mut grpc = wasmgate_inference::proto::grpc_inference_service_client::GrpcInferenceServiceClient::new(channel);
+    grpc.model_infer(spoofed).await?;
+    let text = String::from_utf8_lossy(&log.lock().map_err(|_| anyhow::anyhow!("log poisoned"))?).into_owned();
+    let line: serde_json::Value = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["fields"]["request_id"] == id.as_str())
+        .with_context(|| format!("no log line for request {id} in:\n{text}"))?;
+    assert_eq!(line["fields"]["message"], "ModelInfer", "{line}");
+    assert_eq!(line["span"]["user"], USER, "{line}");
+    assert_eq!(line["span"]["method"], "/inference.GRPCInferenceService/ModelInfer");
+    assert_eq!(stack.counter(&format!("basic_auth.user.{USER}.allowed")).await?, 1);
+    Ok(())
+}
+
 async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model(filters: Filters) -> Result<()> {
     let stack = FullStack::start_with(filters.overlay()).await?;
     let images = client::generated(2);
@@ -141,6 +197,7 @@ async fn the_kind_e2e_gateway_checks_pass(filters: Filters) -> Result<()> {
 wasmgate_e2e::for_both_layouts!(
     tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers,
     tensorflow_serving_client_through_the_gateway_gets_the_same_answers,
+    the_model_server_logs_the_user_the_gateway_authenticated,
     wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model,
     a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it,
     the_canary_host_and_the_canary_header_reach_the_second_server,

@@ -134,7 +134,7 @@ async fn crate_client_classifies_and_bad_requests_get_clear_codes() -> Result<()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn messages_above_the_configured_limit_are_refused_before_decoding() -> Result<()> {
-    let server = ModelServer::start_with(ServerOptions { max_message_bytes: 1 << 20 }).await?;
+    let server = ModelServer::start_with(ServerOptions { max_message_bytes: 1 << 20, ..Default::default() }).await?;
     let mut client = Target { address: server.url(), ..Default::default() }.connect().await?;
     // 86 images are just over 1 MiB of UINT8.
     let status = client.classify(&client::generated(86)).await.unwrap_err();

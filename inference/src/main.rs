@@ -59,6 +59,9 @@ enum Command {
         max_message_size: usize,
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// The request header naming the user the gateway authenticated; logged with each call.
+        #[arg(long, env = "WASMGATE_USER_HEADER", default_value = server::DEFAULT_USER_HEADER)]
+        user_header: String,
     },
     /// Classify images (PNG, JPEG, or uint8 .npy batches) against a running server.
     Classify {
@@ -140,7 +143,7 @@ fn run(cli: Cli) -> Result<()> {
             train::print_summary(&report, Some(&output), Some(&plot));
             Ok(())
         }
-        Command::Serve { listen, model, max_message_size, log_format } => {
+        Command::Serve { listen, model, max_message_size, log_format, user_header } => {
             init_logging(log_format);
             let saved = weights::load(&model, Some(&DEFAULT_SIZES))
                 .with_context(|| format!("loading the model from {}", model.display()))?;
@@ -152,7 +155,7 @@ fn run(cli: Cli) -> Result<()> {
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 tracing::info!(address = %listener.local_addr()?, model = %model.display(), max_message_size, "serving");
-                let options = ServerOptions { max_message_bytes: max_message_size };
+                let options = ServerOptions { max_message_bytes: max_message_size, user_header };
                 server::serve(listener, service, &options, server::termination()).await
             })?;
             tracing::info!(stats = ?stats.snapshot(), "stopped");

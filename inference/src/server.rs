@@ -15,13 +15,18 @@ use tonic::transport::server::TcpIncoming;
 /// bounded.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 << 20;
 
+/// The header the gateway's basic-auth sets to the authenticated user (`forward_user_header` in the manifests).
+pub const DEFAULT_USER_HEADER: &str = "x-wasmgate-user";
+
 pub struct ServerOptions {
     pub max_message_bytes: usize,
+    /// Whose call it was: the request header naming the user the gateway authenticated, logged with every call.
+    pub user_header: String,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES }
+        Self { max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES, user_header: DEFAULT_USER_HEADER.to_owned() }
     }
 }
 
@@ -54,7 +59,14 @@ pub async fn serve(
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     let model_status = ModelServiceServer::new(tf_serving);
+    let user_header = options.user_header.clone();
     tonic::transport::Server::builder()
+        // Every call's log lines carry its method and the user the gateway vouched for, so a call can be
+        // followed from the gateway's log to the model's.
+        .trace_fn(move |request| {
+            let user = request.headers().get(user_header.as_str()).and_then(|v| v.to_str().ok()).unwrap_or_default();
+            tracing::info_span!("call", method = request.uri().path(), user)
+        })
         .layer(crate::post_only::PostOnlyLayer)
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -8,7 +8,9 @@
 //!     credentials: ["user:pass", "alice:$2y$10$..."]
 //!     hosts: [ml.example.com]        # optional; `*.example.com`, `ml.*`; empty = every host
 //!     exempt_paths: [{prefix: /grpc.health.v1.Health/}]   # optional
+//!     allow: [alice]                 # optional: only these of the rule's users; others get 403
 //! realm: istio                       # optional
+//! forward_user_header: x-wasmgate-user   # optional: the authenticated user, for the upstream
 //! lockout:                           # optional: refuse an address after repeated wrong passwords
 //!   max_failures: 5                  # for one user
 //!   max_address_failures: 20         # for any users (default 4 × max_failures)
@@ -20,7 +22,11 @@
 //!
 //! Refused at load, with the field named: a config with no rules (Istio's plugin then lets everything through,
 //! which is never what a deployment wants; `allow_all: true` says it is), an exempt path that covers all of its
-//! rule, a bcrypt cost above 12, and everything malformed.
+//! rule, a bcrypt cost above 12, an `allow` entry that is none of the rule's users, and everything malformed.
+//!
+//! `forward_user_header` is removed from every request a client sends (with or without credentials, on any
+//! path, matched by a rule or not): otherwise anyone could claim to be anyone to the upstream. An allowed request
+//! with credentials then carries the user name in it.
 
 use crate::budget::{Budget, RawBudget};
 use crate::credentials::CredentialSet;
@@ -42,6 +48,7 @@ struct RawConfig {
     bcrypt_budget: Option<RawBudget>,
     #[serde(default)]
     allow_all: bool,
+    forward_user_header: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +65,7 @@ struct RawRule {
     hosts: Vec<String>,
     #[serde(default)]
     exempt_paths: Vec<PathMatch>,
+    allow: Option<Vec<String>>,
 }
 
 /// A validated configuration, ready for the request path.
@@ -71,7 +79,14 @@ pub struct Config {
     pub(crate) budget: Option<Budget>,
     /// Whether some rule names hosts: then a request whose authority is not a host name is refused.
     pub(crate) host_scoped: bool,
+    /// Every rule's user names, sorted, each once: a [`UserId`] indexes it (and the per-user counters).
+    pub(crate) users: Vec<String>,
+    pub(crate) forward_user_header: Option<String>,
 }
+
+/// One of the config's users, by index into [`Config::users`]; it also places the user's counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UserId(pub(crate) usize);
 
 #[derive(Debug)]
 pub(crate) struct Rule {
@@ -81,6 +96,8 @@ pub(crate) struct Rule {
     pub(crate) hosts: Vec<HostPattern>,
     pub(crate) exempt: Vec<PathMatch>,
     pub(crate) credentials: CredentialSet,
+    /// `allow`: the users of `credentials` that may pass (sorted); `None`, all of them.
+    pub(crate) allow: Option<Vec<String>>,
 }
 
 impl Config {
@@ -116,7 +133,38 @@ impl Config {
         let budget = raw.bcrypt_budget.map(Budget::compile).transpose().map_err(|e| e.within("bcrypt_budget"))?;
         let budget = rules.iter().any(|r| r.credentials.has_bcrypt()).then(|| budget.unwrap_or_default());
         let host_scoped = rules.iter().any(|r| !r.hosts.is_empty());
-        Ok(Self { rules, challenge: format!("Basic realm=\"{realm}\""), lockout, budget, host_scoped })
+        let mut users: Vec<String> = rules.iter().flat_map(|r| r.credentials.users().iter().cloned()).collect();
+        users.sort_unstable();
+        users.dedup();
+        check_counter_names(&users).map_err(|e| e.within("basic_auth_rules"))?;
+        let forward_user_header = raw.forward_user_header.map(check_forward_header).transpose()?;
+        Ok(Self {
+            rules,
+            challenge: format!("Basic realm=\"{realm}\""),
+            lockout,
+            budget,
+            host_scoped,
+            users,
+            forward_user_header,
+        })
+    }
+
+    /// The user names, in [`UserId`] order.
+    pub fn users(&self) -> &[String] {
+        &self.users
+    }
+
+    pub fn user_name(&self, user: UserId) -> &str {
+        self.users.get(user.0).map_or("", String::as_str)
+    }
+
+    pub(crate) fn user_id(&self, name: &str) -> Option<UserId> {
+        self.users.binary_search_by(|u| u.as_str().cmp(name)).ok().map(UserId)
+    }
+
+    /// The header that carries the authenticated user to the upstream, and that no client may send.
+    pub fn forward_user_header(&self) -> Option<&str> {
+        self.forward_user_header.as_deref()
     }
 
     pub fn rule_count(&self) -> usize {
@@ -148,8 +196,60 @@ impl Rule {
             }
         }
         let credentials = CredentialSet::parse(&raw.credentials).map_err(|e| e.within("credentials"))?;
-        Ok(Self { path, methods, hosts, exempt: raw.exempt_paths, credentials })
+        let allow = raw.allow.map(|allow| check_allow(allow, credentials.users())).transpose()?;
+        Ok(Self { path, methods, hosts, exempt: raw.exempt_paths, credentials, allow })
     }
+}
+
+/// An `allow` list names users of its rule's credentials: a name that is none of them (a typo, a user removed
+/// from `credentials`) would silently let nobody of that name through.
+fn check_allow(mut allow: Vec<String>, users: &[String]) -> Result<Vec<String>, ConfigError> {
+    if allow.is_empty() {
+        return Err(ConfigError::new("allow", "empty: no user could pass; remove the rule or name its users"));
+    }
+    if let Some((i, name)) = allow.iter().enumerate().find(|(_, name)| !users.contains(name)) {
+        return Err(ConfigError::new(
+            format!("allow[{i}]"),
+            format!("`{}` is none of this rule's users ({})", name.escape_debug(), users.join(", ")),
+        ));
+    }
+    allow.sort_unstable();
+    allow.dedup();
+    Ok(allow)
+}
+
+/// Per-user counters are named after the users: a name must make one stat name, and no two the same.
+fn check_counter_names(users: &[String]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashMap::new();
+    for user in users {
+        if user.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                "credentials",
+                format!("user `{}` has a control character: no request could present it", user.escape_debug()),
+            ));
+        }
+        if let Some(other) = seen.insert(counter_name(user), user) {
+            return Err(ConfigError::new(
+                "credentials",
+                format!("users `{other}` and `{user}` would share the counter `user.{}.allowed`", counter_name(user)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A user's part of a stat name: letters, digits, `-`, `_` and `@` kept, anything else (`.` included, which
+/// separates a stat name's parts) as `_`.
+pub(crate) fn counter_name(user: &str) -> String {
+    user.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '@') { c } else { '_' }).collect()
+}
+
+fn check_forward_header(name: String) -> Result<String, ConfigError> {
+    wasmgate_common::header_name::check_settable(&name).map_err(|e| e.within("forward_user_header"))?;
+    if name == "authorization" {
+        return Err(ConfigError::new("forward_user_header", "`authorization` carries the credentials themselves"));
+    }
+    Ok(name)
 }
 
 #[cfg(test)]

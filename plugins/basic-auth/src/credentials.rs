@@ -40,6 +40,8 @@ pub enum Check {
 
 #[derive(Debug, Default)]
 pub struct CredentialSet {
+    /// Every entry's user name, in order (a user may have several entries).
+    users: Vec<String>,
     plain: Vec<[u8; 32]>,
     hashed: Vec<(String, Hashed)>,
     /// What an unknown user's password is checked against, so that the answer takes as long as for a known
@@ -92,11 +94,13 @@ impl CredentialSet {
             let pair = decode_token(entry.trim().as_bytes())
                 .map_err(|e| ConfigError::new("", format!("neither `user:password` nor its base64: {e}")))?;
             self.plain.push(digest(&pair));
+            self.users.push(pair.user().to_string());
             return Ok(());
         };
         if user.is_empty() {
             return Err(ConfigError::new("", "empty user name"));
         }
+        self.users.push(user.to_string());
         if let Some(b64) = secret.strip_prefix("{SHA}") {
             let raw = STANDARD
                 .decode(b64)
@@ -140,6 +144,11 @@ impl CredentialSet {
             self.plain.push(digest(&pair));
         }
         Ok(())
+    }
+
+    /// The user names of the entries (for `allow` lists, per-user counters and the forwarded identity).
+    pub fn users(&self) -> &[String] {
+        &self.users
     }
 
     /// Whether checking a wrong password against this set can cost a bcrypt verification.

@@ -2,14 +2,15 @@
 //! answers a denial in the client's protocol. Nothing here decides anything.
 
 use crate::authorization::Malformed;
-use crate::policy::{BCRYPT_CHECKS, Requirement};
+use crate::config::counter_name;
+use crate::policy::{BCRYPT_CHECKS, Requirement, user_counter};
 use crate::{Caller, Config, Outcome, PLUGIN, RequestLine, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 use wasmgate_common::ConfigError;
 use wasmgate_common::host::{
-    Loaded, Plugin, client_address, log, now_micros, request_headers_raw, send_local_response,
+    Loaded, Plugin, client_address, log, now_micros, request_headers_raw, send_local_response, set_request_header,
 };
 use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView};
 
@@ -36,8 +37,9 @@ impl Plugin for BasicAuth {
         format!("{} rule(s)", config.rule_count())
     }
 
-    fn counters(_config: &Config) -> Vec<String> {
-        Outcome::COUNTERS.iter().map(|c| c.to_string()).collect()
+    fn counters(config: &Config) -> Vec<String> {
+        let fixed = Outcome::COUNTERS.iter().map(|c| c.to_string());
+        fixed.chain(config.users().iter().map(|u| format!("user.{}.allowed", counter_name(u)))).collect()
     }
 
     fn http_context(state: Rc<Loaded<Config>>) -> Box<dyn HttpContext> {
@@ -76,6 +78,10 @@ impl Filter {
             return Err(proxy_wasm::types::Status::ParseFailure);
         };
         let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
+        // Only the gateway says who called: a client's value goes first, on every request, whatever follows.
+        if let Some(name) = state.config.client_identity(&headers) {
+            set_request_header(name, None)?;
+        }
         let request = RequestLine::new(&authority, &path, &method);
         let verdict = match state.config.requirement(&request) {
             Requirement::None(outcome) => {
@@ -97,6 +103,14 @@ impl Filter {
             }
         };
         match verdict {
+            Verdict::Authenticated(user) => {
+                state.counters.inc(Outcome::Allowed.counter());
+                state.counters.inc(user_counter(user));
+                if let Some((name, user)) = state.config.forwarded_user(&verdict) {
+                    set_request_header(name, Some(user))?;
+                }
+                Ok(Action::Continue)
+            }
             Verdict::Allow(outcome) => {
                 state.counters.inc(outcome.counter());
                 Ok(Action::Continue)
@@ -106,9 +120,14 @@ impl Filter {
                 // Without the query string, which may carry tokens that do not belong in a log; the authority
                 // escaped, since a refused one may hold anything.
                 let path = wasmgate_common::path_without_query(&path);
+                let user = claimed_user(headers.get("authorization"));
                 log(
                     LogLevel::Info,
-                    &format!("{PLUGIN}: denied {method} {}{path}: {}", authority.escape_debug(), outcome.describe()),
+                    &format!(
+                        "{PLUGIN}: denied {method} {}{path}: {}{user}",
+                        authority.escape_debug(),
+                        outcome.describe()
+                    ),
                 );
                 let client = ClientKind::from_content_type(
                     std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok(),
@@ -117,5 +136,17 @@ impl Filter {
                 Ok(Action::Pause)
             }
         }
+    }
+}
+
+/// ` (user "name")` for a denial's log line when the request named a user: the name only, escaped and cut short
+/// (a guesser chooses it), never the password.
+fn claimed_user(authorization: Option<&[u8]>) -> String {
+    match authorization.map(crate::authorization::parse_basic) {
+        Some(Ok(credentials)) => {
+            let name: String = credentials.user().chars().take(64).collect();
+            format!(" (user \"{}\")", name.escape_debug())
+        }
+        _ => String::new(),
     }
 }

@@ -4,15 +4,16 @@
 //! (where rules name hosts) or a path another server would read as a path with other rules is refused.
 
 use crate::authorization::{Malformed, parse_basic};
-use crate::config::{Config, Rule};
+use crate::config::{Config, Rule, UserId};
 use crate::credentials::{Check, digest};
 use crate::lockout::Admission;
-use wasmgate_common::{Denial, GrpcStatus, RequestLine, Unreadable};
+use wasmgate_common::{Denial, GrpcStatus, HeaderMapView, RequestLine, Unreadable};
 
 const NOT_FOUND_MESSAGE: &str = "Request denied by Basic Auth check. No Basic Authentication information found.";
 const INVALID_MESSAGE: &str = "Request denied by Basic Auth check. Invalid username and/or password.";
 const LOCKED_MESSAGE: &str = "Request denied by Basic Auth check. Too many failed attempts; try again later.";
 const BUSY_MESSAGE: &str = "Request denied by Basic Auth check. Too many sign-in attempts; try again later.";
+const FORBIDDEN_MESSAGE: &str = "Request denied by Basic Auth check. This user may not call this path.";
 
 /// Every outcome, each with its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,11 +33,13 @@ pub enum Outcome {
     DeniedUnreadable(Unreadable),
     /// A bcrypt check was needed and the worker's budget for them is spent.
     DeniedBusy,
+    /// Valid credentials of a user that a matching rule's `allow` list leaves out.
+    DeniedForbidden,
 }
 
 impl Outcome {
     /// Counter names, in the order of [`Outcome::counter`]; [`BCRYPT_CHECKS`] follows them.
-    pub const COUNTERS: [&'static str; 10] = [
+    pub const COUNTERS: [&'static str; 11] = [
         "allowed",
         "no_rule",
         "exempt",
@@ -46,6 +49,7 @@ impl Outcome {
         "denied.locked",
         "denied.bad_request",
         "denied.busy",
+        "denied.forbidden",
         "bcrypt_checks",
     ];
 
@@ -60,6 +64,7 @@ impl Outcome {
             Self::DeniedLocked => 6,
             Self::DeniedUnreadable(_) => 7,
             Self::DeniedBusy => 8,
+            Self::DeniedForbidden => 9,
         }
     }
 
@@ -75,6 +80,7 @@ impl Outcome {
             Self::DeniedLocked => "locked out after repeated failures".into(),
             Self::DeniedUnreadable(why) => why.to_string(),
             Self::DeniedBusy => "bcrypt budget spent".into(),
+            Self::DeniedForbidden => "user not allowed on this path".into(),
         }
     }
 
@@ -84,13 +90,31 @@ impl Outcome {
 }
 
 /// Index of the counter of bcrypt verifications run (see [`Config::take_bcrypt_checks`]).
-pub const BCRYPT_CHECKS: usize = 9;
+pub const BCRYPT_CHECKS: usize = 10;
+
+/// Index of `user`'s counter `user.<name>.allowed`: after every fixed counter, in [`Config::users`] order.
+pub fn user_counter(user: UserId) -> usize {
+    Outcome::COUNTERS.len() + user.0
+}
 
 /// What the shell does with a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
+    /// Valid credentials of this user, allowed by every matching rule.
+    Authenticated(UserId),
+    /// No credentials needed: no rule covers the request, or it is exempt.
     Allow(Outcome),
     Deny(Outcome, Denial),
+}
+
+impl Verdict {
+    /// What the verdict counts as.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Self::Authenticated(_) => Outcome::Allowed,
+            Self::Allow(outcome) | Self::Deny(outcome, _) => *outcome,
+        }
+    }
 }
 
 /// Whether a request needs credentials: the shell reads `authorization` only when it does.
@@ -202,7 +226,16 @@ impl Config {
                 if let Some((lockout, address)) = lockout {
                     lockout.record_success(address, credentials.user());
                 }
-                Verdict::Allow(Outcome::Allowed)
+                // Only now, with the password checked: a 403 before it would tell a guesser the name exists.
+                let user = credentials.user();
+                if self
+                    .enforcing_rules(req)
+                    .any(|r| r.allow.as_ref().is_some_and(|a| a.binary_search_by(|u| u.as_str().cmp(user)).is_err()))
+                {
+                    return self.refuse(Outcome::DeniedForbidden);
+                }
+                // Valid credentials are always some configured user's.
+                self.user_id(user).map_or(Verdict::Allow(Outcome::Allowed), Verdict::Authenticated)
             }
             Check::Invalid => {
                 if let Some((lockout, address)) = lockout {
@@ -211,6 +244,21 @@ impl Config {
                 self.refuse(Outcome::DeniedInvalid)
             }
             Check::Busy => self.refuse(Outcome::DeniedBusy),
+        }
+    }
+
+    /// `forward_user_header` when the client sent it, in any letter case and however many times: the shell
+    /// removes it (every copy) before anything else, whatever the request's fate.
+    pub fn client_identity(&self, headers: &HeaderMapView<'_>) -> Option<&str> {
+        self.forward_user_header().filter(|name| headers.contains_ignoring_case(name))
+    }
+
+    /// The header and user name to set for the upstream: only on an authenticated request, and only when the
+    /// config forwards the user.
+    pub fn forwarded_user(&self, verdict: &Verdict) -> Option<(&str, &str)> {
+        match verdict {
+            Verdict::Authenticated(user) => Some((self.forward_user_header()?, self.user_name(*user))),
+            _ => None,
         }
     }
 
@@ -230,6 +278,8 @@ impl Config {
                     .with_header("retry-after", after.to_string())
             }
             Outcome::DeniedUnreadable(why) => why.denial(),
+            // No challenge: asking for other credentials would not help a user the rule leaves out.
+            Outcome::DeniedForbidden => Denial::new(403, GrpcStatus::PermissionDenied, FORBIDDEN_MESSAGE),
             Outcome::DeniedMissing => Denial::new(401, GrpcStatus::Unauthenticated, NOT_FOUND_MESSAGE)
                 .with_header("www-authenticate", self.challenge.clone()),
             _ => Denial::new(401, GrpcStatus::Unauthenticated, INVALID_MESSAGE)
@@ -253,9 +303,7 @@ mod tests {
     }
 
     fn outcome(config: &Config, host: &str, path: &str, method: &str, auth: Option<&[u8]>) -> Outcome {
-        match config.decide(&RequestLine::new(host, path, method), auth, &Caller::ANONYMOUS) {
-            Verdict::Allow(o) | Verdict::Deny(o, _) => o,
-        }
+        config.decide(&RequestLine::new(host, path, method), auth, &Caller::ANONYMOUS).outcome()
     }
 
     /// A caller at `address` whose clock reads `now` (microseconds).
@@ -372,8 +420,8 @@ mod tests {
         let locked = decide(&right, "10.0.0.1", 2);
         let Verdict::Deny(Outcome::DeniedLocked, denial) = locked else { panic!("{locked:?}") };
         assert_eq!((denial.http_status, denial.grpc_status), (429, GrpcStatus::ResourceExhausted));
-        assert_eq!(decide(&right, "10.0.0.2", 2), Verdict::Allow(Outcome::Allowed));
-        assert_eq!(decide(&right, "10.0.0.1", 10_002), Verdict::Allow(Outcome::Allowed));
+        assert_eq!(decide(&right, "10.0.0.2", 2), Verdict::Authenticated(UserId(0)));
+        assert_eq!(decide(&right, "10.0.0.1", 10_002), Verdict::Authenticated(UserId(0)));
     }
 
     #[test]
@@ -470,20 +518,18 @@ mod tests {
             clock.get()
         };
         let caller = at("10.0.0.1", &tick);
-        assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller), Verdict::Allow(Outcome::Allowed));
+        assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller), Verdict::Authenticated(UserId(0)));
         let mut outcomes = Vec::new();
         for i in 0..50 {
             let user = if i % 2 == 0 { "username".to_string() } else { format!("made-up-{i}") };
-            match c.decide(&req, Some(&basic(&format!("{user}:guess-{i}"))), &caller) {
-                Verdict::Allow(o) | Verdict::Deny(o, _) => outcomes.push(o),
-            }
+            outcomes.push(c.decide(&req, Some(&basic(&format!("{user}:guess-{i}"))), &caller).outcome());
         }
         // 30 ms of burst, 10 ms per check, and the clock's own steps earn a little: a handful of checks.
         let checked = outcomes.iter().filter(|o| **o == Outcome::DeniedInvalid).count();
         assert!((2..=4).contains(&checked), "{outcomes:?}");
         assert_eq!(outcomes.iter().filter(|o| **o == Outcome::DeniedBusy).count(), 50 - checked);
         assert_eq!(c.take_bcrypt_checks(), checked as u64 + 1);
-        assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller), Verdict::Allow(Outcome::Allowed));
+        assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller), Verdict::Authenticated(UserId(0)));
         let Verdict::Deny(_, busy) = c.refuse(Outcome::DeniedBusy) else { unreachable!() };
         assert_eq!(busy.headers[0].0, "retry-after");
         // Ten seconds later there is time for another check.
@@ -507,6 +553,94 @@ mod tests {
         assert_eq!(c.take_bcrypt_checks(), 3, "the address locked after three failures");
         assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller), c.refuse(Outcome::DeniedLocked));
         let other = at("10.0.0.10", &clock);
-        assert_eq!(c.decide(&req, Some(&basic("username:password")), &other), Verdict::Allow(Outcome::Allowed));
+        assert_eq!(c.decide(&req, Some(&basic("username:password")), &other), Verdict::Authenticated(UserId(0)));
+    }
+
+    const TEAMS: &str = r#"{"forward_user_header":"x-wasmgate-user","basic_auth_rules":[
+        {"prefix":"/","request_methods":["*"],"credentials":["alice:a-pw","bob:b-pw","carol:c-pw"]},
+        {"prefix":"/admin/","request_methods":["*"],"credentials":["alice:a-pw","bob:b-pw"],"allow":["alice"]}]}"#;
+
+    fn teams_decide(path: &str, pair: &str) -> Verdict {
+        let c = Config::from_json(TEAMS.as_bytes()).unwrap();
+        c.decide(&RequestLine::new("h", path, "POST"), Some(&basic(pair)), &Caller::ANONYMOUS)
+    }
+
+    #[test]
+    fn allow_lists_refuse_other_users_with_403_only_once_the_password_is_right() {
+        let c = Config::from_json(TEAMS.as_bytes()).unwrap();
+        assert_eq!(c.users(), ["alice", "bob", "carol"]);
+        let alice = teams_decide("/admin/x", "alice:a-pw");
+        assert_eq!(c.forwarded_user(&alice), Some(("x-wasmgate-user", "alice")));
+        let Verdict::Deny(Outcome::DeniedForbidden, denial) = teams_decide("/admin/x", "bob:b-pw") else {
+            panic!("bob on /admin/ must be forbidden");
+        };
+        assert_eq!((denial.http_status, denial.grpc_status), (403, GrpcStatus::PermissionDenied));
+        assert!(denial.headers.is_empty(), "no challenge for a user who may not pass: {:?}", denial.headers);
+        assert!(!denial.message.contains("b-pw"));
+        // A wrong password is the 401 of anyone else: the allow list tells a guesser nothing.
+        assert_eq!(teams_decide("/admin/x", "bob:guess").outcome(), Outcome::DeniedInvalid);
+        assert_eq!(teams_decide("/admin/x", "carol:c-pw").outcome(), Outcome::DeniedInvalid);
+        // Elsewhere bob is who he is.
+        let bob = teams_decide("/models", "bob:b-pw");
+        assert_eq!(c.forwarded_user(&bob), Some(("x-wasmgate-user", "bob")));
+        assert_eq!(bob, Verdict::Authenticated(UserId(1)));
+        assert_eq!(user_counter(UserId(1)), Outcome::COUNTERS.len() + 1);
+    }
+
+    #[test]
+    fn identity_config_errors_name_the_field() {
+        let rule = |extra: &str| {
+            format!(
+                r#"{{"basic_auth_rules":[{{"prefix":"/","request_methods":["*"],"credentials":["a:1","b.c:2","b_c2:3"]{extra}}}]}}"#
+            )
+        };
+        for (json, want) in [
+            (rule(r#","allow":["z"]"#), "basic_auth_rules[0].allow[0]`: `z` is none of this rule's users"),
+            (rule(r#","allow":[]"#), "basic_auth_rules[0].allow`: empty"),
+            (rule("").replacen('{', r#"{"forward_user_header":"Authorization","#, 1), "forward_user_header"),
+            (rule("").replacen('{', r#"{"forward_user_header":"authorization","#, 1), "credentials themselves"),
+            (rule("").replacen('{', r#"{"forward_user_header":":authority","#, 1), "pseudo-header"),
+            (rule("").replace("b_c2:3", "b_c:3"), "would share the counter `user.b_c.allowed`"),
+        ] {
+            let err = Config::from_json(json.as_bytes()).unwrap_err().to_string();
+            assert!(err.contains(want), "{json}: {err}");
+        }
+        assert_eq!(
+            Config::from_json(rule(r#","allow":["b.c","a","a"]"#).as_bytes()).unwrap().users(),
+            ["a", "b.c", "b_c2"]
+        );
+    }
+
+    fn headers_with(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+        wasmgate_common::header_map::serialize(pairs)
+    }
+
+    proptest! {
+        /// Whatever the request and whatever its fate, a client's copy of the identity header is found for
+        /// removal, in any case and number; only an authenticated request gets the header set, to its user.
+        #[test]
+        fn the_identity_header_is_never_the_clients(
+            path in "/(admin/)?[a-z]{0,6}",
+            user in "(alice|bob|carol|mallory)",
+            password in "(a-pw|b-pw|c-pw|guess)",
+            spoof in "[xX]-[wW]asmgate-[uU]ser",
+            copies in 0usize..3,
+            value in "[ -~]{0,12}",
+        ) {
+            let c = Config::from_json(TEAMS.as_bytes()).unwrap();
+            let mut pairs: Vec<(&str, &[u8])> = vec![(":path", path.as_bytes())];
+            pairs.extend(std::iter::repeat_n((spoof.as_str(), value.as_bytes()), copies));
+            let buf = headers_with(&pairs);
+            let view = HeaderMapView::parse(&buf).unwrap();
+            prop_assert_eq!(c.client_identity(&view), (copies > 0).then_some("x-wasmgate-user"));
+            let verdict = c.decide(&RequestLine::new("h", &path, "GET"), Some(&basic(&format!("{user}:{password}"))), &Caller::ANONYMOUS);
+            match c.forwarded_user(&verdict) {
+                Some((_, forwarded)) => {
+                    prop_assert_eq!(forwarded, user.as_str());
+                    prop_assert_eq!(&password[..1], &user[..1]);
+                }
+                None => prop_assert!(!matches!(verdict, Verdict::Authenticated(_))),
+            }
+        }
     }
 }

@@ -68,6 +68,12 @@ impl<'a> HeaderMapView<'a> {
     pub fn count(&self, name: &str) -> usize {
         self.pairs.iter().filter(|(k, _)| *k == name.as_bytes()).count()
     }
+
+    /// Whether `name` is present in any letter case (the host stores names lower-case; a header that must not
+    /// get through is looked for without trusting that).
+    pub fn contains_ignoring_case(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+    }
 }
 
 /// The serialised form of `pairs`, as the proxy writes it (also used by the plugins' local replies).

@@ -7,6 +7,7 @@ pub mod deny;
 pub mod duration;
 pub mod fetch_once;
 pub mod header_map;
+pub mod header_name;
 pub mod host_match;
 pub mod method;
 pub mod metrics;

@@ -196,20 +196,6 @@ pub struct Config {
     pub(crate) host_scoped: bool,
 }
 
-/// Headers a rule may not touch: pseudo-headers have their own actions (`rewrite`, `host`), and hop-by-hop
-/// headers belong to one connection, not to the request.
-const FORBIDDEN_HEADERS: [&str; 9] = [
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "transfer-encoding",
-    "upgrade",
-    "te",
-    "trailer",
-    "content-length",
-];
-
 fn check_header_name(name: &str) -> Result<(), ConfigError> {
     if name.starts_with(':') {
         return Err(ConfigError::new(
@@ -217,14 +203,7 @@ fn check_header_name(name: &str) -> Result<(), ConfigError> {
             format!("`{name}` is a pseudo-header: use `rewrite` for the path and `host` for the authority"),
         ));
     }
-    if FORBIDDEN_HEADERS.contains(&name) {
-        return Err(ConfigError::new("", format!("`{name}` may not be changed by a routing rule")));
-    }
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-    {
-        return Err(ConfigError::new("", format!("`{name}` is not a lower-case header name")));
-    }
-    Ok(())
+    wasmgate_common::header_name::check_settable(name)
 }
 
 fn check_header_value(value: &str) -> Result<(), ConfigError> {

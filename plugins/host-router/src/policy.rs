@@ -305,7 +305,7 @@ mod tests {
             (r#"{"default":{"redirect":{"status":301}}}"#, "needs a target"),
             (r#"{"default":{"redirect":{"status":200,"https":true}}}"#, "not a redirect"),
             (r#"{"default":{"set_headers":{":authority":"x"}}}"#, "pseudo-header"),
-            (r#"{"default":{"set_headers":{"connection":"close"}}}"#, "may not be changed"),
+            (r#"{"default":{"set_headers":{"connection":"close"}}}"#, "belongs to the connection"),
             (r#"{"default":{"remove_headers":["transfer-encoding"]}}"#, "remove_headers[0]"),
             (r#"{"default":{"set_headers":{"X-Upper":"v"}}}"#, "lower-case"),
             (r#"{"default":{"set_headers":{"x":"a\nb"}}}"#, "control characters"),
