@@ -26,6 +26,7 @@ pub struct Stats {
     /// Calls of any RPC naming a model or version this server does not serve.
     pub not_found: AtomicU64,
     pub images: AtomicU64,
+    /// Bytes of `raw_input_contents` (ModelInfer) and `tensor_content` (Predict) of answered calls.
     pub raw_input_bytes: AtomicU64,
 }
 
