@@ -49,12 +49,19 @@ setup:
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@$(MAKE) --no-print-directory $(VENV_STAMP)
+	@$(VENV)/bin/envoy --version
+
+# The Python environment, installed again only when a requirements file changes (pip takes a while even to find
+# nothing to do, and demo, bench and test all start with setup).
+VENV_STAMP := $(VENV)/.requirements-installed
+$(VENV_STAMP): e2e/requirements.txt e2e/requirements-no-deps.txt
 	test -x $(VENV)/bin/python || python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q -r e2e/requirements.txt
 	@# TF Serving's client API declares the whole `tensorflow` as a dependency; tensorflow-cpu (in the
 	@# requirements) is the same package without the GPU runtime, so the API goes in beside it without its deps.
 	$(VENV)/bin/pip install -q --no-deps -r e2e/requirements-no-deps.txt
-	@$(VENV)/bin/envoy --version
+	@touch $@
 
 build:
 	cargo build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
@@ -119,10 +126,11 @@ test: build istiod lint check manifests test-wasm fuzz-smoke
 	$(CARGO_TEST) --workspace
 
 demo: setup build istiod
-	cargo run -q --release -p wasmgate-e2e --bin demo -- $(DEMO_ARGS)
+	@echo "building the demo (the first build compiles the workspace in release: many minutes on 2 cores)"
+	cargo run --release -p wasmgate-e2e --bin demo -- $(DEMO_ARGS)
 
 bench: setup build istiod
-	cargo run -q --release -p wasmgate-e2e --bin bench
+	cargo run --release -p wasmgate-e2e --bin bench
 
 # The kind overlay on a real cluster with Istio; skips (exit 0) without docker and kind.
 e2e-kind:
