@@ -14,16 +14,17 @@ DIST := dist/plugins
 WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
 	--enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue
 # command:package pairs that `make setup` installs from Debian when the command is missing.
-APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk valgrind:valgrind node:nodejs docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client shellcheck:shellcheck
+APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk valgrind:valgrind node:nodejs npm:npm docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client shellcheck:shellcheck chromium:chromium
 # Libraries and data the native crates build against (the model server's BLAS, the training plot's fonts).
 APT_LIBS := libopenblas-dev libfontconfig1-dev pkg-config fonts-dejavu-core
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build istiod images push check manifests test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke soak clean
+.PHONY: help setup build web istiod images push check manifests test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke soak clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
 	@echo "make build   build every plugin into $(DIST)/<name>.wasm"
+	@echo "make web     build the web page (inference/web) the model server serves at /"
 	@echo "make istiod  build the e2e harness's istiod (istiod's generator and istio-agent's Wasm fetcher, Go)"
 	@echo "make demo    the whole gateway on loopback (registry, plugin images, model servers, Envoy from the CRs) and a scripted session"
 	@echo "make images  build the plugins and print the manifest digest each image will have (what WasmPlugin.sha256 pins)"
@@ -36,7 +37,7 @@ help:
 	@echo "make soak    mixed traffic through the whole gateway for SOAK_SECONDS (default 600); make test runs 15 s"
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default 300); make test runs 20 s each"
 	@echo "make train   train the cat / non-cat model (needs the catvnoncat data) into inference/model/"
-	@echo "make serve   run the model server on :8500 with the committed weights"
+	@echo "make serve   run the model server on :8500 with the committed weights and the web page"
 	@echo "make bench   benchmarks (not tests): req/s and Envoy CPU per request per plugin, 100 MB gRPC via the gateway"
 
 setup:
@@ -49,8 +50,21 @@ setup:
 	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq $$missing >/dev/null; \
 	fi
-	@$(MAKE) --no-print-directory $(VENV_STAMP)
+	@$(MAKE) --no-print-directory $(VENV_STAMP) $(NODE_STAMPS)
 	@$(VENV)/bin/envoy --version
+
+# The web page's and the browser tests' npm packages, exactly as package-lock.json pins them, installed again only
+# when a lock file changes.
+NODE_STAMPS := inference/web/node_modules/.installed e2e/browser/node_modules/.installed
+%/node_modules/.installed: %/package-lock.json
+	cd $* && npm ci --no-audit --no-fund
+	@touch $@
+
+# The web page (TypeScript, Connect-ES, Vite) into inference/web/dist, which the model server serves at /.
+WEB_DIST := inference/web/dist/index.html
+web: $(WEB_DIST)
+$(WEB_DIST): inference/web/node_modules/.installed inference/proto/grpc_predict_v2.proto $(wildcard inference/web/src/*.ts inference/web/src/*.css) inference/web/index.html inference/web/vite.config.ts
+	cd inference/web && npm run build
 
 # The Python environment, installed again only when a requirements file changes (pip takes a while even to find
 # nothing to do, and demo, bench and test all start with setup).
@@ -122,10 +136,10 @@ manifests:
 	$(VENV)/bin/python manifests/validate.py $(addprefix target/manifests/,$(addsuffix .yaml,$(OVERLAYS)))
 	cd manifests && ../$(VENV)/bin/python -m pytest -q
 
-test: build istiod lint check manifests test-wasm fuzz-smoke
+test: build web istiod lint check manifests test-wasm fuzz-smoke
 	$(CARGO_TEST) --workspace
 
-demo: setup build istiod
+demo: setup build web istiod
 	@echo "building the demo (the first build compiles the workspace in release: many minutes on 2 cores)"
 	cargo run --release -p wasmgate-e2e --bin demo -- $(DEMO_ARGS)
 
@@ -163,7 +177,7 @@ fuzz-smoke:
 train:
 	cargo run --release -q -p wasmgate-inference -- train
 
-serve:
+serve: web
 	cargo run --release -q -p wasmgate-inference -- serve
 
 clean:

@@ -4,6 +4,7 @@
 //! torn down on drop.
 
 pub mod bench;
+pub mod browser;
 pub mod clients;
 pub mod envoy;
 pub mod gateway;

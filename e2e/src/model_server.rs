@@ -19,8 +19,10 @@ pub struct ModelServer {
 }
 
 impl ModelServer {
+    /// With the server's defaults, and the web page as `make web` built it.
     pub async fn start() -> Result<Self> {
-        Self::start_with(ServerOptions::default()).await
+        let web_dir = workspace::root().join(wasmgate_inference::page::DEFAULT_WEB_DIR);
+        Self::start_with(ServerOptions { web_dir, ..ServerOptions::default() }).await
     }
 
     pub async fn start_with(options: ServerOptions) -> Result<Self> {

@@ -190,6 +190,47 @@ async fn grpc_clients_get_unauthenticated() -> Result<()> {
     Ok(())
 }
 
+/// A browser: the page's GET is challenged (the browser's own prompt), its gRPC-Web calls are answered in
+/// gRPC-Web's trailers-only form (HTTP 200, `grpc-status` in the headers) that its client library reads, with no
+/// challenge that would pop the prompt over the page.
+#[tokio::test]
+async fn browsers_get_the_prompt_for_the_page_and_a_status_for_grpc_web() -> Result<()> {
+    let s = stack(None).await?;
+    let page = s.send(RawRequest::get("/").host(HOST).header("accept", "text/html")).await;
+    assert_eq!(page.status, 401);
+    assert!(page.header("www-authenticate").is_some_and(|v| v.starts_with("Basic realm=")), "{:?}", page.headers);
+    let call = |content_type: &'static str, authorization: Option<String>| {
+        let mut request = RawRequest::new("POST", "/inference.GRPCInferenceService/ModelInfer")
+            .host(HOST)
+            .header("content-type", content_type)
+            .header("x-grpc-web", "1")
+            .body(vec![0, 0, 0, 0, 0]);
+        if let Some(value) = authorization {
+            request = request.header("authorization", &value);
+        }
+        request
+    };
+    let stale = Some(format!("Basic {}", STANDARD.encode("username:old-password")));
+    for (content_type, authorization) in [
+        ("application/grpc-web+proto", None),
+        ("application/grpc-web", stale.clone()),
+        ("application/grpc-web-text", stale),
+    ] {
+        let r = s.send(call(content_type, authorization)).await;
+        assert_eq!(r.status, 200, "{content_type}: {}", r.text());
+        assert_eq!(r.header("grpc-status"), Some("16"), "{content_type}");
+        assert!(r.header("grpc-message").is_some_and(|m| !m.is_empty()), "{content_type}");
+        assert_eq!(r.header("www-authenticate"), None, "{content_type}: no prompt over the page");
+    }
+    assert_eq!(s.upstream.count(), 0);
+    let ok = s
+        .send(call("application/grpc-web+proto", Some(format!("Basic {}", STANDARD.encode("username:password")))))
+        .await;
+    assert_eq!((ok.status, ok.header("grpc-status")), (200, None), "{}", ok.text());
+    assert_eq!(s.upstream.count(), 1);
+    Ok(())
+}
+
 #[tokio::test]
 async fn grpc_health_can_be_exempt() -> Result<()> {
     let mut config = committed_cr().spec.plugin_config.expect("pluginConfig");

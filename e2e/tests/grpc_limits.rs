@@ -171,6 +171,38 @@ async fn responses_over_their_limit_are_not_delivered() -> Result<()> {
     Ok(())
 }
 
+/// gRPC-Web as a browser sends it (HTTP/1.1, chunked): binary frames are read like gRPC's, base64 (text) bodies
+/// are held to the limit by their decoded size, and refusals come in gRPC-Web's form (HTTP 200, `grpc-status: 8`).
+#[tokio::test]
+async fn grpc_web_is_limited_like_grpc() -> Result<()> {
+    let s = stack().await?;
+    let post = |content_type: &str, body: Vec<u8>| {
+        RawRequest::new("POST", INFER)
+            .host(HOST)
+            .header("authorization", &auth())
+            .header("content-type", content_type)
+            .body(body)
+            .chunked(64 * 1024)
+    };
+    // A prefix announcing 129 MiB, over the committed 128 MiB ModelInfer limit: refused at the first chunk.
+    let announced = [0u8, 0x08, 0x10, 0, 0];
+    let mut binary = announced.to_vec();
+    binary.extend_from_slice(&[7u8; 1000]);
+    let r = post("application/grpc-web+proto", binary.clone()).send(s.envoy.listener).await?;
+    assert_eq!((r.status, r.header("grpc-status")), (200, Some("8")), "{}", r.text());
+    assert!(r.header("grpc-message").is_some_and(|m| m.contains("received message larger than max")), "{r:?}");
+    assert_eq!(s.upstream.count(), 0);
+    // The same bytes in base64 decode to 1005 bytes: what the server will read is small, so it passes.
+    let text = STANDARD.encode(&binary).into_bytes();
+    let r = post("application/grpc-web-text", text.clone()).send(s.envoy.listener).await?;
+    assert_eq!((r.status, r.header("grpc-status")), (200, None), "{}", r.text());
+    let seen = s.upstream.requests();
+    assert_eq!((seen.len(), seen[0].body_len), (1, text.len() as u64));
+    // Read as frames, those base64 characters would announce ~1 GiB ("AgQA" is 0x41675141): never how it is read.
+    assert_eq!(s.counter("refused.message_bytes").await, 1);
+    Ok(())
+}
+
 #[tokio::test]
 async fn malformed_grpc_bodies_never_break_the_vm() -> Result<()> {
     let s = stack().await?;

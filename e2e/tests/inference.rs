@@ -182,3 +182,42 @@ fn images_from_png_and_npy_files_are_read_and_resized() -> Result<()> {
     assert!(err.to_string().contains("expected [64,64,3] or [N,64,64,3]"), "{err}");
     Ok(())
 }
+
+/// The page beside the gRPC services, on the same port: its files to GET over HTTP/1.1 (with a content security
+/// policy), the gallery's samples, gRPC-Web calls answered with the status in a trailer frame, and the gRPC paths
+/// still POST only.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_serves_its_page_and_answers_grpc_web_over_http1() -> Result<()> {
+    use prost::Message;
+    use wasmgate_e2e::RawRequest;
+    let server = ModelServer::start().await?;
+    let page = RawRequest::get("/").host("models").send(server.addr).await?;
+    assert_eq!(page.status, 200, "{}", page.text());
+    assert!(page.text().contains("Cat or non-cat?"));
+    assert!(page.header("content-security-policy").is_some_and(|v| v.starts_with("default-src 'self'")));
+    let samples = RawRequest::get("/samples.json").host("models").send(server.addr).await?;
+    let samples: Value = serde_json::from_slice(&samples.body)?;
+    assert!(!samples["images"].as_array().context("images")?.is_empty(), "{samples}");
+
+    let message = client::generated(2).request().encode_to_vec();
+    let mut framed = vec![0u8];
+    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    framed.extend_from_slice(&message);
+    let call = RawRequest::new("POST", "/inference.GRPCInferenceService/ModelInfer")
+        .host("models")
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(framed)
+        .send(server.addr)
+        .await?;
+    assert_eq!(call.status, 200);
+    assert_eq!(call.header("content-type"), Some("application/grpc-web+proto"));
+    // gRPC-Web's answer: the message frame, then a trailer frame (flag 0x80) carrying the status.
+    let trailer = call.body.windows(1).position(|b| b[0] == 0x80).context("no trailer frame")?;
+    assert!(String::from_utf8_lossy(&call.body[trailer + 5..]).contains("grpc-status:0"), "{call:?}");
+    assert_eq!(server.stats.snapshot().infer_ok, 1);
+
+    let get = RawRequest::get("/inference.GRPCInferenceService/ModelInfer").host("models").send(server.addr).await?;
+    assert_eq!((get.status, get.header("allow")), (405, Some("POST")));
+    Ok(())
+}

@@ -13,7 +13,6 @@ use crate::tensor::{INPUT, PROBABILITIES};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use bytes::Bytes;
-use image::imageops::FilterType;
 use ndarray::{Array, IxDyn};
 use std::path::Path;
 use tonic::metadata::MetadataValue;
@@ -51,9 +50,9 @@ impl Images {
             self.names.extend((0..count).map(|i| if count == 1 { name.clone() } else { format!("{name}[{i}]") }));
             return Ok(());
         }
-        let image = image::open(path).with_context(|| format!("reading {name} (PNG or JPEG)"))?;
-        let resized = image.resize_exact(IMAGE_SHAPE[1] as u32, IMAGE_SHAPE[0] as u32, FilterType::Triangle);
-        self.pixels.extend_from_slice(resized.to_rgb8().as_raw());
+        let bytes = std::fs::read(path).with_context(|| format!("reading {name}"))?;
+        // The server's own preprocessing, so a file gets the answer the web page gets for it.
+        self.pixels.extend(crate::encoded::to_pixels(&bytes, &name)?);
         self.names.push(name);
         Ok(())
     }

@@ -6,6 +6,7 @@ extern crate blas_src;
 
 pub mod blas;
 pub mod data;
+pub mod encoded;
 pub mod model;
 pub mod proto;
 pub mod tensor;
@@ -13,6 +14,8 @@ pub mod tf_tensor;
 
 #[cfg(feature = "app")]
 pub mod client;
+#[cfg(feature = "app")]
+pub mod page;
 #[cfg(feature = "app")]
 pub mod plot;
 #[cfg(feature = "app")]

@@ -62,6 +62,12 @@ enum Command {
         /// The request header naming the user the gateway authenticated; logged with each call.
         #[arg(long, env = "WASMGATE_USER_HEADER", default_value = server::DEFAULT_USER_HEADER)]
         user_header: String,
+        /// The built web page (`make web`), served at `/`.
+        #[arg(long, env = "WASMGATE_WEB_DIR", default_value = wasmgate_inference::page::DEFAULT_WEB_DIR)]
+        web_dir: PathBuf,
+        /// The catvnoncat data the page's gallery shows; generated images when absent.
+        #[arg(long, env = data::DATA_DIR_ENV, default_value_os_t = data::default_dir())]
+        samples: PathBuf,
     },
     /// Classify images (PNG, JPEG, or uint8 .npy batches) against a running server.
     Classify {
@@ -143,7 +149,7 @@ fn run(cli: Cli) -> Result<()> {
             train::print_summary(&report, Some(&output), Some(&plot));
             Ok(())
         }
-        Command::Serve { listen, model, max_message_size, log_format, user_header } => {
+        Command::Serve { listen, model, max_message_size, log_format, user_header, web_dir, samples } => {
             init_logging(log_format);
             let saved = weights::load(&model, Some(&DEFAULT_SIZES))
                 .with_context(|| format!("loading the model from {}", model.display()))?;
@@ -155,7 +161,8 @@ fn run(cli: Cli) -> Result<()> {
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 tracing::info!(address = %listener.local_addr()?, model = %model.display(), max_message_size, "serving");
-                let options = ServerOptions { max_message_bytes: max_message_size, user_header };
+                let options =
+                    ServerOptions { max_message_bytes: max_message_size, user_header, web_dir, samples_dir: samples };
                 server::serve(listener, service, &options, server::termination()).await
             })?;
             tracing::info!(stats = ?stats.snapshot(), "stopped");

@@ -1,13 +1,13 @@
 //! gRPC is POST only (gRPC over HTTP/2: `:method` is `POST`), but tonic routes by path and never looks at the
 //! method: an `OPTIONS`, `TRACE` or, over HTTP/2, lower-case `post` request on a gRPC path was served like a
 //! POST. A gateway rule that lists methods skips those requests, so the server must refuse them itself. The
-//! refusal is HTTP 405 with `allow: POST`, and a gRPC status for clients that read one.
+//! refusal is HTTP 405 with `allow: POST`, and a gRPC status for clients that read one. The layer wraps the gRPC
+//! services only: the web page beside them ([`crate::page`]) is fetched with GET.
 
 use http::{Method, Request, Response, StatusCode, header};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use tonic::body::Body;
 use tower::{Layer, Service};
 
 /// The layer for `tonic::transport::Server::layer`.
@@ -28,10 +28,10 @@ pub struct PostOnly<S> {
 }
 
 /// The answer to a request whose method is not POST.
-pub fn refusal(method: &Method) -> Response<Body> {
+pub fn refusal<B: Default>(method: &Method) -> Response<B> {
     // A method that is not a token cannot come through hyper; the message stays ASCII either way.
     let message = format!("gRPC requires POST; got {}", method.as_str().escape_default());
-    let mut response = Response::new(Body::empty());
+    let mut response = Response::new(B::default());
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     let headers = response.headers_mut();
     headers.insert(header::ALLOW, header::HeaderValue::from_static("POST"));
@@ -43,14 +43,15 @@ pub fn refusal(method: &Method) -> Response<Body> {
     response
 }
 
-impl<S, B> Service<Request<B>> for PostOnly<S>
+impl<S, B, RB> Service<Request<B>> for PostOnly<S>
 where
-    S: Service<Request<B>, Response = Response<Body>>,
+    S: Service<Request<B>, Response = Response<RB>>,
     S::Future: Send + 'static,
+    RB: Default + Send + 'static,
 {
-    type Response = Response<Body>;
+    type Response = Response<RB>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -73,7 +74,7 @@ mod tests {
 
     #[test]
     fn the_refusal_names_the_method_and_what_is_allowed() {
-        let response = refusal(&Method::from_bytes(b"post").unwrap());
+        let response = refusal::<tonic::body::Body>(&Method::from_bytes(b"post").unwrap());
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
         assert_eq!(response.headers()["allow"], "POST");
         assert_eq!(response.headers()["grpc-status"], "12");

@@ -1,6 +1,6 @@
-//! The gRPC server: the Open Inference Protocol v2, TensorFlow Serving's API, `grpc.health.v1` and server
-//! reflection on one port, with a bounded
-//! message size, POST only (see [`crate::post_only`]) and graceful shutdown.
+//! The server: the Open Inference Protocol v2, TensorFlow Serving's API, `grpc.health.v1` and server reflection
+//! on one port, with a bounded message size, POST only (see [`crate::post_only`]) and graceful shutdown; gRPC-Web
+//! for browsers and the web page ([`crate::page`]) beside them.
 
 use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
@@ -8,7 +8,9 @@ use crate::proto::{self, grpc_inference_service_server::GrpcInferenceServiceServ
 use crate::service::ModelService;
 use crate::tf_serving::TfServing;
 use std::future::Future;
+use std::path::PathBuf;
 use tokio::net::TcpListener;
+use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 
 /// 128 MiB: room for a 100 MB batch, while tonic, which reserves a message's announced length up front, stays
@@ -22,11 +24,20 @@ pub struct ServerOptions {
     pub max_message_bytes: usize,
     /// Whose call it was: the request header naming the user the gateway authenticated, logged with every call.
     pub user_header: String,
+    /// The built web page (`inference/web/dist`); served at `/` when it holds `index.html`.
+    pub web_dir: PathBuf,
+    /// The catvnoncat data folder for the page's gallery; generated images when it is absent.
+    pub samples_dir: PathBuf,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
-        Self { max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES, user_header: DEFAULT_USER_HEADER.to_owned() }
+        Self {
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            user_header: DEFAULT_USER_HEADER.to_owned(),
+            web_dir: PathBuf::from(crate::page::DEFAULT_WEB_DIR),
+            samples_dir: crate::data::default_dir(),
+        }
     }
 }
 
@@ -59,21 +70,36 @@ pub async fn serve(
         .max_decoding_message_size(options.max_message_bytes)
         .max_encoding_message_size(options.max_message_bytes);
     let model_status = ModelServiceServer::new(tf_serving);
+    let grpc = Routes::new(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(inference)
+        .add_service(prediction)
+        .add_service(model_status)
+        .into_axum_router();
+    // gRPC-Web (the page's calls) becomes gRPC here, so the gateway needs no grpc_web filter and its plugins see
+    // the browser's own request. Only around the services: tonic-web refuses any other HTTP/1.1 request, and the
+    // page is fetched with plain GETs.
+    let grpc = tower::ServiceBuilder::new()
+        .layer(crate::post_only::PostOnlyLayer)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .map_request(|request: http::Request<tonic::body::Body>| request.map(axum::body::Body::new))
+        .map_response(|response: http::Response<axum::body::Body>| response.map(tonic::body::Body::new))
+        .service(grpc);
+    let samples = crate::page::Samples::load(&options.samples_dir)?;
+    tracing::info!(source = %samples.source, images = samples.images.len(), "web page gallery");
+    let routes = Routes::from(crate::page::router(&options.web_dir, &samples)?.fallback_service(grpc));
     let user_header = options.user_header.clone();
     tonic::transport::Server::builder()
+        // The page's GETs and browsers without TLS speak HTTP/1.1; gRPC clients and the gateway speak h2.
+        .accept_http1(true)
         // Every call's log lines carry its method and the user the gateway vouched for, so a call can be
         // followed from the gateway's log to the model's.
         .trace_fn(move |request| {
             let user = request.headers().get(user_header.as_str()).and_then(|v| v.to_str().ok()).unwrap_or_default();
             tracing::info_span!("call", method = request.uri().path(), user)
         })
-        .layer(crate::post_only::PostOnlyLayer)
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(inference)
-        .add_service(prediction)
-        .add_service(model_status)
+        .add_routes(routes)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)
         .await?;
     Ok(())

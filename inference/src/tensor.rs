@@ -4,6 +4,7 @@
 //!
 //! Everything here runs on untrusted input: sizes are checked with overflow in mind before anything is allocated.
 
+use crate::encoded;
 use crate::model::{IMAGE_SHAPE, IMAGE_VALUES, label};
 use crate::proto::model_infer_request::InferInputTensor;
 use crate::proto::model_infer_response::InferOutputTensor;
@@ -12,6 +13,9 @@ use bytes::{Bytes, BytesMut};
 use ndarray::Array2;
 
 pub const INPUT: &str = "images";
+/// The same images as PNG or JPEG files, one BYTES element each, decoded and resized by the server (the web page
+/// sends photos this way).
+pub const ENCODED_INPUT: &str = "encoded_images";
 pub const PROBABILITIES: &str = "probabilities";
 pub const LABELS: &str = "labels";
 pub const OUTPUTS: [&str; 2] = [PROBABILITIES, LABELS];
@@ -60,10 +64,23 @@ pub struct Batch {
 
 pub fn decode(request: &ModelInferRequest) -> Result<Batch, InputError> {
     let input = match request.inputs.as_slice() {
-        [only] if only.name == INPUT => only,
-        [only] => return invalid(format!("unknown input `{}`; this model takes one input named `{INPUT}`", only.name)),
+        [only] if only.name == INPUT || only.name == ENCODED_INPUT => only,
+        [only] => {
+            return invalid(format!(
+                "unknown input `{}`; this model takes `{INPUT}` (UINT8 or FP32 [N, 64, 64, 3]) or `{ENCODED_INPUT}` \
+                 (BYTES [N], PNG or JPEG files)",
+                only.name
+            ));
+        }
         inputs => return invalid(format!("this model takes exactly one input (`{INPUT}`), got {}", inputs.len())),
     };
+    if input.name == ENCODED_INPUT {
+        let outputs = requested_outputs(request)?;
+        let (count, pixels) = encoded_pixels(input, &request.raw_input_contents)?;
+        let pixels = Array2::from_shape_vec((count, IMAGE_VALUES), pixels)
+            .map_err(|e| InputError(format!("cannot arrange the input as [{count}, {IMAGE_VALUES}]: {e}")))?;
+        return Ok(Batch { pixels, raw_output: !request.raw_input_contents.is_empty(), outputs });
+    }
     let datatype = Datatype::parse(&input.datatype)?;
     let count = batch_size(input)?;
     let values =
@@ -96,6 +113,53 @@ fn batch_size(input: &InferInputTensor) -> Result<usize, InputError> {
         }
         other => invalid(format!("input `{INPUT}` has shape {other:?}; expected {}", expected())),
     }
+}
+
+/// `encoded_images`: BYTES `[N]`, 1 ≤ N ≤ [`encoded::MAX_BATCH`], each element a PNG or JPEG, in `bytes_contents`
+/// or in raw form (each element a 4-byte little-endian length, then its bytes).
+fn encoded_pixels(input: &InferInputTensor, raw: &[Bytes]) -> Result<(usize, Vec<f32>), InputError> {
+    if input.datatype != "BYTES" {
+        return invalid(format!("input `{ENCODED_INPUT}` has datatype `{}`; send BYTES", input.datatype));
+    }
+    let count = match input.shape.as_slice() {
+        [n] => usize::try_from(*n).ok().filter(|n| (1..=encoded::MAX_BATCH).contains(n)),
+        _ => None,
+    }
+    .ok_or_else(|| {
+        InputError(format!(
+            "input `{ENCODED_INPUT}` has shape {:?}; expected [N] with 1 <= N <= {}",
+            input.shape,
+            encoded::MAX_BATCH
+        ))
+    })?;
+    let files: Vec<&[u8]> = match raw {
+        [] => input.contents.as_ref().map(|c| c.bytes_contents.iter().map(|b| &b[..]).collect()).unwrap_or_default(),
+        [raw] => split_raw_bytes(raw)?,
+        many => return invalid(format!("raw_input_contents has {} entries for 1 input", many.len())),
+    };
+    check_count(files.len(), count, ENCODED_INPUT)?;
+    let mut pixels = Vec::with_capacity(count * IMAGE_VALUES);
+    for (i, file) in files.iter().enumerate() {
+        pixels.extend(encoded::to_pixels(file, &format!("{ENCODED_INPUT}[{i}]"))?.into_iter().map(scale_u8));
+    }
+    Ok((count, pixels))
+}
+
+/// The raw form of a BYTES tensor: elements as a 4-byte little-endian length, then that many bytes.
+fn split_raw_bytes(mut raw: &[u8]) -> Result<Vec<&[u8]>, InputError> {
+    let mut elements = Vec::new();
+    while !raw.is_empty() {
+        let Some((length, rest)) = raw.split_first_chunk::<4>() else {
+            return invalid("raw BYTES input ends inside an element's 4-byte length");
+        };
+        let length = u32::from_le_bytes(*length) as usize;
+        if rest.len() < length {
+            return invalid(format!("raw BYTES element of {length} bytes runs past the end of the input"));
+        }
+        elements.push(&rest[..length]);
+        raw = &rest[length..];
+    }
+    Ok(elements)
 }
 
 fn requested_outputs(request: &ModelInferRequest) -> Result<Vec<&'static str>, InputError> {
@@ -245,6 +309,66 @@ mod tests {
         decode(request).unwrap_err().0
     }
 
+    fn png_64(pixel: [u8; 3]) -> Bytes {
+        let image = image::RgbImage::from_pixel(64, 64, image::Rgb(pixel));
+        let mut out = std::io::Cursor::new(Vec::new());
+        image.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner().into()
+    }
+
+    fn encoded_request(shape: Vec<i64>, files: Vec<Bytes>) -> ModelInferRequest {
+        ModelInferRequest {
+            inputs: vec![InferInputTensor {
+                name: ENCODED_INPUT.into(),
+                datatype: "BYTES".into(),
+                shape,
+                contents: Some(InferTensorContents { bytes_contents: files, ..Default::default() }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn encoded_images_are_decoded_in_both_forms() {
+        let files = vec![png_64([255, 0, 0]), png_64([0, 51, 0])];
+        let batch = decode(&encoded_request(vec![2], files.clone())).unwrap();
+        assert_eq!(batch.pixels.dim(), (2, IMAGE_VALUES));
+        assert_eq!((batch.pixels[[0, 0]], batch.pixels[[0, 1]], batch.pixels[[1, 1]]), (1.0, 0.0, 0.2));
+        assert!(!batch.raw_output);
+        let mut raw = Vec::new();
+        for file in &files {
+            raw.extend_from_slice(&(file.len() as u32).to_le_bytes());
+            raw.extend_from_slice(file);
+        }
+        let mut request = encoded_request(vec![2], vec![]);
+        request.inputs[0].contents = None;
+        request.raw_input_contents = vec![raw.into()];
+        let from_raw = decode(&request).unwrap();
+        assert_eq!(from_raw.pixels, batch.pixels);
+        assert!(from_raw.raw_output);
+    }
+
+    #[test]
+    fn encoded_images_say_what_is_wrong() {
+        let one = || vec![png_64([0, 0, 0])];
+        let mut wrong_type = encoded_request(vec![1], one());
+        wrong_type.inputs[0].datatype = "UINT8".into();
+        assert_eq!(error(&wrong_type), "input `encoded_images` has datatype `UINT8`; send BYTES");
+        assert_eq!(error(&encoded_request(vec![2], one())), "encoded_images has 1 values; the shape needs 2");
+        assert_eq!(
+            error(&encoded_request(vec![65], one())),
+            "input `encoded_images` has shape [65]; expected [N] with 1 <= N <= 64"
+        );
+        assert_eq!(
+            error(&encoded_request(vec![1], vec![Bytes::from_static(b"GIF89a")])),
+            "encoded_images[0] is neither PNG nor JPEG"
+        );
+        let mut truncated = encoded_request(vec![1], vec![]);
+        truncated.raw_input_contents = vec![Bytes::from_static(&[9, 0, 0, 0, 1])];
+        assert_eq!(error(&truncated), "raw BYTES element of 9 bytes runs past the end of the input");
+    }
+
     #[test]
     fn raw_uint8_batch_is_scaled_to_unit_range() {
         let mut bytes = vec![0u8; 2 * IMAGE_VALUES];
@@ -313,7 +437,11 @@ mod tests {
         assert_eq!(error(&request), "input `images` has shape [1, 32, 32, 3]; expected [N, 64, 64, 3]");
         request.inputs[0].shape = vec![1, 64, 64, 3];
         request.inputs[0].name = "x".into();
-        assert_eq!(error(&request), "unknown input `x`; this model takes one input named `images`");
+        assert_eq!(
+            error(&request),
+            "unknown input `x`; this model takes `images` (UINT8 or FP32 [N, 64, 64, 3]) or `encoded_images` \
+             (BYTES [N], PNG or JPEG files)"
+        );
         request.inputs.clear();
         assert_eq!(error(&request), "this model takes exactly one input (`images`), got 0");
         let mut request = raw_request("UINT8", 1, vec![0; IMAGE_VALUES]);

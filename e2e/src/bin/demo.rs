@@ -55,7 +55,8 @@ fn describe(stack: &FullStack) {
     }
     println!("model servers stable {}  canary {}", stack.stable.addr, stack.canary.addr);
     println!("istiod        xDS {} (istiod's generator, istio-agent's Wasm step)", stack.envoy.istiod.xds);
-    println!("Envoy (V8)    {}  admin http://{}\n", stack.envoy.listener, stack.envoy.admin);
+    println!("Envoy (V8)    {}  admin http://{}", stack.envoy.listener, stack.envoy.admin);
+    println!("web page      {}  (user {USER}, password {PASSWORD})\n", page_url(stack));
 }
 
 fn step(what: &str, outcome: impl std::fmt::Display) {
@@ -148,11 +149,18 @@ async fn session(stack: &FullStack) -> Result<()> {
     Ok(())
 }
 
+/// The page through the gateway: the host the Gateway serves, on the listener's port.
+fn page_url(stack: &FullStack) -> String {
+    format!("http://{HOST}:{}/", stack.envoy.listener.port())
+}
+
 fn how_to_call(stack: &FullStack) {
     let gateway = stack.envoy.listener;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     println!(
         "\nThe gateway stays up at {gateway} (host {HOST}). Try:\n\
+         \n  the web page: {page} as {USER} / {PASSWORD}, with {HOST} resolving to {ip}: a line `{ip} {HOST}` in\n  \
+         /etc/hosts, or chromium --host-resolver-rules='MAP {HOST} {ip}' {page}\n\
          \n  WASMGATE_PASSWORD={PASSWORD} cargo run -q --release -p wasmgate-inference -- classify \\\n    \
          --address http://{gateway} --authority {HOST} --user {USER} some-cat.jpg\n\
          \n  .venv/bin/python -c 'import numpy as np, tritonclient.grpc as g\n\
@@ -166,6 +174,8 @@ fn how_to_call(stack: &FullStack) {
          r.inputs[\"images\"].CopyFrom(tf.make_tensor_proto(np.zeros((1, 64, 64, 3), np.uint8)))\n\
          print(stub.Predict(r, metadata=[(\"authorization\", \"Basic {token}\")]).outputs[\"probabilities\"].float_val)'\n\
          \n  Envoy admin: curl http://{}/stats | grep wasmgate\n\nCtrl-C stops everything.",
-        stack.envoy.admin
+        stack.envoy.admin,
+        page = page_url(stack),
+        ip = gateway.ip(),
     );
 }

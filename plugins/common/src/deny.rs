@@ -1,5 +1,6 @@
 //! Denials that suit the client: HTTP clients get a status and a short text body; gRPC clients
-//! (`content-type: application/grpc*`) get a gRPC status they can act on instead of an HTML page they cannot parse.
+//! (`content-type: application/grpc*`) get a gRPC status they can act on instead of an HTML page they cannot parse;
+//! gRPC-Web clients (browsers, `application/grpc-web*`) get it in the form their libraries read.
 
 /// gRPC status codes the plugins answer with (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,16 +18,31 @@ pub enum GrpcStatus {
 pub enum ClientKind {
     Http,
     Grpc,
+    /// `application/grpc-web[+proto]` (binary frames, like gRPC's) or, with `text`, `application/grpc-web-text`
+    /// (the same frames in base64).
+    GrpcWeb {
+        text: bool,
+    },
 }
 
 impl ClientKind {
     pub fn from_content_type(content_type: Option<&str>) -> Self {
-        match content_type {
-            Some(ct) if ct.trim_start().get(..16).is_some_and(|p| p.eq_ignore_ascii_case("application/grpc")) => {
-                Self::Grpc
-            }
-            _ => Self::Http,
+        let Some(ct) = content_type.map(str::trim_start) else { return Self::Http };
+        let starts = |prefix: &str| ct.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
+        if starts("application/grpc-web-text") {
+            Self::GrpcWeb { text: true }
+        } else if starts("application/grpc-web") {
+            Self::GrpcWeb { text: false }
+        } else if starts("application/grpc") {
+            Self::Grpc
+        } else {
+            Self::Http
         }
+    }
+
+    /// Whether the body is gRPC's length-prefixed messages (gRPC, or gRPC-Web in either form).
+    pub fn is_grpc_family(self) -> bool {
+        self != Self::Http
     }
 }
 
@@ -75,8 +91,33 @@ impl Denial {
                 body: self.message,
                 grpc_status: Some(self.grpc_status as u32),
             },
+            // Envoy does not take gRPC-Web for gRPC, so the plugin writes gRPC-Web's trailers-only answer itself:
+            // HTTP 200 with `grpc-status`/`grpc-message` in the headers, which gRPC-Web libraries read as the call's
+            // status first. (No `content-type`: Envoy drops it from a local reply without a body.) No
+            // `www-authenticate`: a browser would pop its sign-in prompt over the page for a background call; the
+            // page tells the user to sign in again instead.
+            ClientKind::GrpcWeb { .. } => {
+                let mut headers: Vec<(String, String)> =
+                    self.headers.into_iter().filter(|(k, _)| !k.eq_ignore_ascii_case("www-authenticate")).collect();
+                headers.push(("grpc-status".into(), (self.grpc_status as u32).to_string()));
+                headers.push(("grpc-message".into(), percent_encode(&self.message)));
+                LocalResponse { status: 200, headers, body: String::new(), grpc_status: None }
+            }
         }
     }
+}
+
+/// `grpc-message`'s encoding: bytes outside printable ASCII, and `%`, as `%XX` (gRPC over HTTP/2 spec).
+fn percent_encode(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for byte in message.bytes() {
+        if (0x20..=0x7e).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -85,8 +126,14 @@ mod tests {
 
     #[test]
     fn grpc_content_types() {
-        for ct in ["application/grpc", "application/grpc+proto", "Application/GRPC-web", " application/grpc"] {
+        for ct in ["application/grpc", "application/grpc+proto", " application/grpc"] {
             assert_eq!(ClientKind::from_content_type(Some(ct)), ClientKind::Grpc, "{ct}");
+        }
+        for ct in ["application/grpc-web", "Application/GRPC-web+proto", "application/grpc-web+json"] {
+            assert_eq!(ClientKind::from_content_type(Some(ct)), ClientKind::GrpcWeb { text: false }, "{ct}");
+        }
+        for ct in ["application/grpc-web-text", "application/GRPC-WEB-TEXT+proto"] {
+            assert_eq!(ClientKind::from_content_type(Some(ct)), ClientKind::GrpcWeb { text: true }, "{ct}");
         }
         for ct in [None, Some("application/json"), Some("application/grp"), Some("")] {
             assert_eq!(ClientKind::from_content_type(ct), ClientKind::Http, "{ct:?}");
@@ -99,8 +146,19 @@ mod tests {
         let http = denial.clone().render(ClientKind::Http);
         assert_eq!((http.status, http.grpc_status), (401, None));
         assert!(http.headers.iter().any(|(k, _)| k == "www-authenticate"));
-        let grpc = denial.render(ClientKind::Grpc);
+        let grpc = denial.clone().render(ClientKind::Grpc);
         assert_eq!(grpc.grpc_status, Some(16));
         assert_eq!(grpc.body, "no");
+        let web = denial.render(ClientKind::GrpcWeb { text: false });
+        assert_eq!((web.status, web.grpc_status, web.body.as_str()), (200, None, ""));
+        let header = |name: &str| web.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        assert_eq!(header("grpc-status"), Some("16"));
+        assert_eq!(header("grpc-message"), Some("no"));
+        assert_eq!(header("www-authenticate"), None);
+    }
+
+    #[test]
+    fn grpc_messages_are_percent_encoded() {
+        assert_eq!(percent_encode("over 100% of 128 MiB: ü\n"), "over 100%25 of 128 MiB: %C3%BC%0A");
     }
 }

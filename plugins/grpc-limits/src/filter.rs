@@ -3,8 +3,8 @@
 
 use crate::config::Limits;
 use crate::policy::{
-    ACCEPTED_COUNTER, COUNTERS, MESSAGES_COUNTER, Meter, REQUEST_BYTES_COUNTER, Stop, TRUNCATED_COUNTER, Violation,
-    content_length,
+    ACCEPTED_COUNTER, COUNTERS, Framing, MESSAGES_COUNTER, Meter, REQUEST_BYTES_COUNTER, Stop, TRUNCATED_COUNTER,
+    Violation, content_length,
 };
 use crate::{Config, PLUGIN};
 use proxy_wasm::traits::{Context, HttpContext};
@@ -130,18 +130,24 @@ impl Filter {
         let raw = request_headers_raw().map_err(Refusal::Host)?;
         let headers = HeaderMapView::parse(&raw).map_err(|_| Refusal::Host(Status::ParseFailure))?;
         let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
-        // Any gRPC content-type among several counts: the server may read that one.
-        let client = headers
+        // Any gRPC content-type among several counts: the server may read that one. Base64 (gRPC-Web text) wins:
+        // read as frames, base64 would give prefixes far above any limit, never a way past it.
+        let kinds: Vec<ClientKind> = headers
             .values("content-type")
             .map(|v| ClientKind::from_content_type(std::str::from_utf8(v).ok()))
-            .find(|kind| *kind == ClientKind::Grpc)
+            .collect();
+        let client = kinds
+            .iter()
+            .copied()
+            .find(|kind| *kind == ClientKind::GrpcWeb { text: true })
+            .or_else(|| kinds.iter().copied().find(|kind| kind.is_grpc_family()))
             .unwrap_or(ClientKind::Http);
         let selected = match self.state.config.select(&RequestLine::new(&authority, &path, &method)) {
             Ok(Some(selected)) => selected,
             Ok(None) => return Ok(()),
             Err(violation) => {
                 self.stream = Some(Stream {
-                    meter: Meter::new(Limits::default(), false),
+                    meter: Meter::new(Limits::default(), Framing::Opaque),
                     rule: "-".into(),
                     client,
                     finished: true,
@@ -150,7 +156,12 @@ impl Filter {
             }
         };
         // A gRPC rule counts messages whatever the client says it sends: the server decodes them anyway.
-        let meter = Meter::new(selected.limits, client == ClientKind::Grpc || selected.grpc_rule);
+        let framing = match client {
+            ClientKind::GrpcWeb { text: true } => Framing::Base64Frames,
+            _ if client.is_grpc_family() || selected.grpc_rule => Framing::Frames,
+            _ => Framing::Opaque,
+        };
+        let meter = Meter::new(selected.limits, framing);
         let declared = content_length(headers.get("content-length"));
         self.stream = Some(Stream { meter, rule: selected.rule.to_string(), client, finished: end_of_stream });
         if let Some(stream) = &self.stream {

@@ -125,6 +125,22 @@ pub enum Stop<E> {
     Host(E),
 }
 
+/// How a request body carries its messages, which decides how the message limit is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// Not gRPC: only the byte limits apply.
+    Opaque,
+    /// gRPC's (and binary gRPC-Web's) length-prefixed messages: each prefix is read and checked.
+    Frames,
+    /// `application/grpc-web-text`: the same frames in base64. gRPC-Web has no client streaming, so the body is
+    /// one message and its decoded size (at most 3/4 of the bytes on the wire) bounds that message: the limit is
+    /// checked against it without decoding, and may refuse a message within 2 bytes of the limit.
+    Base64Frames,
+}
+
+/// gRPC's message prefix: a flag byte and a 4-byte length.
+const PREFIX_BYTES: u64 = 5;
+
 /// Enforces one request's limits as it streams.
 #[derive(Debug, Clone)]
 pub struct Meter {
@@ -133,6 +149,8 @@ pub struct Meter {
     response_bytes: u64,
     /// Present for gRPC requests with a message limit.
     frames: Option<FrameCounter>,
+    /// The message limit a base64 body's decoded size is held to (gRPC-Web text).
+    base64_message_limit: Option<u64>,
 }
 
 /// `content-length` as a number, if present and well-formed (Envoy has already refused malformed ones).
@@ -141,16 +159,24 @@ pub fn content_length(value: Option<&[u8]>) -> Option<u64> {
 }
 
 impl Meter {
-    pub fn new(limits: Limits, grpc: bool) -> Self {
-        let frames = (grpc && limits.message.is_some()).then(FrameCounter::default);
-        Self { limits, request_bytes: 0, response_bytes: 0, frames }
+    pub fn new(limits: Limits, framing: Framing) -> Self {
+        let frames = (framing == Framing::Frames && limits.message.is_some()).then(FrameCounter::default);
+        let base64_message_limit = limits.message.filter(|_| framing == Framing::Base64Frames);
+        Self { limits, request_bytes: 0, response_bytes: 0, frames, base64_message_limit }
     }
 
     pub fn check_request_headers(&self, content_length: Option<u64>) -> Result<(), Violation> {
         match (content_length, self.limits.request) {
             (Some(declared), Some(limit)) if declared > limit => Err(Violation::ContentLength { declared, limit }),
-            _ => Ok(()),
+            _ => content_length.map_or(Ok(()), |declared| self.check_base64_message(declared)),
         }
+    }
+
+    /// The one message a gRPC-Web text body of `wire_bytes` can hold, against the message limit.
+    fn check_base64_message(&self, wire_bytes: u64) -> Result<(), Violation> {
+        let Some(limit) = self.base64_message_limit else { return Ok(()) };
+        let size = (wire_bytes / 4 * 3 + (wire_bytes % 4).saturating_sub(1)).saturating_sub(PREFIX_BYTES);
+        if size > limit { Err(Violation::MessageBytes { size, limit }) } else { Ok(()) }
     }
 
     /// Accounts for a request body chunk of `len` bytes; `read(offset, len)` gives bytes of that chunk.
@@ -163,6 +189,7 @@ impl Meter {
         if let Some(limit) = self.limits.request.filter(|limit| self.request_bytes > *limit) {
             return Err(Stop::Limit(Violation::RequestBytes { limit }));
         }
+        self.check_base64_message(self.request_bytes).map_err(Stop::Limit)?;
         if let Some(frames) = &mut self.frames {
             frames.advance(len, self.limits.message, read).map_err(|e| match e {
                 FrameError::Oversized(o) => Stop::Limit(Violation::MessageBytes { size: o.size, limit: o.limit }),
@@ -237,7 +264,7 @@ mod tests {
     }
 
     fn meter(c: &Config, host: &str, path: &str, grpc: bool) -> Meter {
-        Meter::new(select(c, host, path).unwrap().limits, grpc)
+        Meter::new(select(c, host, path).unwrap().limits, if grpc { Framing::Frames } else { Framing::Opaque })
     }
 
     fn stream(m: &mut Meter, body: &[u8], chunk: usize) -> Result<(), Stop<Infallible>> {
@@ -280,6 +307,25 @@ mod tests {
         assert_eq!(stream(&mut m, &big, 64), Err(Stop::Limit(Violation::MessageBytes { size: 1001, limit: 1000 })));
         let mut plain = meter(&c, "x", "/", false);
         assert_eq!(stream(&mut plain, &big, 64), Ok(()), "non-gRPC bodies have no messages");
+    }
+
+    #[test]
+    fn grpc_web_text_is_limited_by_its_decoded_size() {
+        use base64::Engine;
+        let c = Config::from_json(br#"{"default":{"max_request_bytes":"1Mi","max_message_bytes":1000}}"#).unwrap();
+        let limits = select(&c, "x", "/").unwrap().limits;
+        let text = |size: usize| base64::engine::general_purpose::STANDARD.encode(encode(&[&vec![7u8; size]]));
+        for size in [0, 1, 998, 1000] {
+            let body = text(size);
+            let mut m = Meter::new(limits, Framing::Base64Frames);
+            assert_eq!(m.check_request_headers(Some(body.len() as u64)), Ok(()), "{size}");
+            assert_eq!(stream(&mut m, body.as_bytes(), 7), Ok(()), "{size}");
+        }
+        let body = text(1003);
+        let mut m = Meter::new(limits, Framing::Base64Frames);
+        let refused = Err(Violation::MessageBytes { size: 1003, limit: 1000 });
+        assert_eq!(m.check_request_headers(Some(body.len() as u64)), refused);
+        assert_eq!(stream(&mut m, body.as_bytes(), 7), refused.map_err(Stop::Limit));
     }
 
     #[test]
