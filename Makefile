@@ -6,6 +6,8 @@ PLUGINS := basic-auth grpc-limits host-router
 # The three policies in one filter. Built on its own: it embeds the plugins without their entry points, and a
 # cargo run together with them would turn those back on (features unify).
 SUITE := suite
+# Modules the e2e tests load that are not plugins (left in $(WASM_DIR), not in dist/).
+TEST_MODULES := panic-probe
 VENV := .venv
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/wasm
@@ -78,7 +80,7 @@ $(VENV_STAMP): e2e/requirements.txt e2e/requirements-no-deps.txt
 	@touch $@
 
 build:
-	cargo build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS))
+	cargo build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS) $(TEST_MODULES))
 	cargo build --profile wasm --target $(WASM_TARGET) -p $(SUITE)
 	@mkdir -p $(DIST)
 	@for p in $(PLUGINS) $(SUITE); do \
@@ -101,7 +103,7 @@ lint:
 	cd e2e/istiod && go vet ./...
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS)) -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS) $(TEST_MODULES)) -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p $(SUITE) -- -D warnings
 
 # The pure crates' tests, compiled to wasm32-wasip1 and run under Node's WASI.

@@ -6,6 +6,7 @@
 
 use anyhow::Result;
 use serde_json::json;
+use std::path::PathBuf;
 use wasmgate_e2e::bench::floor::write_module;
 use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, workspace};
@@ -21,6 +22,11 @@ async fn gateway(strategy: &str) -> Result<Case> {
     let dir = tempfile::tempdir()?;
     // A proxy-wasm module that configures fine and traps in `proxy_on_request_headers`.
     let module = write_module(dir.path(), "traps", "unreachable")?;
+    gateway_running(module, strategy, dir).await
+}
+
+/// The committed basic-auth CR with `strategy`, running `module` in its place.
+async fn gateway_running(module: PathBuf, strategy: &str, dir: tempfile::TempDir) -> Result<Case> {
     let plugin = load_wasm_plugin(&workspace::plugin_crs_dir(), "basic-auth")?
         .with_config(json!({}))
         .with_fail_strategy(strategy);
@@ -66,5 +72,24 @@ async fn fail_reload_restarts_the_vm_and_still_lets_nothing_through() -> Result<
     let answers = statuses(&case, 4).await?;
     assert!(answers.iter().all(|&s| s >= 500), "{answers:?}");
     assert_eq!(case.upstream.count(), 0);
+    Ok(())
+}
+
+/// A panic (here a module built to panic in its request callback, as a bug in a dependency would): the shared
+/// panic hook logs it at critical level with the plugin's name and where it happened, before the module aborts;
+/// with FAIL_CLOSE the request and the ones after it are refused.
+#[tokio::test]
+async fn a_panic_is_logged_at_critical_and_the_request_is_refused() -> Result<()> {
+    let module = workspace::root().join("target/wasm32-wasip1/wasm/panic_probe.wasm");
+    anyhow::ensure!(module.is_file(), "{} is missing: run `make build`", module.display());
+    let case = gateway_running(module, "FAIL_CLOSE", tempfile::tempdir()?).await?;
+    let answers = statuses(&case, 2).await?;
+    assert!(answers.iter().all(|&s| s >= 500), "{answers:?}");
+    assert_eq!(case.upstream.count(), 0);
+    let log = case.envoy.envoy.log();
+    let line = log.lines().find(|l| l.contains("panic-probe: panicked")).unwrap_or_default();
+    assert!(line.contains("[critical]"), "no critical line for the panic in:\n{log}");
+    assert!(line.contains("index 7 out of range in a dependency (probe)"), "{line}");
+    assert!(line.contains("plugins/panic-probe/src/lib.rs"), "where it panicked: {line}");
     Ok(())
 }

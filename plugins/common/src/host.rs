@@ -15,6 +15,45 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+// Re-exported for [`plugin_main!`](crate::plugin_main), so a plugin's entry point needs no other import.
+pub use proxy_wasm;
+
+/// The proxy-wasm entry point of a plugin module: Info logging, the panic hook, and one [`PluginRoot`] per VM
+/// context for `$plugin` (a [`Plugin`]); `$root` instead names a root context of its own (the suite's).
+#[macro_export]
+macro_rules! plugin_main {
+    (root: $root:ty, name: $name:expr) => {
+        $crate::host::proxy_wasm::main! {{
+            $crate::host::proxy_wasm::set_log_level($crate::host::proxy_wasm::types::LogLevel::Info);
+            $crate::host::install_panic_hook($name);
+            $crate::host::proxy_wasm::set_root_context(
+                |_| -> Box<dyn $crate::host::proxy_wasm::traits::RootContext> { Box::new(<$root>::default()) },
+            );
+        }}
+    };
+    ($plugin:ty) => {
+        $crate::plugin_main!(root: $crate::host::PluginRoot<$plugin>, name: <$plugin as $crate::host::Plugin>::NAME);
+    };
+}
+
+/// A panic aborts the module (`panic = "abort"`) and the proxy then fails every request the filter sees. This hook
+/// (replacing the SDK's) says so first, at critical level, with the plugin and where it panicked, so the
+/// gateway's log tells why; the message is the panic's own, which the plugins never build from credentials.
+pub fn install_panic_hook(plugin: &'static str) {
+    std::panic::set_hook(Box::new(move |info| {
+        // One line, so the whole of it stays together in the proxy's log.
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(no message)")
+            .escape_debug();
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        log(LogLevel::Critical, &format!("{plugin}: panicked{at}: {message}; the module stops here"));
+    }));
+}
+
 /// Counters defined once at configure time and bumped by index on the request path.
 pub struct Counters {
     ids: Vec<Option<u32>>,

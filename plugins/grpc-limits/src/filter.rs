@@ -18,12 +18,7 @@ use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView, RequestLine
 
 // The module's entry point, left out when another module (the suite) embeds this filter.
 #[cfg(feature = "entrypoint")]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(wasmgate_common::host::PluginRoot::<GrpcLimits>::default())
-    });
-}}
+wasmgate_common::plugin_main!(GrpcLimits);
 
 pub struct GrpcLimits;
 

@@ -15,12 +15,7 @@ use wasmgate_common::{ClientKind, HeaderMapView, LocalResponse};
 
 // The module's entry point, left out when another module (the suite) embeds this filter.
 #[cfg(feature = "entrypoint")]
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(wasmgate_common::host::PluginRoot::<HostRouter>::default())
-    });
-}}
+wasmgate_common::plugin_main!(HostRouter);
 
 pub struct HostRouter;
 

@@ -11,10 +11,7 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
 use wasmgate_common::host::{Loaded, Plugin, load_configuration, log, sharing_request_headers};
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(SuiteRoot::default()) });
-}}
+wasmgate_common::plugin_main!(root: SuiteRoot, name: PLUGIN);
 
 #[derive(Default)]
 struct SuiteRoot {
