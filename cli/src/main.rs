@@ -7,36 +7,116 @@
 //! wasmgate image pull REF [--sha256 HEX] [--insecure] [--user U] -o OUT.wasm
 //! wasmgate image digest [--tag T] [--variant oci|compat] FILE.wasm...
 //! ```
-//! The registry password comes from `WASMGATE_REGISTRY_PASSWORD`, never from the command line.
+//! The registry password comes from `WASMGATE_REGISTRY_PASSWORD`, never from the command line. `--help` on each
+//! command says the rest.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use wasmgate::oci;
 
-const USAGE: &str = "usage:
-  wasmgate check [PATH...]   (files or directories of YAML; default: manifests)
-  wasmgate image push --registry HOST[:PORT]/PREFIX [--tag T] [--variant oci|compat] [--insecure] [--user U]
-                      [--pin-overlay DIR [--base ../../base] [--pull-registry HOST[:PORT]/PREFIX]] FILE.wasm...
-                      (--pull-registry: the registry as the cluster names it, for the pinned urls)
-  wasmgate image pull REF [--sha256 HEX] [--insecure] [--user U] -o OUT.wasm
-  wasmgate image digest [--tag T] [--variant oci|compat] FILE.wasm...   (the digest a push will give)
-  (registry password: WASMGATE_REGISTRY_PASSWORD)";
+#[derive(Parser)]
+#[command(version, about, after_help = "The registry password comes from WASMGATE_REGISTRY_PASSWORD.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check WasmPlugin pluginConfigs with the plugins' own parsers.
+    Check {
+        /// Files or directories of YAML.
+        #[arg(default_value = "manifests")]
+        paths: Vec<PathBuf>,
+    },
+    /// Package, push, pull and verify plugin images as Istio reads them.
+    #[command(subcommand)]
+    Image(Image),
+}
+
+#[derive(Subcommand)]
+enum Image {
+    /// Push each module as an image; prints `reference@sha256:digest`.
+    Push {
+        /// Where to push: HOST[:PORT]/PREFIX (each module goes to PREFIX/<file stem>:TAG).
+        #[arg(long)]
+        registry: String,
+        #[command(flatten)]
+        format: Format,
+        #[command(flatten)]
+        access: Access,
+        /// Write a kustomize overlay here pinning each WasmPlugin to the image just pushed.
+        #[arg(long)]
+        pin_overlay: Option<PathBuf>,
+        /// The overlay's base, relative to it.
+        #[arg(long, default_value = "../../base", requires = "pin_overlay")]
+        base: String,
+        /// The registry as the cluster names it, for the pinned urls (kind: kind-registry:5000/...).
+        #[arg(long, requires = "pin_overlay")]
+        pull_registry: Option<String>,
+        /// Plugin modules, each named for its plugin (dist/plugins/basic-auth.wasm).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Pull a module and verify it (manifest digest with --sha256, layer digests always).
+    Pull {
+        /// The image, e.g. registry.example.com/wasmgate/basic-auth:0.1.0 (an `oci://` prefix is fine).
+        reference: String,
+        /// The manifest digest the image must have (what WasmPlugin.sha256 pins).
+        #[arg(long)]
+        sha256: Option<String>,
+        #[command(flatten)]
+        access: Access,
+        /// Where to write the verified module.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// The digest a push will give each module, without a registry.
+    Digest {
+        #[command(flatten)]
+        format: Format,
+        /// Plugin modules, each named for its plugin.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// How an image is made.
+#[derive(Args)]
+struct Format {
+    /// The image tag.
+    #[arg(long, default_value = env!("CARGO_PKG_VERSION"))]
+    tag: String,
+    /// `oci` (Wasm artifact) or `compat` (a one-layer image, for registries that refuse artifacts).
+    #[arg(long, default_value = "oci")]
+    variant: String,
+}
+
+/// How the registry is reached.
+#[derive(Args)]
+struct Access {
+    /// Plain HTTP (a local registry).
+    #[arg(long)]
+    insecure: bool,
+    /// User for the registry; the password comes from WASMGATE_REGISTRY_PASSWORD.
+    #[arg(long)]
+    user: Option<String>,
+}
+
+impl Access {
+    fn client(&self) -> (oci_client::Client, oci_client::secrets::RegistryAuth) {
+        let password = std::env::var("WASMGATE_REGISTRY_PASSWORD").ok();
+        (oci::client(self.insecure), oci::auth(self.user.as_deref(), password.as_deref()))
+    }
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let result = match args.first().map(String::as_str) {
-        Some("check") => return check(args[1..].iter().map(PathBuf::from).collect()),
-        Some("image") => image(&args[1..]),
-        Some("-h" | "--help") => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    let result = match Cli::parse().command {
+        Command::Check { paths } => return check(paths),
+        Command::Image(image) => run_image(image),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -47,10 +127,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(mut paths: Vec<PathBuf>) -> ExitCode {
-    if paths.is_empty() {
-        paths.push(PathBuf::from("manifests"));
-    }
+fn check(paths: Vec<PathBuf>) -> ExitCode {
     let mut failed = false;
     for path in paths {
         match wasmgate::check::check_path(&path) {
@@ -74,96 +151,56 @@ fn check(mut paths: Vec<PathBuf>) -> ExitCode {
     if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }
 
-/// Flags (`--name value`, `--switch`) and positional arguments.
-struct Args {
-    flags: BTreeMap<String, String>,
-    positional: Vec<String>,
-}
-
-fn parse_args(args: &[String], switches: &[&str]) -> Result<Args> {
-    let mut flags = BTreeMap::new();
-    let mut positional = Vec::new();
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        if let Some(name) = arg.strip_prefix("--").or_else(|| arg.strip_prefix('-')) {
-            if switches.contains(&name) {
-                flags.insert(name.to_string(), String::new());
-            } else {
-                let value = it.next().with_context(|| format!("--{name} needs a value"))?;
-                flags.insert(name.to_string(), value.clone());
-            }
-        } else {
-            positional.push(arg.clone());
-        }
-    }
-    Ok(Args { flags, positional })
-}
-
-fn image(args: &[String]) -> Result<()> {
-    let Some((verb, rest)) = args.split_first() else { bail!("{USAGE}") };
-    let a = parse_args(rest, &["insecure"])?;
-    let insecure = a.flags.contains_key("insecure");
-    let password = std::env::var("WASMGATE_REGISTRY_PASSWORD").ok();
-    let auth = oci::auth(a.flags.get("user").map(String::as_str), password.as_deref());
-    let client = oci::client(insecure);
+fn run_image(image: Image) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
-    match verb.as_str() {
-        "push" => {
-            let registry = a.flags.get("registry").context("--registry HOST[:PORT]/PREFIX is required")?;
-            let tag = a.flags.get("tag").cloned().unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
-            let variant: oci::Variant = a.flags.get("variant").map_or("oci", String::as_str).parse()?;
-            if a.positional.is_empty() {
-                bail!("no .wasm files to push");
-            }
+    match image {
+        Image::Push { registry, format, access, pin_overlay, base, pull_registry, files } => {
+            let variant: oci::Variant = format.variant.parse()?;
+            let (client, auth) = access.client();
             let mut pins = Vec::new();
-            for file in &a.positional {
-                let (reference, digest) = push_one(&runtime, &client, &auth, registry, &tag, variant, Path::new(file))?;
+            for file in &files {
+                let (reference, digest) = push_one(&runtime, &client, &auth, &registry, &format.tag, variant, file)?;
                 println!("{reference}@sha256:{digest}");
-                let plugin = plugin_name(Path::new(file))?.to_string();
+                let plugin = plugin_name(file)?.to_string();
                 // The cluster may reach the same registry under another name (kind: kind-registry:5000).
-                let reference = match a.flags.get("pull-registry") {
-                    Some(pull) => format!("{}/{plugin}:{tag}", pull.trim_end_matches('/')),
+                let reference = match &pull_registry {
+                    Some(pull) => format!("{}/{plugin}:{}", pull.trim_end_matches('/'), format.tag),
                     None => reference,
                 };
                 pins.push(wasmgate::pin::Pin { plugin, reference, sha256: digest });
             }
-            if let Some(dir) = a.flags.get("pin-overlay") {
-                let base = a.flags.get("base").map_or("../../base", String::as_str);
-                wasmgate::pin::write_overlay(Path::new(dir), base, &pins)?;
-                eprintln!("pinned {} WasmPlugin(s) in {dir}/kustomization.yaml", pins.len());
+            if let Some(dir) = pin_overlay {
+                wasmgate::pin::write_overlay(&dir, &base, &pins)?;
+                eprintln!("pinned {} WasmPlugin(s) in {}/kustomization.yaml", pins.len(), dir.display());
             }
             Ok(())
         }
-        "digest" => {
-            let variant: oci::Variant = a.flags.get("variant").map_or("oci", String::as_str).parse()?;
-            let tag = a.flags.get("tag").cloned().unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string());
-            for file in &a.positional {
-                let path = Path::new(file);
-                let package = oci::package(&std::fs::read(path)?, variant, &annotations(path, &tag)?)?;
+        Image::Digest { format, files } => {
+            let variant: oci::Variant = format.variant.parse()?;
+            for path in &files {
+                let package = oci::package(&std::fs::read(path)?, variant, &annotations(path, &format.tag)?)?;
                 println!("{}  sha256:{}", path.display(), package.digest()?);
             }
             Ok(())
         }
-        "pull" => {
-            let [reference] = a.positional.as_slice() else { bail!("pull takes one image reference") };
-            let out = a.flags.get("o").or_else(|| a.flags.get("output")).context("-o OUT.wasm is required")?;
-            let reference: oci_client::Reference = reference
+        Image::Pull { reference, sha256, access, output } => {
+            let (client, auth) = access.client();
+            let parsed: oci_client::Reference = reference
                 .trim_start_matches("oci://")
                 .parse()
                 .with_context(|| format!("bad image reference {reference}"))?;
-            eprintln!("pulling {reference} ...");
+            eprintln!("pulling {parsed} ...");
             let module = runtime.block_on(oci::pull_verified(
                 &client,
-                &reference,
+                &parsed,
                 &auth,
-                a.flags.get("sha256").map(String::as_str),
+                sha256.as_deref(),
                 &wasmgate::progress::Bar::stderr(),
             ))?;
-            std::fs::write(out, &module).with_context(|| format!("writing {out}"))?;
-            eprintln!("verified {} bytes -> {out}", module.len());
+            std::fs::write(&output, &module).with_context(|| format!("writing {}", output.display()))?;
+            eprintln!("verified {} bytes -> {}", module.len(), output.display());
             Ok(())
         }
-        other => bail!("unknown image command `{other}`\n{USAGE}"),
     }
 }
 
