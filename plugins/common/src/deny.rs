@@ -2,7 +2,7 @@
 //! (`content-type: application/grpc*`) get a gRPC status they can act on instead of an HTML page they cannot parse;
 //! gRPC-Web clients (browsers, `application/grpc-web*`) get it in the form their libraries read.
 
-/// gRPC status codes the plugins answer with (https://grpc.github.io/grpc/core/md_doc_statuscodes.html).
+/// gRPC status codes the plugins answer with (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
 pub enum GrpcStatus {

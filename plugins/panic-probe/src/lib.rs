@@ -1,4 +1,4 @@
-//! A test fixture, not a plugin: its entry point is every plugin's ([`wasmgate_common::plugin_main!`]), and its
+//! A test fixture, not a plugin: its entry point is every plugin's (`wasmgate_common::plugin_main!`), and its
 //! request callback panics, as a bug deep in a dependency would. The e2e tests load it to see what the gateway
 //! logs and answers when a module panics.
 
