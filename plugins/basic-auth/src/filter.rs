@@ -3,7 +3,7 @@
 
 use crate::authorization::Malformed;
 use crate::config::counter_name;
-use crate::policy::{BCRYPT_CHECKS, Requirement, user_counter};
+use crate::policy::{Counter, Requirement, user_counter};
 use crate::{Caller, Config, Outcome, PLUGIN, RequestLine, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
@@ -33,7 +33,7 @@ impl Plugin for BasicAuth {
     }
 
     fn counters(config: &Config) -> Vec<String> {
-        let fixed = Outcome::COUNTERS.iter().map(|c| c.to_string());
+        let fixed = Counter::NAMES.iter().map(|c| c.to_string());
         fixed.chain(config.users().iter().map(|u| format!("user.{}.allowed", counter_name(u)))).collect()
     }
 
@@ -80,7 +80,7 @@ impl Filter {
         let request = RequestLine::new(&authority, &path, &method);
         let verdict = match state.config.requirement(&request) {
             Requirement::None(outcome) => {
-                state.counters.inc(outcome.counter());
+                state.counters.inc(outcome.counter().index());
                 return Ok(Action::Continue);
             }
             Requirement::Refused(verdict) => verdict,
@@ -93,13 +93,13 @@ impl Filter {
                 let address = state.config.has_lockout().then(client_address).flatten();
                 let caller = Caller { address: Some(address.as_deref().unwrap_or("unknown")), now_us: &now_micros };
                 let verdict = state.config.decide(&request, headers.get("authorization"), &caller);
-                state.counters.add(BCRYPT_CHECKS, state.config.take_bcrypt_checks());
+                state.counters.add(Counter::BcryptChecks.index(), state.config.take_bcrypt_checks());
                 verdict
             }
         };
         match verdict {
             Verdict::Authenticated(user) => {
-                state.counters.inc(Outcome::Allowed.counter());
+                state.counters.inc(Counter::Allowed.index());
                 state.counters.inc(user_counter(user));
                 if let Some((name, user)) = state.config.forwarded_user(&verdict) {
                     set_request_header(name, Some(user))?;
@@ -107,11 +107,11 @@ impl Filter {
                 Ok(Action::Continue)
             }
             Verdict::Allow(outcome) => {
-                state.counters.inc(outcome.counter());
+                state.counters.inc(outcome.counter().index());
                 Ok(Action::Continue)
             }
             Verdict::Deny(outcome, denial) => {
-                state.counters.inc(outcome.counter());
+                state.counters.inc(outcome.counter().index());
                 // Without the query string, which may carry tokens that do not belong in a log; the authority
                 // escaped, since a refused one may hold anything.
                 let path = wasmgate_common::path_without_query(&path);

@@ -38,33 +38,18 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Counter names, in the order of [`Outcome::counter`]; [`BCRYPT_CHECKS`] follows them.
-    pub const COUNTERS: [&'static str; 11] = [
-        "allowed",
-        "no_rule",
-        "exempt",
-        "denied.missing",
-        "denied.malformed",
-        "denied.invalid",
-        "denied.locked",
-        "denied.bad_request",
-        "denied.busy",
-        "denied.forbidden",
-        "bcrypt_checks",
-    ];
-
-    pub fn counter(self) -> usize {
+    pub fn counter(self) -> Counter {
         match self {
-            Self::Allowed => 0,
-            Self::NoRule => 1,
-            Self::Exempt => 2,
-            Self::DeniedMissing => 3,
-            Self::DeniedMalformed(_) => 4,
-            Self::DeniedInvalid => 5,
-            Self::DeniedLocked => 6,
-            Self::DeniedUnreadable(_) => 7,
-            Self::DeniedBusy => 8,
-            Self::DeniedForbidden => 9,
+            Self::Allowed => Counter::Allowed,
+            Self::NoRule => Counter::NoRule,
+            Self::Exempt => Counter::Exempt,
+            Self::DeniedMissing => Counter::DeniedMissing,
+            Self::DeniedMalformed(_) => Counter::DeniedMalformed,
+            Self::DeniedInvalid => Counter::DeniedInvalid,
+            Self::DeniedLocked => Counter::DeniedLocked,
+            Self::DeniedUnreadable(_) => Counter::DeniedBadRequest,
+            Self::DeniedBusy => Counter::DeniedBusy,
+            Self::DeniedForbidden => Counter::DeniedForbidden,
         }
     }
 
@@ -89,12 +74,27 @@ impl Outcome {
     }
 }
 
-/// Index of the counter of bcrypt verifications run (see [`Config::take_bcrypt_checks`]).
-pub const BCRYPT_CHECKS: usize = 10;
+wasmgate_common::counters! {
+    /// basic-auth's fixed counters; each user's `user.<name>.allowed` follows them.
+    pub enum Counter {
+        Allowed = "allowed",
+        NoRule = "no_rule",
+        Exempt = "exempt",
+        DeniedMissing = "denied.missing",
+        DeniedMalformed = "denied.malformed",
+        DeniedInvalid = "denied.invalid",
+        DeniedLocked = "denied.locked",
+        DeniedBadRequest = "denied.bad_request",
+        DeniedBusy = "denied.busy",
+        DeniedForbidden = "denied.forbidden",
+        /// bcrypt verifications run (see [`Config::take_bcrypt_checks`]).
+        BcryptChecks = "bcrypt_checks",
+    }
+}
 
 /// Index of `user`'s counter `user.<name>.allowed`: after every fixed counter, in [`Config::users`] order.
 pub fn user_counter(user: UserId) -> usize {
-    Outcome::COUNTERS.len() + user.0
+    Counter::NAMES.len() + user.0
 }
 
 /// What the shell does with a request.
@@ -584,7 +584,7 @@ mod tests {
         let bob = teams_decide("/models", "bob:b-pw");
         assert_eq!(c.forwarded_user(&bob), Some(("x-wasmgate-user", "bob")));
         assert_eq!(bob, Verdict::Authenticated(UserId(1)));
-        assert_eq!(user_counter(UserId(1)), Outcome::COUNTERS.len() + 1);
+        assert_eq!(user_counter(UserId(1)), Counter::NAMES.len() + 1);
     }
 
     #[test]

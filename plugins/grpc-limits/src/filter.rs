@@ -2,10 +2,7 @@
 //! (`Continue` on every chunk, so Envoy buffers nothing), answering a violation in the client's protocol.
 
 use crate::config::Limits;
-use crate::policy::{
-    ACCEPTED_COUNTER, COUNTERS, Framing, MESSAGES_COUNTER, Meter, REQUEST_BYTES_COUNTER, Stop, TRUNCATED_COUNTER,
-    Violation, content_length,
-};
+use crate::policy::{Counter, Framing, Meter, Stop, Violation, content_length};
 use crate::{Config, PLUGIN};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, Status};
@@ -35,7 +32,7 @@ impl Plugin for GrpcLimits {
     }
 
     fn counters(_config: &Config) -> Vec<String> {
-        COUNTERS.iter().map(|c| c.to_string()).collect()
+        Counter::NAMES.iter().map(|c| c.to_string()).collect()
     }
 
     fn http_context(state: Rc<Loaded<Config>>) -> Box<dyn HttpContext> {
@@ -70,17 +67,17 @@ impl HttpContext for Filter {
             return Action::Continue;
         };
         let counters = &self.state.counters;
-        counters.add(REQUEST_BYTES_COUNTER, body_size as u64);
+        counters.add(Counter::RequestBytes.index(), body_size as u64);
         let before = stream.meter.messages();
         let result = stream.meter.on_request_chunk(body_size, |offset, len| body_bytes(false, offset, len));
-        counters.add(MESSAGES_COUNTER, stream.meter.messages() - before);
+        counters.add(Counter::Messages.index(), stream.meter.messages() - before);
         let result = match result {
             Ok(()) => {
                 if end_of_stream {
                     stream.finished = true;
-                    counters.inc(ACCEPTED_COUNTER);
+                    counters.inc(Counter::Accepted.index());
                     if stream.meter.ended_mid_message() {
-                        counters.inc(TRUNCATED_COUNTER);
+                        counters.inc(Counter::Truncated.index());
                     }
                 }
                 Ok(())
@@ -163,7 +160,7 @@ impl Filter {
             stream.meter.check_request_headers(declared).map_err(Refusal::Limit)?;
         }
         if end_of_stream {
-            self.state.counters.inc(ACCEPTED_COUNTER);
+            self.state.counters.inc(Counter::Accepted.index());
         }
         Ok(())
     }
@@ -184,7 +181,7 @@ impl Filter {
         let counters = &self.state.counters;
         let (denial, details) = match refusal {
             Refusal::Limit(violation) => {
-                counters.inc(violation.counter());
+                counters.inc(violation.counter().index());
                 (violation.denial(rule), "grpc_limits_exceeded")
             }
             // Fail closed: a body the plugin could not inspect does not pass.

@@ -27,31 +27,31 @@ pub enum Violation {
     Unreadable(Unreadable),
 }
 
-/// Counter names, in the order of [`Violation::counter`] and the `*_COUNTER` indexes.
-pub const COUNTERS: [&str; 9] = [
-    "accepted",
-    "refused.content_length",
-    "refused.request_bytes",
-    "refused.message_bytes",
-    "refused.response_bytes",
-    "request_bytes",
-    "messages",
-    "truncated",
-    "refused.bad_request",
-];
-pub const ACCEPTED_COUNTER: usize = 0;
-pub const REQUEST_BYTES_COUNTER: usize = 5;
-pub const MESSAGES_COUNTER: usize = 6;
-pub const TRUNCATED_COUNTER: usize = 7;
+wasmgate_common::counters! {
+    pub enum Counter {
+        Accepted = "accepted",
+        RefusedContentLength = "refused.content_length",
+        RefusedRequestBytes = "refused.request_bytes",
+        RefusedMessageBytes = "refused.message_bytes",
+        RefusedResponseBytes = "refused.response_bytes",
+        /// Request body bytes seen, accepted or not.
+        RequestBytes = "request_bytes",
+        /// gRPC messages whose prefix was read.
+        Messages = "messages",
+        /// Request bodies that ended inside a gRPC message.
+        Truncated = "truncated",
+        RefusedBadRequest = "refused.bad_request",
+    }
+}
 
 impl Violation {
-    pub fn counter(self) -> usize {
+    pub fn counter(self) -> Counter {
         match self {
-            Self::ContentLength { .. } => 1,
-            Self::RequestBytes { .. } => 2,
-            Self::MessageBytes { .. } => 3,
-            Self::ResponseBytes { .. } => 4,
-            Self::Unreadable(_) => 8,
+            Self::ContentLength { .. } => Counter::RefusedContentLength,
+            Self::RequestBytes { .. } => Counter::RefusedRequestBytes,
+            Self::MessageBytes { .. } => Counter::RefusedMessageBytes,
+            Self::ResponseBytes { .. } => Counter::RefusedResponseBytes,
+            Self::Unreadable(_) => Counter::RefusedBadRequest,
         }
     }
 
