@@ -7,6 +7,7 @@ pub mod bench;
 pub mod browser;
 pub mod clients;
 pub mod envoy;
+pub mod fixtures;
 pub mod gateway;
 pub mod grpc;
 pub mod http1;

@@ -5,6 +5,7 @@ use anyhow::Result;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
+use wasmgate_e2e::fixtures::authorization;
 use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream, workspace};
 
@@ -32,7 +33,7 @@ async fn raw(envoy: &RunningGateway, request: &str) -> Result<u16> {
 #[tokio::test]
 async fn request_spellings_never_bypass_auth() -> Result<()> {
     let (envoy, upstream) = gateway(PathNormalization::MergeSlashes).await?;
-    let good = format!("Basic {}", STANDARD.encode("username:password"));
+    let good = authorization();
     let bad = format!("Basic {}", STANDARD.encode("username:wrong"));
     let cases: Vec<(&str, RawRequest)> = vec![
         ("upper-case header name", RawRequest::get("/admin").host("ml.example.com").header("AUTHORIZATION", &bad)),
@@ -99,7 +100,7 @@ async fn http2_requests_are_checked_too() -> Result<()> {
         .await
         .expect_err("refused");
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
-    let good = format!("Basic {}", STANDARD.encode("username:password"));
+    let good = authorization();
     wasmgate_e2e::grpc::raw_unary(channel, "/admin.Svc/Do", bytes::Bytes::new(), &[("authorization", &good)]).await?;
     assert_eq!(upstream.count(), 1);
     Ok(())

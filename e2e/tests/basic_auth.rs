@@ -8,11 +8,10 @@ use sha1::{Digest, Sha1};
 use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use wasmgate_e2e::fixtures::{HOST, authorization};
 use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::registry::{Registry, publish};
 use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream, WasmPlugin, workspace};
-
-const HOST: &str = "ml.example.com";
 
 fn committed_cr() -> WasmPlugin {
     load_wasm_plugin(&workspace::manifests_dir(), "basic-auth").expect("basic-auth WasmPlugin in manifests/")
@@ -184,7 +183,7 @@ async fn grpc_clients_get_unauthenticated() -> Result<()> {
         health(&s, Some(&format!("Basic {}", STANDARD.encode("username:nope"))), "").await.expect_err("refused");
     assert_eq!(wrong.code(), Code::Unauthenticated);
     assert_eq!(s.upstream.count(), 0);
-    let ok = health(&s, Some(&format!("Basic {}", STANDARD.encode("username:password"))), "").await?;
+    let ok = health(&s, Some(&authorization()), "").await?;
     assert_eq!(ok, ServingStatus::Serving);
     assert_eq!(s.upstream.requests()[0].path, "/grpc.health.v1.Health/Check");
     Ok(())
@@ -223,9 +222,7 @@ async fn browsers_get_the_prompt_for_the_page_and_a_status_for_grpc_web() -> Res
         assert_eq!(r.header("www-authenticate"), None, "{content_type}: no prompt over the page");
     }
     assert_eq!(s.upstream.count(), 0);
-    let ok = s
-        .send(call("application/grpc-web+proto", Some(format!("Basic {}", STANDARD.encode("username:password")))))
-        .await;
+    let ok = s.send(call("application/grpc-web+proto", Some(authorization()))).await;
     assert_eq!((ok.status, ok.header("grpc-status")), (200, None), "{}", ok.text());
     assert_eq!(s.upstream.count(), 1);
     Ok(())

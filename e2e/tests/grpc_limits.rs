@@ -6,13 +6,11 @@ use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tonic::Code;
+use wasmgate_e2e::fixtures::{HOST, INFER, METADATA, authorization};
 use wasmgate_e2e::grpc::{channel, raw_unary};
 use wasmgate_e2e::istio::load_wasm_plugins;
 use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, workspace};
 
-const HOST: &str = "ml.example.com";
-const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
-const METADATA: &str = "/inference.GRPCInferenceService/ModelMetadata";
 const MI: usize = 1 << 20;
 
 struct Stack {
@@ -26,10 +24,6 @@ async fn stack() -> Result<Stack> {
     let plugins = load_wasm_plugins(&workspace::plugin_crs_dir())?;
     let envoy = Gateway::new().plugins(plugins).upstream("models", upstream.addr).start().await?;
     Ok(Stack { envoy, upstream })
-}
-
-fn auth() -> String {
-    format!("Basic {}", STANDARD.encode("username:password"))
 }
 
 /// `len` bytes that are not all alike, so a corrupted transfer shows in the checksum.
@@ -58,7 +52,7 @@ impl Stack {
     async fn call(&self, host: &str, path: &str, payload: Bytes, authenticated: bool) -> Result<Bytes, tonic::Status> {
         let channel =
             channel(self.envoy.listener, host).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let auth = auth();
+        let auth = authorization();
         let metadata: Vec<(&'static str, &str)> =
             if authenticated { vec![("authorization", auth.as_str())] } else { vec![] };
         raw_unary(channel, path, payload, &metadata).await
@@ -116,7 +110,7 @@ async fn limits_differ_per_method_and_per_host() -> Result<()> {
 async fn plain_http_gets_413_with_and_without_content_length() -> Result<()> {
     let s = stack().await?;
     let body = payload(5 * MI).to_vec();
-    let post = || RawRequest::new("POST", "/upload").host(HOST).header("authorization", &auth());
+    let post = || RawRequest::new("POST", "/upload").host(HOST).header("authorization", &authorization());
 
     let declared = post().body(body.clone()).send(s.envoy.listener).await?;
     assert_eq!(declared.status, 413, "{}", declared.text());
@@ -179,7 +173,7 @@ async fn grpc_web_is_limited_like_grpc() -> Result<()> {
     let post = |content_type: &str, body: Vec<u8>| {
         RawRequest::new("POST", INFER)
             .host(HOST)
-            .header("authorization", &auth())
+            .header("authorization", &authorization())
             .header("content-type", content_type)
             .body(body)
             .chunked(64 * 1024)

@@ -2,19 +2,14 @@
 //! chained after basic-auth and grpc-limits as the committed CRs order them.
 
 use anyhow::Result;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tonic::Code;
+use wasmgate_e2e::fixtures::{CANARY_HOST, HOST, INFER, authorization};
 use wasmgate_e2e::gateway::destination;
 use wasmgate_e2e::grpc::{channel, raw_unary};
 use wasmgate_e2e::istio::{load_wasm_plugin, load_wasm_plugins};
 use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, WasmPlugin, workspace};
-
-const HOST: &str = "ml.example.com";
-const CANARY: &str = "canary.ml.example.com";
-const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
 
 struct Stack {
     envoy: RunningGateway,
@@ -47,15 +42,11 @@ async fn with_config(config: Value) -> Result<Stack> {
     stack(vec![load_wasm_plugin(&workspace::manifests_dir(), "host-router")?.with_config(config)]).await
 }
 
-fn auth() -> String {
-    format!("Basic {}", STANDARD.encode("username:password"))
-}
-
 impl Stack {
     async fn get(&self, host: &str, path: &str) -> wasmgate_e2e::RawResponse {
         RawRequest::get(path)
             .host(host)
-            .header("authorization", &auth())
+            .header("authorization", &authorization())
             .send(self.envoy.listener)
             .await
             .expect("response")
@@ -69,7 +60,7 @@ impl Stack {
 #[tokio::test]
 async fn the_canary_host_reaches_the_canary_upstream() -> Result<()> {
     let s = committed().await?;
-    let canary = s.get(CANARY, "/v1/models").await;
+    let canary = s.get(CANARY_HOST, "/v1/models").await;
     assert_eq!(canary.header("x-upstream"), Some("canary"), "Envoy re-picked the route after the plugin's header");
     let stable = s.get(HOST, "/v1/models").await;
     assert_eq!(stable.header("x-upstream"), Some("stable"));
@@ -82,7 +73,7 @@ async fn the_canary_host_reaches_the_canary_upstream() -> Result<()> {
 #[tokio::test]
 async fn grpc_requests_are_routed_by_method_and_header() -> Result<()> {
     let s = committed().await?;
-    let auth = auth();
+    let auth = authorization();
     let call = |metadata: Vec<(&'static str, String)>| {
         let addr = s.envoy.listener;
         async move {
@@ -159,7 +150,7 @@ async fn routing_runs_after_auth_and_limits() -> Result<()> {
     assert_eq!((health.status, health.text().as_str()), (200, "ok"));
     // ... and grpc-limits (AUTHZ) refuses an oversized request before it is routed.
     let big = RawRequest::new("POST", "/upload")
-        .host(CANARY)
+        .host(CANARY_HOST)
         .basic_auth("username", "password")
         .body(vec![0u8; 5 << 20])
         .send(s.envoy.listener)

@@ -10,13 +10,12 @@ use prost::Message;
 use serde_json::{Value, json};
 use std::future::Future;
 use std::net::IpAddr;
+use wasmgate_e2e::fixtures::INFER;
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::http2::H2Request;
 use wasmgate_e2e::stack::{CANARY_HOST, Filters, FullStack, HOST, PASSWORD, USER};
 use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream};
 use wasmgate_inference::client;
-
-const INFER: &str = "/inference.GRPCInferenceService/ModelInfer";
 
 /// A ModelInfer request for `images` generated images, framed as one gRPC message.
 fn infer_body(images: usize) -> Vec<u8> {
