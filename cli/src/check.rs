@@ -18,21 +18,11 @@ pub fn check_plugin(plugin: &WasmPlugin) -> Result<String, String> {
         Some(value) => serde_json::to_vec(value).map_err(|e| e.to_string())?,
         None => Vec::new(),
     };
-    match plugin.image_name() {
-        "basic-auth" => basic_auth::Config::from_json(&config)
-            .map(|c| format!("basic-auth, {} rule(s)", c.rule_count()))
-            .map_err(|e| e.to_string()),
-        "grpc-limits" => grpc_limits::Config::from_json(&config)
-            .map(|c| format!("grpc-limits, {} rule(s)", c.rule_count()))
-            .map_err(|e| e.to_string()),
-        "host-router" => host_router::Config::from_json(&config)
-            .map(|c| format!("host-router, {} host(s)", c.host_count()))
-            .map_err(|e| e.to_string()),
-        "suite" => suite::Config::from_json(&config)
-            .map(|c| format!("suite: {}", c.sections().join(", ")))
-            .map_err(|e| e.to_string()),
-        other => Err(format!("no wasmgate plugin is called `{other}` (from url {})", plugin.spec.url)),
-    }
+    let image = plugin.image_name();
+    let Some(registered) = suite::PLUGINS.iter().find(|p| p.image == image) else {
+        return Err(format!("no wasmgate plugin is called `{image}` (from url {})", plugin.spec.url));
+    };
+    (registered.check)(&config).map(|summary| format!("{image}, {summary}")).map_err(|e| e.to_string())
 }
 
 pub fn check_path(path: &Path) -> Result<Vec<Finding>> {

@@ -66,5 +66,5 @@ fn the_suite_cr_holds_exactly_the_three_plugins_configs() {
     }
     let (ok, out) = check(&manifests().join("components/suite/suite.yaml"));
     assert!(ok, "{out}");
-    assert!(out.contains("suite: basic_auth, grpc_limits, host_router"), "{out}");
+    assert!(out.contains("suite, sections basic_auth, grpc_limits, host_router"), "{out}");
 }

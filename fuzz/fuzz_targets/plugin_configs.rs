@@ -5,8 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
-    let _ = basic_auth::Config::from_json(bytes);
-    let _ = grpc_limits::Config::from_json(bytes);
-    let _ = host_router::Config::from_json(bytes);
-    let _ = suite::Config::from_json(bytes);
+    for plugin in suite::PLUGINS {
+        let _ = (plugin.check)(bytes);
+    }
 });

@@ -4,11 +4,10 @@
 use crate::authorization::Malformed;
 use crate::config::counter_name;
 use crate::policy::{Counter, Requirement, user_counter};
-use crate::{Caller, Config, Outcome, PLUGIN, RequestLine, Verdict};
+use crate::{BasicAuth, Caller, Config, Outcome, PLUGIN, RequestLine, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
-use wasmgate_common::ConfigError;
 use wasmgate_common::host::{
     Loaded, Plugin, client_address, log, now_micros, request_headers_raw, send_local_response, set_request_header,
 };
@@ -18,20 +17,7 @@ use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView};
 #[cfg(feature = "entrypoint")]
 wasmgate_common::plugin_main!(BasicAuth);
 
-pub struct BasicAuth;
-
 impl Plugin for BasicAuth {
-    const NAME: &'static str = PLUGIN;
-    type Config = Config;
-
-    fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
-        Config::from_json(bytes)
-    }
-
-    fn summary(config: &Config) -> String {
-        format!("{} rule(s)", config.rule_count())
-    }
-
     fn counters(config: &Config) -> Vec<String> {
         let fixed = Counter::NAMES.iter().map(|c| c.to_string());
         fixed.chain(config.users().iter().map(|u| format!("user.{}.allowed", counter_name(u)))).collect()

@@ -21,3 +21,20 @@ pub use wasmgate_common::RequestLine;
 
 /// The name used for metrics and log lines.
 pub const PLUGIN: &str = "basic_auth";
+
+/// basic-auth as every plugin describes itself (its proxy-wasm shell is in `filter`).
+pub struct BasicAuth;
+
+impl wasmgate_common::PluginConfig for BasicAuth {
+    const IMAGE: &'static str = "basic-auth";
+    const NAME: &'static str = PLUGIN;
+    type Config = Config;
+
+    fn parse(bytes: &[u8]) -> Result<Config, wasmgate_common::ConfigError> {
+        Config::from_json(bytes)
+    }
+
+    fn summary(config: &Config) -> String {
+        format!("{} rule(s)", config.rule_count())
+    }
+}

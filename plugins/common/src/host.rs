@@ -32,7 +32,7 @@ macro_rules! plugin_main {
         }}
     };
     ($plugin:ty) => {
-        $crate::plugin_main!(root: $crate::host::PluginRoot<$plugin>, name: <$plugin as $crate::host::Plugin>::NAME);
+        $crate::plugin_main!(root: $crate::host::PluginRoot<$plugin>, name: <$plugin as $crate::PluginConfig>::NAME);
     };
 }
 
@@ -235,15 +235,9 @@ pub fn response_headers_raw() -> Result<Vec<u8>, Status> {
     header_map_raw(proxy_wasm::types::MapType::HttpResponseHeaders)
 }
 
-/// What a plugin's shell gives the shared root context: how to parse its config, its counters, and its
-/// per-request context.
-pub trait Plugin: 'static {
-    /// For logs and metric names (`wasmgate.<NAME>.*`).
-    const NAME: &'static str;
-    type Config: 'static;
-    fn parse(bytes: &[u8]) -> Result<Self::Config, crate::ConfigError>;
-    /// One line for the log once configured.
-    fn summary(config: &Self::Config) -> String;
+/// What a plugin's shell adds for the shared root context to what it is natively ([`crate::PluginConfig`]: its
+/// names and config): its counters and its per-request context.
+pub trait Plugin: crate::PluginConfig {
     /// The plugin's counters, in index order; `host_error` is added after them.
     fn counters(config: &Self::Config) -> Vec<String>;
     fn http_context(state: Rc<Loaded<Self::Config>>) -> Box<dyn HttpContext>;

@@ -12,6 +12,7 @@ pub mod host_match;
 pub mod method;
 pub mod metrics;
 pub mod path_match;
+pub mod plugin;
 pub mod request;
 pub mod size;
 
@@ -26,5 +27,6 @@ pub use header_map::HeaderMapView;
 pub use host_match::{BadAuthority, HostPattern, normalize_host};
 pub use method::{MethodSet, validate_methods};
 pub use path_match::{PathMatch, path_without_query};
+pub use plugin::{PluginConfig, Registered};
 pub use request::{RequestLine, Unreadable};
 pub use size::ByteSize;

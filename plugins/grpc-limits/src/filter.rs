@@ -3,11 +3,10 @@
 
 use crate::config::Limits;
 use crate::policy::{Counter, Framing, Meter, Stop, Violation, content_length};
-use crate::{Config, PLUGIN};
+use crate::{Config, GrpcLimits, PLUGIN};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, Status};
 use std::rc::Rc;
-use wasmgate_common::ConfigError;
 use wasmgate_common::host::{
     Loaded, Plugin, body_bytes, log, request_headers_raw, response_headers_raw, send_local_response,
 };
@@ -17,20 +16,7 @@ use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView, RequestLine
 #[cfg(feature = "entrypoint")]
 wasmgate_common::plugin_main!(GrpcLimits);
 
-pub struct GrpcLimits;
-
 impl Plugin for GrpcLimits {
-    const NAME: &'static str = PLUGIN;
-    type Config = Config;
-
-    fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
-        Config::from_json(bytes)
-    }
-
-    fn summary(config: &Config) -> String {
-        format!("{} rule(s)", config.rule_count())
-    }
-
     fn counters(_config: &Config) -> Vec<String> {
         Counter::NAMES.iter().map(|c| c.to_string()).collect()
     }

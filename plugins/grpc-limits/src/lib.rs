@@ -17,3 +17,20 @@ pub use policy::{Meter, Violation};
 
 /// The name used for metrics and log lines.
 pub const PLUGIN: &str = "grpc_limits";
+
+/// grpc-limits as every plugin describes itself (its proxy-wasm shell is in `filter`).
+pub struct GrpcLimits;
+
+impl wasmgate_common::PluginConfig for GrpcLimits {
+    const IMAGE: &'static str = "grpc-limits";
+    const NAME: &'static str = PLUGIN;
+    type Config = Config;
+
+    fn parse(bytes: &[u8]) -> Result<Config, wasmgate_common::ConfigError> {
+        Config::from_json(bytes)
+    }
+
+    fn summary(config: &Config) -> String {
+        format!("{} rule(s)", config.rule_count())
+    }
+}

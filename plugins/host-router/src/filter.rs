@@ -2,12 +2,11 @@
 //! direct response, denial) or changes the request and has Envoy pick the route again.
 
 use crate::policy::{Request, Response};
-use crate::{Config, PLUGIN};
+use crate::{Config, HostRouter, PLUGIN};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, Status};
 use std::rc::Rc;
-use wasmgate_common::ConfigError;
 use wasmgate_common::host::{
     Loaded, Plugin, add_request_header, log, request_headers_raw, send_local_response, set_request_header,
 };
@@ -17,20 +16,7 @@ use wasmgate_common::{ClientKind, HeaderMapView, LocalResponse};
 #[cfg(feature = "entrypoint")]
 wasmgate_common::plugin_main!(HostRouter);
 
-pub struct HostRouter;
-
 impl Plugin for HostRouter {
-    const NAME: &'static str = PLUGIN;
-    type Config = Config;
-
-    fn parse(bytes: &[u8]) -> Result<Config, ConfigError> {
-        Config::from_json(bytes)
-    }
-
-    fn summary(config: &Config) -> String {
-        format!("{} host(s)", config.host_count())
-    }
-
     fn counters(config: &Config) -> Vec<String> {
         let mut names = config.counter_names();
         names.push(BAD_REQUEST_COUNTER.into());

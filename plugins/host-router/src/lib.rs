@@ -17,3 +17,20 @@ pub use policy::{Decision, Request, Response};
 
 /// The name used for metrics and log lines.
 pub const PLUGIN: &str = "host_router";
+
+/// host-router as every plugin describes itself (its proxy-wasm shell is in `filter`).
+pub struct HostRouter;
+
+impl wasmgate_common::PluginConfig for HostRouter {
+    const IMAGE: &'static str = "host-router";
+    const NAME: &'static str = PLUGIN;
+    type Config = Config;
+
+    fn parse(bytes: &[u8]) -> Result<Config, wasmgate_common::ConfigError> {
+        Config::from_json(bytes)
+    }
+
+    fn summary(config: &Config) -> String {
+        format!("{} host(s)", config.host_count())
+    }
+}

@@ -7,13 +7,15 @@ mod filter {
     use proxy_wasm::traits::{Context, HttpContext};
     use proxy_wasm::types::Action;
     use std::rc::Rc;
+    use wasmgate_common::PluginConfig;
     use wasmgate_common::host::{Loaded, Plugin};
 
     wasmgate_common::plugin_main!(PanicProbe);
 
     pub struct PanicProbe;
 
-    impl Plugin for PanicProbe {
+    impl PluginConfig for PanicProbe {
+        const IMAGE: &'static str = "panic-probe";
         const NAME: &'static str = "panic-probe";
         type Config = ();
 
@@ -24,7 +26,9 @@ mod filter {
         fn summary(_config: &()) -> String {
             "panics on every request".into()
         }
+    }
 
+    impl Plugin for PanicProbe {
         fn counters(_config: &()) -> Vec<String> {
             Vec::new()
         }

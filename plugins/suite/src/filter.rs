@@ -3,9 +3,9 @@
 //! for separate filters.
 
 use crate::{Config, PLUGIN};
-use basic_auth::filter::BasicAuth;
-use grpc_limits::filter::GrpcLimits;
-use host_router::filter::HostRouter;
+use basic_auth::BasicAuth;
+use grpc_limits::GrpcLimits;
+use host_router::HostRouter;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;

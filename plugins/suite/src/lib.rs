@@ -13,3 +13,29 @@ pub use config::Config;
 
 /// The name used for log lines (each policy keeps its own metric names).
 pub const PLUGIN: &str = "suite";
+
+/// The suite as every plugin describes itself.
+pub struct Suite;
+
+impl wasmgate_common::PluginConfig for Suite {
+    const IMAGE: &'static str = "suite";
+    const NAME: &'static str = PLUGIN;
+    type Config = Config;
+
+    fn parse(bytes: &[u8]) -> Result<Config, wasmgate_common::ConfigError> {
+        Config::from_json(bytes)
+    }
+
+    fn summary(config: &Config) -> String {
+        format!("sections {}", config.sections().join(", "))
+    }
+}
+
+/// Every wasmgate plugin: what `wasmgate check` dispatches a `WasmPlugin`'s image to and what the fuzz targets
+/// feed. Adding a plugin adds its line here.
+pub const PLUGINS: [wasmgate_common::Registered; 4] = [
+    wasmgate_common::Registered::of::<basic_auth::BasicAuth>(),
+    wasmgate_common::Registered::of::<grpc_limits::GrpcLimits>(),
+    wasmgate_common::Registered::of::<host_router::HostRouter>(),
+    wasmgate_common::Registered::of::<Suite>(),
+];
