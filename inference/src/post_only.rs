@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
-/// The layer for `tonic::transport::Server::layer`.
+/// The layer that wraps the gRPC services (see `crate::server`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct PostOnlyLayer;
 

@@ -110,15 +110,14 @@ impl Filter {
         let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
         // Any gRPC content-type among several counts: the server may read that one. Base64 (gRPC-Web text) wins:
         // read as frames, base64 would give prefixes far above any limit, never a way past it.
-        let kinds: Vec<ClientKind> = headers
+        let client = headers
             .values("content-type")
             .map(|v| ClientKind::from_content_type(std::str::from_utf8(v).ok()))
-            .collect();
-        let client = kinds
-            .iter()
-            .copied()
-            .find(|kind| *kind == ClientKind::GrpcWeb { text: true })
-            .or_else(|| kinds.iter().copied().find(|kind| kind.is_grpc_family()))
+            .min_by_key(|kind| match kind {
+                ClientKind::GrpcWeb { text: true } => 0,
+                kind if kind.is_grpc_family() => 1,
+                _ => 2,
+            })
             .unwrap_or(ClientKind::Http);
         let selected = match self.state.config.select(&RequestLine::new(&authority, &path, &method)) {
             Ok(Some(selected)) => selected,
@@ -133,13 +132,7 @@ impl Filter {
                 return Err(Refusal::Limit(violation));
             }
         };
-        // A gRPC rule counts messages whatever the client says it sends: the server decodes them anyway.
-        let framing = match client {
-            ClientKind::GrpcWeb { text: true } => Framing::Base64Frames,
-            _ if client.is_grpc_family() || selected.grpc_rule => Framing::Frames,
-            _ => Framing::Opaque,
-        };
-        let meter = Meter::new(selected.limits, framing);
+        let meter = Meter::new(selected.limits, Framing::of(client, selected.grpc_rule));
         let declared = content_length(headers.get("content-length"));
         self.stream = Some(Stream { meter, rule: selected.rule.to_string(), client, finished: end_of_stream });
         if let Some(stream) = &self.stream {

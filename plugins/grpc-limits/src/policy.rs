@@ -3,7 +3,7 @@
 
 use crate::config::{Config, Limits, PathSelector, Rule};
 use crate::frames::{FrameCounter, FrameError};
-use wasmgate_common::{ByteSize, Denial, GrpcStatus, RequestLine, Unreadable};
+use wasmgate_common::{ByteSize, ClientKind, Denial, GrpcStatus, RequestLine, Unreadable};
 
 /// A limit that was crossed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +136,18 @@ pub enum Framing {
     /// one message and its decoded size (at most 3/4 of the bytes on the wire) bounds that message: the limit is
     /// checked against it without decoding, and may refuse a message within 2 bytes of the limit.
     Base64Frames,
+}
+
+impl Framing {
+    /// How to read a request's body: as the client says it is framed, and as gRPC frames under a gRPC rule whatever
+    /// the client says (the server decodes them anyway).
+    pub fn of(client: ClientKind, grpc_rule: bool) -> Self {
+        match client {
+            ClientKind::GrpcWeb { text: true } => Self::Base64Frames,
+            _ if client.is_grpc_family() || grpc_rule => Self::Frames,
+            _ => Self::Opaque,
+        }
+    }
 }
 
 /// gRPC's message prefix: a flag byte and a 4-byte length.
@@ -307,6 +319,18 @@ mod tests {
         assert_eq!(stream(&mut m, &big, 64), Err(Stop::Limit(Violation::MessageBytes { size: 1001, limit: 1000 })));
         let mut plain = meter(&c, "x", "/", false);
         assert_eq!(stream(&mut plain, &big, 64), Ok(()), "non-gRPC bodies have no messages");
+    }
+
+    #[test]
+    fn framing_follows_the_client_and_the_rule() {
+        let text = ClientKind::GrpcWeb { text: true };
+        let binary = ClientKind::GrpcWeb { text: false };
+        assert_eq!(Framing::of(text, false), Framing::Base64Frames);
+        assert_eq!(Framing::of(text, true), Framing::Base64Frames);
+        assert_eq!(Framing::of(binary, false), Framing::Frames);
+        assert_eq!(Framing::of(ClientKind::Grpc, false), Framing::Frames);
+        assert_eq!(Framing::of(ClientKind::Http, true), Framing::Frames);
+        assert_eq!(Framing::of(ClientKind::Http, false), Framing::Opaque);
     }
 
     #[test]
