@@ -62,8 +62,13 @@ impl Upstream {
                     let service =
                         hyper::service::service_fn(move |req| handle(req, name.clone(), seen.clone(), grpc.clone()));
                     let mut builder = auto::Builder::new(TokioExecutor::new());
-                    // Windows as large as Envoy's towards its upstreams, so "direct" is not slowed by flow control.
-                    builder.http2().initial_stream_window_size(16 << 20).initial_connection_window_size(16 << 20);
+                    // HTTP/2 as the model server speaks it, so a large message meets the same flow control.
+                    let http2 = wasmgate_inference::server::Http2Settings::DEFAULT;
+                    builder
+                        .http2()
+                        .initial_stream_window_size(http2.stream_window)
+                        .initial_connection_window_size(http2.connection_window)
+                        .max_frame_size(http2.max_frame);
                     let _ = builder.serve_connection(TokioIo::new(stream), service).await;
                 });
             }

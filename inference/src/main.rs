@@ -9,7 +9,7 @@ use wasmgate_common::size::ByteSize;
 use wasmgate_inference::client::{Api, Images, Target};
 use wasmgate_inference::model::{DEFAULT_SIZES, GradientDescent, Solver};
 use wasmgate_inference::model::{label, weights};
-use wasmgate_inference::server::{self, ServerOptions};
+use wasmgate_inference::server::{self, Http2Settings, ServerOptions};
 use wasmgate_inference::service::ModelService;
 use wasmgate_inference::{data, train};
 
@@ -57,6 +57,16 @@ enum Command {
         /// Largest request or response message (e.g. 128Mi, 200MB).
         #[arg(long, default_value = "128Mi", value_parser = parse_size)]
         max_message_size: usize,
+        /// HTTP/2 receive window per call: how much of a large request may be in flight before the server
+        /// asks for more.
+        #[arg(long, default_value = "16Mi", value_parser = parse_u32_size)]
+        http2_stream_window: u32,
+        /// HTTP/2 receive window shared by a connection's calls (at least the per-call window).
+        #[arg(long, default_value = "32Mi", value_parser = parse_u32_size)]
+        http2_connection_window: u32,
+        /// Largest HTTP/2 frame the server accepts (16Ki to 16Mi - 1).
+        #[arg(long, default_value = "1Mi", value_parser = parse_u32_size)]
+        http2_max_frame: u32,
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
         /// The request header naming the user the gateway authenticated; logged with each call.
@@ -86,6 +96,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+}
+
+fn parse_u32_size(text: &str) -> Result<u32, String> {
+    let size = ByteSize::parse(text)?;
+    u32::try_from(size.0).map_err(|_| format!("{text} is too large"))
 }
 
 fn parse_size(text: &str) -> Result<usize, String> {
@@ -149,8 +164,25 @@ fn run(cli: Cli) -> Result<()> {
             train::print_summary(&report, Some(&output), Some(&plot));
             Ok(())
         }
-        Command::Serve { listen, model, max_message_size, log_format, user_header, web_dir, samples } => {
+        Command::Serve {
+            listen,
+            model,
+            max_message_size,
+            http2_stream_window,
+            http2_connection_window,
+            http2_max_frame,
+            log_format,
+            user_header,
+            web_dir,
+            samples,
+        } => {
             init_logging(log_format);
+            let http2 = Http2Settings {
+                stream_window: http2_stream_window,
+                connection_window: http2_connection_window,
+                max_frame: http2_max_frame,
+            };
+            http2.validate().map_err(anyhow::Error::msg)?;
             let saved = weights::load(&model, Some(&DEFAULT_SIZES))
                 .with_context(|| format!("loading the model from {}", model.display()))?;
             let service = ModelService::new(saved.network).map_err(anyhow::Error::msg)?;
@@ -161,8 +193,13 @@ fn run(cli: Cli) -> Result<()> {
                     .await
                     .with_context(|| format!("listening on {listen}"))?;
                 tracing::info!(address = %listener.local_addr()?, model = %model.display(), max_message_size, "serving");
-                let options =
-                    ServerOptions { max_message_bytes: max_message_size, user_header, web_dir, samples_dir: samples };
+                let options = ServerOptions {
+                    max_message_bytes: max_message_size,
+                    http2,
+                    user_header,
+                    web_dir,
+                    samples_dir: samples,
+                };
                 server::serve(listener, service, &options, server::termination()).await
             })?;
             tracing::info!(stats = ?stats.snapshot(), "stopped");

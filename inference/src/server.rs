@@ -20,8 +20,49 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 128 << 20;
 /// The header the gateway's basic-auth sets to the authenticated user (`forward_user_header` in the manifests).
 pub const DEFAULT_USER_HEADER: &str = "x-wasmgate-user";
 
+/// HTTP/2 flow control for large messages. With hyper's defaults (1 MiB windows, 16 KiB frames) a 100 MB message
+/// waits for a window update every MiB and crosses as 6400 frames; with windows that cover several round trips
+/// and 1 MiB frames the sender rarely stops (measured in `make bench -- payload`). The windows bound what one
+/// stream or connection may have in flight towards this server, well under the message limit it buffers anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Http2Settings {
+    pub stream_window: u32,
+    pub connection_window: u32,
+    /// The largest frame this side accepts (16 KiB to 16 MiB - 1, RFC 9113).
+    pub max_frame: u32,
+}
+
+impl Http2Settings {
+    pub const DEFAULT: Self = Self { stream_window: 16 << 20, connection_window: 32 << 20, max_frame: 1 << 20 };
+
+    /// A clear error for settings HTTP/2 does not allow, before a server or client is built with them.
+    pub fn validate(&self) -> Result<(), String> {
+        const MAX_WINDOW: u32 = (1 << 31) - 1;
+        if self.stream_window < 65_535 || self.stream_window > MAX_WINDOW {
+            return Err(format!("the HTTP/2 stream window must be 64Ki to 2Gi - 1, not {}", self.stream_window));
+        }
+        if self.connection_window < self.stream_window || self.connection_window > MAX_WINDOW {
+            return Err(format!(
+                "the HTTP/2 connection window must be at least the stream window ({}) and under 2Gi, not {}",
+                self.stream_window, self.connection_window
+            ));
+        }
+        if !(16_384..(1 << 24)).contains(&self.max_frame) {
+            return Err(format!("the HTTP/2 frame size must be 16Ki to 16Mi - 1, not {}", self.max_frame));
+        }
+        Ok(())
+    }
+}
+
+impl Default for Http2Settings {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
 pub struct ServerOptions {
     pub max_message_bytes: usize,
+    pub http2: Http2Settings,
     /// Whose call it was: the request header naming the user the gateway authenticated, logged with every call.
     pub user_header: String,
     /// The built web page (`inference/web/dist`); served at `/` when it holds `index.html`.
@@ -34,6 +75,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         Self {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            http2: Http2Settings::DEFAULT,
             user_header: DEFAULT_USER_HEADER.to_owned(),
             web_dir: PathBuf::from(crate::page::DEFAULT_WEB_DIR),
             samples_dir: crate::data::default_dir(),
@@ -49,6 +91,7 @@ pub async fn serve(
     options: &ServerOptions,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    options.http2.validate().map_err(anyhow::Error::msg)?;
     crate::blas::single_threaded_unless_configured();
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<GrpcInferenceServiceServer<ModelService>>().await;
@@ -93,6 +136,9 @@ pub async fn serve(
     tonic::transport::Server::builder()
         // The page's GETs and browsers without TLS speak HTTP/1.1; gRPC clients and the gateway speak h2.
         .accept_http1(true)
+        .initial_stream_window_size(options.http2.stream_window)
+        .initial_connection_window_size(options.http2.connection_window)
+        .max_frame_size(options.http2.max_frame)
         // Every call's log lines carry its method and the user the gateway vouched for, so a call can be
         // followed from the gateway's log to the model's.
         .trace_fn(move |request| {
@@ -132,5 +178,29 @@ pub async fn termination() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Http2Settings;
+
+    #[test]
+    fn the_defaults_are_valid_http2() {
+        assert_eq!(Http2Settings::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn settings_http2_forbids_are_refused_with_the_range() {
+        let d = Http2Settings::DEFAULT;
+        let small_window = Http2Settings { stream_window: 1024, ..d };
+        assert!(small_window.validate().unwrap_err().contains("64Ki to 2Gi"));
+        let connection_below_stream = Http2Settings { connection_window: d.stream_window - 1, ..d };
+        assert!(connection_below_stream.validate().unwrap_err().contains("at least the stream window"));
+        for max_frame in [16_383, 1 << 24] {
+            let frame = Http2Settings { max_frame, ..d };
+            assert!(frame.validate().unwrap_err().contains("16Ki to 16Mi - 1"), "{max_frame}");
+        }
+        assert_eq!(Http2Settings { max_frame: 16_384, ..d }.validate(), Ok(()));
     }
 }

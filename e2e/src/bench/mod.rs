@@ -133,6 +133,7 @@ pub mod flood;
 pub mod floor;
 pub mod inference;
 pub mod instructions;
+pub mod payload;
 pub mod plot;
 
 /// An environment override for a benchmark setting, else `default`.
