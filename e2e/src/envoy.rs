@@ -238,8 +238,10 @@ impl Envoy {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    /// Counters and gauges from the admin `/stats` page, by full name.
+    /// Counters and gauges from the admin `/stats` page, by full name, once the plugins have handed Envoy what
+    /// they counted so far (they flush every `FLUSH_PERIOD`).
     pub async fn stats(&self) -> Result<BTreeMap<String, u64>> {
+        tokio::time::sleep(wasmgate_common::metrics::FLUSH_PERIOD + std::time::Duration::from_millis(100)).await;
         let page = RawRequest::get("/stats").host("admin").send(self.admin).await?;
         Ok(page
             .text()

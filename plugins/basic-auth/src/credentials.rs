@@ -1,21 +1,23 @@
 //! The credentials of one rule, stored so that no plaintext password stays in memory and every comparison is
 //! constant-time. Accepted forms, per entry of `credentials`:
-//! - `user:password` or base64 of it (Istio's forms): kept as the SHA-256 of `user:password`;
+//! - `user:password` or base64 of it (Istio's forms): kept as the keyed fingerprint of `user:password`
+//!   ([`Fingerprinter`]);
 //! - `user:$2y$...` / `$2b$` / `$2a$` (htpasswd -B, bcrypt);
 //! - `user:{SHA}base64` (htpasswd -s, as Envoy's native basic_auth).
 
 use crate::authorization::{BasicCredentials, decode_token};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use sha1::Sha1;
-use sha2::{Digest, Sha256};
+use sha1::{Digest, Sha1};
+use siphasher::sip128::{Hasher128, SipHasher24};
 use std::cell::RefCell;
 use std::collections::HashSet;
+use std::hash::Hasher;
 use subtle::{Choice, ConstantTimeEq};
 use wasmgate_common::ConfigError;
 
 /// bcrypt costs tens of milliseconds per check in a Wasm VM; a credential that verified once is remembered
-/// (by its SHA-256) so later requests cost a hash, and so is one that failed, so a guesser repeating a
+/// (by its fingerprint) so later requests cost a hash, and so is one that failed, so a guesser repeating a
 /// password costs no bcrypt work. Each set is bounded: emptied when full.
 const CACHE_LIMIT: usize = 1024;
 
@@ -38,23 +40,61 @@ pub enum Check {
     Busy,
 }
 
-#[derive(Debug, Default)]
+/// A credential pair's fingerprint: what plaintext entries and the caches hold and compare.
+type Fingerprint = [u8; 16];
+
+/// Fingerprints `user:password` pairs with SipHash-2-4 (128-bit output) under a key drawn at load from the
+/// host's randomness (WASI `random_get`; under Envoy its random generator) and never shown anywhere.
+///
+/// Why this suffices where a SHA-256 was used before: a fingerprint is only compared with other fingerprints
+/// under the same key, inside this VM. SipHash is a pseudo-random function: to whoever does not know the key,
+/// its outputs on distinct inputs look like independent uniform 128-bit strings. So an attacker's pair matches a
+/// stored entry, or one of the ≤ 2 × 1024 cached ones, with probability at most 2^-128 each per try (about 2^-117
+/// per request in all), which is no better than guessing the password's fingerprint blind, and the key cannot
+/// be learned: fingerprints never leave the VM, equality with plaintext entries is tested in constant time, and
+/// the caches' hash-set lookups only tell whether a pair was seen before, which its sender knows anyway.
+/// Collision resistance, what a public unkeyed hash must offer, is not needed: nobody can compute the function.
+/// It costs a few hundred instructions for a short pair, against SHA-256's several thousand.
+#[derive(Clone)]
+pub struct Fingerprinter {
+    key: [u8; 16],
+}
+
+impl std::fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprinter { key: <hidden> }")
+    }
+}
+
+impl Fingerprinter {
+    /// A fresh random key; a host without randomness is a configuration error (refused at load).
+    pub fn random() -> Result<Self, ConfigError> {
+        let mut key = [0u8; 16];
+        getrandom::fill(&mut key)
+            .map_err(|e| ConfigError::new("", format!("no randomness from the host for the credential key: {e}")))?;
+        Ok(Self { key })
+    }
+
+    pub fn of(&self, credentials: &BasicCredentials) -> Fingerprint {
+        let mut hasher = SipHasher24::new_with_key(&self.key);
+        hasher.write(credentials.pair().as_bytes());
+        hasher.finish128().as_bytes()
+    }
+}
+
+#[derive(Debug)]
 pub struct CredentialSet {
+    fingerprinter: Fingerprinter,
     /// Every entry's user name, in order (a user may have several entries).
     users: Vec<String>,
-    plain: Vec<[u8; 32]>,
+    plain: Vec<Fingerprint>,
     hashed: Vec<(String, Hashed)>,
     /// What an unknown user's password is checked against, so that the answer takes as long as for a known
     /// user with a wrong password and does not tell a guesser which names exist: a bcrypt hash at the highest
     /// cost in the set (no password matches it), else a SHA-1 no password has.
     decoy: Option<Hashed>,
-    verified: RefCell<HashSet<[u8; 32]>>,
-    rejected: RefCell<HashSet<[u8; 32]>>,
-}
-
-/// SHA-256 of `user:password`: what plaintext credentials and the caches are compared by.
-pub fn digest(credentials: &BasicCredentials) -> [u8; 32] {
-    Sha256::digest(credentials.pair().as_bytes()).into()
+    verified: RefCell<HashSet<Fingerprint>>,
+    rejected: RefCell<HashSet<Fingerprint>>,
 }
 
 /// A well-formed bcrypt hash (22 characters of salt, 31 of hash) at `cost`: checking a password against it
@@ -68,7 +108,15 @@ impl CredentialSet {
         if entries.is_empty() {
             return Err(ConfigError::new("", "at least one credential is required"));
         }
-        let mut set = Self::default();
+        let mut set = Self {
+            fingerprinter: Fingerprinter::random()?,
+            users: Vec::new(),
+            plain: Vec::new(),
+            hashed: Vec::new(),
+            decoy: None,
+            verified: RefCell::default(),
+            rejected: RefCell::default(),
+        };
         for (i, entry) in entries.iter().enumerate() {
             set.add(entry).map_err(|e| e.within(&format!("[{i}]")))?;
         }
@@ -93,7 +141,7 @@ impl CredentialSet {
             // No colon: Istio's base64 form of `user:password`.
             let pair = decode_token(entry.trim().as_bytes())
                 .map_err(|e| ConfigError::new("", format!("neither `user:password` nor its base64: {e}")))?;
-            self.plain.push(digest(&pair));
+            self.plain.push(self.fingerprinter.of(&pair));
             self.users.push(pair.user().to_string());
             return Ok(());
         };
@@ -141,7 +189,7 @@ impl CredentialSet {
         } else {
             let pair = BasicCredentials::from_pair(entry.to_string())
                 .map_err(|e| ConfigError::new("", format!("user `{user}`: {e}")))?;
-            self.plain.push(digest(&pair));
+            self.plain.push(self.fingerprinter.of(&pair));
         }
         Ok(())
     }
@@ -156,7 +204,7 @@ impl CredentialSet {
         matches!(self.decoy, Some(Hashed::Bcrypt(_)))
     }
 
-    /// Whether `credentials` (whose SHA-256 is `pair_digest`) are in this set. Plaintext entries are all
+    /// Whether `credentials` are in this set. Plaintext entries are all
     /// compared, in constant time, whatever matches; hashed entries are looked up by user name, and an unknown
     /// user is checked against the decoy so that both take the same time. A check that needs bcrypt (and that
     /// neither cache answers) is handed to `slow`, which runs it and gives its result, or refuses (`None`: the
@@ -164,20 +212,20 @@ impl CredentialSet {
     pub fn verify(
         &self,
         credentials: &BasicCredentials,
-        pair_digest: &[u8; 32],
         slow: impl FnOnce(&dyn Fn() -> bool) -> Option<bool>,
     ) -> Check {
-        let plain = self.plain.iter().fold(Choice::from(0), |acc, d| acc | d.ct_eq(pair_digest));
+        let fingerprint = self.fingerprinter.of(credentials);
+        let plain = self.plain.iter().fold(Choice::from(0), |acc, f| acc | f.ct_eq(&fingerprint));
         if bool::from(plain) {
             return Check::Valid;
         }
         let Some(decoy) = &self.decoy else {
             return Check::Invalid;
         };
-        if self.verified.borrow().contains(pair_digest) {
+        if self.verified.borrow().contains(&fingerprint) {
             return Check::Valid;
         }
-        if self.rejected.borrow().contains(pair_digest) {
+        if self.rejected.borrow().contains(&fingerprint) {
             return Check::Invalid;
         }
         let mut entries: Vec<&Hashed> =
@@ -204,17 +252,17 @@ impl CredentialSet {
             check()
         };
         let ok = known && matched;
-        remember(if ok { &self.verified } else { &self.rejected }, pair_digest);
+        remember(if ok { &self.verified } else { &self.rejected }, fingerprint);
         if ok { Check::Valid } else { Check::Invalid }
     }
 }
 
-fn remember(cache: &RefCell<HashSet<[u8; 32]>>, digest: &[u8; 32]) {
+fn remember(cache: &RefCell<HashSet<Fingerprint>>, fingerprint: Fingerprint) {
     let mut cache = cache.borrow_mut();
     if cache.len() >= CACHE_LIMIT {
         cache.clear();
     }
-    cache.insert(*digest);
+    cache.insert(fingerprint);
 }
 
 /// Roughly how long one bcrypt check at `cost` takes in a gateway worker (measured at cost 10: ~150 ms).
@@ -237,7 +285,7 @@ mod tests {
 
     fn check(set: &CredentialSet, pair: &str) -> bool {
         let c = creds(pair);
-        set.verify(&c, &digest(&c), |check| Some(check())) == Check::Valid
+        set.verify(&c, |check| Some(check())) == Check::Valid
     }
 
     fn bcrypt_hash(password: &str, cost: u32) -> String {
@@ -305,7 +353,7 @@ mod tests {
 
     fn verify_with(set: &CredentialSet, pair: &str, spent: &(std::cell::Cell<usize>, usize)) -> Check {
         let c = creds(pair);
-        set.verify(&c, &digest(&c), |check| {
+        set.verify(&c, |check| {
             spent.0.set(spent.0.get() + 1);
             (spent.0.get() <= spent.1).then(check)
         })

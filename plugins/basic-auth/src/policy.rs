@@ -5,7 +5,7 @@
 
 use crate::authorization::{Malformed, parse_basic};
 use crate::config::{Config, Rule, UserId};
-use crate::credentials::{Check, digest};
+use crate::credentials::Check;
 use crate::lockout::Admission;
 use wasmgate_common::{Denial, GrpcStatus, HeaderMapView, RequestLine, Unreadable};
 
@@ -200,7 +200,6 @@ impl Config {
                 Admission::Full => return self.refuse(Outcome::DeniedBusy),
             }
         }
-        let pair_digest = digest(&credentials);
         // A bcrypt check runs when the budget has the time, and is charged what it took.
         let slow = |check: &dyn Fn() -> bool| {
             let Some(budget) = &self.budget else {
@@ -216,7 +215,7 @@ impl Config {
         };
         let mut check = Check::Valid;
         for rule in self.enforcing_rules(req) {
-            check = rule.credentials.verify(&credentials, &pair_digest, slow);
+            check = rule.credentials.verify(&credentials, slow);
             if check != Check::Valid {
                 break;
             }

@@ -54,15 +54,17 @@ pub fn install_panic_hook(plugin: &'static str) {
     }));
 }
 
-/// Counters defined once at configure time and bumped by index on the request path.
+/// Counters defined once at configure time and bumped by index on the request path, in the module: the totals
+/// reach the proxy at each [`flush`](Self::flush) (every [`FLUSH_PERIOD`](crate::metrics::FLUSH_PERIOD)).
 pub struct Counters {
     ids: Vec<Option<u32>>,
+    pending: RefCell<Vec<u64>>,
 }
 
 impl Counters {
     /// Defines `wasmgate.<plugin>.<name>` for each name; a counter the host refuses is logged and then skipped.
     pub fn define(plugin: &str, names: &[&str]) -> Self {
-        let ids = names
+        let ids: Vec<Option<u32>> = names
             .iter()
             .map(|name| {
                 let full = crate::metrics::metric_name(plugin, name);
@@ -75,17 +77,43 @@ impl Counters {
                 }
             })
             .collect();
-        Self { ids }
+        let pending = RefCell::new(vec![0; ids.len()]);
+        Self { ids, pending }
     }
 
     pub fn add(&self, index: usize, value: u64) {
-        if let Some(Some(id)) = self.ids.get(index) {
-            let _ = hostcalls::increment_metric(*id, i64::try_from(value).unwrap_or(i64::MAX));
+        if let Some(slot) = self.pending.borrow_mut().get_mut(index) {
+            *slot = slot.saturating_add(value);
         }
     }
 
     pub fn inc(&self, index: usize) {
         self.add(index, 1);
+    }
+
+    /// Hands what was counted since the last flush to the proxy, one host call per counter that moved.
+    pub fn flush(&self) {
+        for (id, pending) in self.ids.iter().zip(self.pending.borrow_mut().iter_mut()) {
+            let value = std::mem::take(pending);
+            if let (Some(id), 1..) = (id, value) {
+                let _ = hostcalls::increment_metric(*id, i64::try_from(value).unwrap_or(i64::MAX));
+            }
+        }
+    }
+}
+
+/// A root context is dropped when the proxy deletes it (a new config, the plugin removed): what it counted since
+/// the last tick still reaches the proxy.
+impl Drop for Counters {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}
+
+/// Asks the proxy for `on_tick` every [`FLUSH_PERIOD`](crate::metrics::FLUSH_PERIOD), to flush the counters.
+pub fn start_flushing_counters() {
+    if let Err(status) = hostcalls::set_tick_period(crate::metrics::FLUSH_PERIOD) {
+        log(LogLevel::Warn, &format!("cannot set a tick period, counters will not reach the proxy: {status:?}"));
     }
 }
 
@@ -284,7 +312,14 @@ impl<P: Plugin> RootContext for PluginRoot<P> {
             return false;
         };
         self.state = Some(Rc::new(Loaded::new::<P>(config)));
+        start_flushing_counters();
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(state) = &self.state {
+            state.counters.flush();
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

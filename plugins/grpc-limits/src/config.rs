@@ -131,6 +131,11 @@ pub struct Config {
 }
 
 impl Config {
+    /// Whether any request can meet a response limit (else nothing needs to see responses).
+    pub fn limits_responses(&self) -> bool {
+        self.default.response.is_some() || self.rules.iter().any(|rule| rule.limits.response.is_some())
+    }
+
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let raw: RawConfig = parse_config(bytes)?;
         let default = Limits::compile(raw.default.unwrap_or_default()).map_err(|e| e.within("default"))?;
@@ -237,6 +242,9 @@ mod tests {
         assert_eq!(c.rules[0].limits.response, Some(16_000_000));
         assert_eq!(c.rules[1].path, PathSelector::Prefix("/grpc.health.v1.Health/".into()));
         assert_eq!(c.rules[1].name, "rules[1]");
+        assert!(c.limits_responses());
+        let requests_only = Config::from_json(br#"{"default":{"max_request_bytes":"4Mi"}}"#).unwrap();
+        assert!(!requests_only.limits_responses());
     }
 
     #[test]

@@ -9,15 +9,30 @@ use host_router::HostRouter;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
-use wasmgate_common::host::{Loaded, Plugin, load_configuration, log, sharing_request_headers};
+use wasmgate_common::host::{
+    Counters, Loaded, Plugin, load_configuration, log, sharing_request_headers, start_flushing_counters,
+};
 
 wasmgate_common::plugin_main!(root: SuiteRoot, name: PLUGIN);
 
 #[derive(Default)]
 struct SuiteRoot {
+    /// Whether any section acts on responses (only grpc-limits, when a response limit is configured).
+    responses: bool,
     basic_auth: Option<Rc<Loaded<basic_auth::Config>>>,
     grpc_limits: Option<Rc<Loaded<grpc_limits::Config>>>,
     host_router: Option<Rc<Loaded<host_router::Config>>>,
+}
+
+impl SuiteRoot {
+    fn flush_counters(&self) {
+        let sections = [
+            self.basic_auth.as_ref().map(|s| &s.counters),
+            self.grpc_limits.as_ref().map(|s| &s.counters),
+            self.host_router.as_ref().map(|s| &s.counters),
+        ];
+        sections.into_iter().flatten().for_each(Counters::flush);
+    }
 }
 
 impl Context for SuiteRoot {}
@@ -28,10 +43,16 @@ impl RootContext for SuiteRoot {
             return false;
         };
         log(LogLevel::Info, &format!("{PLUGIN}: configured: {}", config.sections().join(", ")));
+        self.responses = config.grpc_limits.as_ref().is_some_and(grpc_limits::Config::limits_responses);
         self.basic_auth = config.basic_auth.map(|c| Rc::new(Loaded::new::<BasicAuth>(c)));
         self.grpc_limits = config.grpc_limits.map(|c| Rc::new(Loaded::new::<GrpcLimits>(c)));
         self.host_router = config.host_router.map(|c| Rc::new(Loaded::new::<HostRouter>(c)));
+        start_flushing_counters();
         true
+    }
+
+    fn on_tick(&mut self) {
+        self.flush_counters();
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -39,7 +60,7 @@ impl RootContext for SuiteRoot {
         parts.extend(self.basic_auth.clone().map(BasicAuth::http_context));
         parts.extend(self.grpc_limits.clone().map(GrpcLimits::http_context));
         parts.extend(self.host_router.clone().map(HostRouter::http_context));
-        Some(Box::new(Suite { parts }))
+        Some(Box::new(Suite { parts, responses: self.responses }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -49,6 +70,8 @@ impl RootContext for SuiteRoot {
 
 struct Suite {
     parts: Vec<Box<dyn HttpContext>>,
+    /// False: the response callbacks return at once (Envoy calls them whatever the module does with them).
+    responses: bool,
 }
 
 impl Suite {
@@ -77,10 +100,16 @@ impl HttpContext for Suite {
     }
 
     fn on_http_response_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
+        if !self.responses {
+            return Action::Continue;
+        }
         self.each(|part| part.on_http_response_headers(headers, end_of_stream))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.responses {
+            return Action::Continue;
+        }
         self.each(|part| part.on_http_response_body(body_size, end_of_stream))
     }
 }
