@@ -170,11 +170,6 @@ impl Config {
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
-
-    /// Whether failures are counted per client address (the shell then reads the address and the time).
-    pub fn has_lockout(&self) -> bool {
-        self.lockout.is_some()
-    }
 }
 
 impl Rule {

@@ -6,13 +6,12 @@
 //! - `user:{SHA}base64` (htpasswd -s, as Envoy's native basic_auth).
 
 use crate::authorization::{BasicCredentials, decode_token};
+use crate::fingerprint::{Fingerprint, Fingerprinter};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
-use siphasher::sip128::{Hasher128, SipHasher24};
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::hash::Hasher;
 use subtle::{Choice, ConstantTimeEq};
 use wasmgate_common::ConfigError;
 
@@ -38,48 +37,6 @@ pub enum Check {
     Invalid,
     /// A bcrypt check was needed and the caller's budget had none left: nothing was learned.
     Busy,
-}
-
-/// A credential pair's fingerprint: what plaintext entries and the caches hold and compare.
-type Fingerprint = [u8; 16];
-
-/// Fingerprints `user:password` pairs with SipHash-2-4 (128-bit output) under a key drawn at load from the
-/// host's randomness (WASI `random_get`; under Envoy its random generator) and never shown anywhere.
-///
-/// Why this suffices where a SHA-256 was used before: a fingerprint is only compared with other fingerprints
-/// under the same key, inside this VM. SipHash is a pseudo-random function: to whoever does not know the key,
-/// its outputs on distinct inputs look like independent uniform 128-bit strings. So an attacker's pair matches a
-/// stored entry, or one of the ≤ 2 × 1024 cached ones, with probability at most 2^-128 each per try (about 2^-117
-/// per request in all), which is no better than guessing the password's fingerprint blind, and the key cannot
-/// be learned: fingerprints never leave the VM, equality with plaintext entries is tested in constant time, and
-/// the caches' hash-set lookups only tell whether a pair was seen before, which its sender knows anyway.
-/// Collision resistance, what a public unkeyed hash must offer, is not needed: nobody can compute the function.
-/// It costs a few hundred instructions for a short pair, against SHA-256's several thousand.
-#[derive(Clone)]
-pub struct Fingerprinter {
-    key: [u8; 16],
-}
-
-impl std::fmt::Debug for Fingerprinter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Fingerprinter { key: <hidden> }")
-    }
-}
-
-impl Fingerprinter {
-    /// A fresh random key; a host without randomness is a configuration error (refused at load).
-    pub fn random() -> Result<Self, ConfigError> {
-        let mut key = [0u8; 16];
-        getrandom::fill(&mut key)
-            .map_err(|e| ConfigError::new("", format!("no randomness from the host for the credential key: {e}")))?;
-        Ok(Self { key })
-    }
-
-    pub fn of(&self, credentials: &BasicCredentials) -> Fingerprint {
-        let mut hasher = SipHasher24::new_with_key(&self.key);
-        hasher.write(credentials.pair().as_bytes());
-        hasher.finish128().as_bytes()
-    }
 }
 
 #[derive(Debug)]
@@ -141,7 +98,7 @@ impl CredentialSet {
             // No colon: Istio's base64 form of `user:password`.
             let pair = decode_token(entry.trim().as_bytes())
                 .map_err(|e| ConfigError::new("", format!("neither `user:password` nor its base64: {e}")))?;
-            self.plain.push(self.fingerprinter.of(&pair));
+            self.plain.push(self.fingerprinter.of(pair.pair().as_bytes()));
             self.users.push(pair.user().to_string());
             return Ok(());
         };
@@ -189,7 +146,7 @@ impl CredentialSet {
         } else {
             let pair = BasicCredentials::from_pair(entry.to_string())
                 .map_err(|e| ConfigError::new("", format!("user `{user}`: {e}")))?;
-            self.plain.push(self.fingerprinter.of(&pair));
+            self.plain.push(self.fingerprinter.of(pair.pair().as_bytes()));
         }
         Ok(())
     }
@@ -214,7 +171,7 @@ impl CredentialSet {
         credentials: &BasicCredentials,
         slow: impl FnOnce(&dyn Fn() -> bool) -> Option<bool>,
     ) -> Check {
-        let fingerprint = self.fingerprinter.of(credentials);
+        let fingerprint = self.fingerprinter.of(credentials.pair().as_bytes());
         let plain = self.plain.iter().fold(Choice::from(0), |acc, f| acc | f.ct_eq(&fingerprint));
         if bool::from(plain) {
             return Check::Valid;

@@ -3,7 +3,7 @@
 
 use crate::authorization::Malformed;
 use crate::config::counter_name;
-use crate::policy::{Counter, Requirement, user_counter};
+use crate::policy::{Address, Counter, Requirement, user_counter};
 use crate::{BasicAuth, Caller, Config, Outcome, PLUGIN, RequestLine, Verdict};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
@@ -75,10 +75,8 @@ impl Filter {
                 state.config.refuse(Outcome::DeniedMalformed(Malformed::Duplicate))
             }
             Requirement::Credentials => {
-                // An address the host cannot tell shares one tally: stricter, never looser.
-                let address = state.config.has_lockout().then(client_address).flatten();
-                let caller = Caller { address: Some(address.as_deref().unwrap_or("unknown")), now_us: &now_micros };
-                let verdict = state.config.decide(&request, headers.get("authorization"), &caller);
+                let caller = Caller { address: Address::Ask(&client_address), now_us: &now_micros };
+                let verdict = state.config.check_credentials(&request, headers.get("authorization"), &caller);
                 state.counters.add(Counter::BcryptChecks.index(), state.config.take_bcrypt_checks());
                 verdict
             }

@@ -8,6 +8,7 @@ pub mod authorization;
 pub mod budget;
 pub mod config;
 pub mod credentials;
+pub mod fingerprint;
 pub mod lockout;
 pub mod policy;
 

@@ -8,11 +8,12 @@
 //! N × `max_failures` tries per window. It holds at most [`MAX_TRACKED`] entries and never forgets an active
 //! lock to make room: expired entries go first, then the oldest unlocked ones in a batch; when every entry is
 //! an active lock, an address it does not know yet is refused ([`Admission::Full`]) rather than left untracked.
-//! User names are kept as a 16-byte digest and addresses cut at 64 bytes, so the tally's memory is bounded
-//! whatever names clients send.
+//! User names are kept as a 16-byte keyed fingerprint ([`Fingerprinter`]) and addresses cut at 64 bytes, so the
+//! tally's memory is bounded whatever names clients send. While nobody has failed, a request costs one look at
+//! an empty table: no fingerprint is computed.
 
+use crate::fingerprint::{Fingerprint, Fingerprinter};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use wasmgate_common::{ConfigDuration, ConfigError};
@@ -39,27 +40,11 @@ struct Entry {
     locked_until: u64,
 }
 
-/// An address, for one user (by digest) or for all of them.
+/// An address, for one user (by fingerprint) or for all of them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     address: Box<str>,
-    user: Option<[u8; 16]>,
-}
-
-impl Key {
-    fn new(address: &str, user: Option<&str>) -> Self {
-        let mut end = address.len().min(MAX_ADDRESS_LEN);
-        while !address.is_char_boundary(end) {
-            end -= 1;
-        }
-        let user = user.map(|u| {
-            let digest = Sha256::digest(u.as_bytes());
-            let mut short = [0u8; 16];
-            short.copy_from_slice(&digest[..16]);
-            short
-        });
-        Self { address: address[..end].into(), user }
-    }
+    user: Option<Fingerprint>,
 }
 
 /// Whether a client may try a password now.
@@ -78,6 +63,7 @@ pub struct Lockout {
     window_ms: u64,
     duration_ms: u64,
     entries: RefCell<HashMap<Key, Entry>>,
+    users: Fingerprinter,
 }
 
 impl Lockout {
@@ -97,17 +83,40 @@ impl Lockout {
                 return Err(ConfigError::new(field, "must be longer than 0"));
             }
         }
-        Ok(Self::new(raw.max_failures, max_address_failures, raw.window.as_millis(), raw.duration.as_millis()))
+        Self::new(raw.max_failures, max_address_failures, raw.window.as_millis(), raw.duration.as_millis())
     }
 
-    pub fn new(max_failures: u32, max_address_failures: u32, window_ms: u64, duration_ms: u64) -> Self {
-        Self { max_failures, max_address_failures, window_ms, duration_ms, entries: RefCell::default() }
+    pub fn new(
+        max_failures: u32,
+        max_address_failures: u32,
+        window_ms: u64,
+        duration_ms: u64,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            max_failures,
+            max_address_failures,
+            window_ms,
+            duration_ms,
+            entries: RefCell::default(),
+            users: Fingerprinter::random()?,
+        })
+    }
+
+    fn key(&self, address: &str, user: Option<&str>) -> Key {
+        let mut end = address.len().min(MAX_ADDRESS_LEN);
+        while !address.is_char_boundary(end) {
+            end -= 1;
+        }
+        Key { address: address[..end].into(), user: user.map(|u| self.users.of(u.as_bytes())) }
     }
 
     /// Whether `client` may try a password for `user` at `now` (milliseconds).
     pub fn admit(&self, client: &str, user: &str, now: u64) -> Admission {
-        let keys = [Key::new(client, Some(user)), Key::new(client, None)];
         let mut entries = self.entries.borrow_mut();
+        if entries.is_empty() {
+            return Admission::Open;
+        }
+        let keys = [self.key(client, Some(user)), self.key(client, None)];
         if keys.iter().any(|k| entries.get(k).is_some_and(|e| now < e.locked_until)) {
             return Admission::Locked;
         }
@@ -128,7 +137,7 @@ impl Lockout {
         let mut entries = self.entries.borrow_mut();
         let mut locked = false;
         for (key, limit) in
-            [(Key::new(client, Some(user)), self.max_failures), (Key::new(client, None), self.max_address_failures)]
+            [(self.key(client, Some(user)), self.max_failures), (self.key(client, None), self.max_address_failures)]
         {
             if !entries.contains_key(&key) && entries.len() >= MAX_TRACKED && !self.make_room(&mut entries, now, 1) {
                 continue;
@@ -152,7 +161,10 @@ impl Lockout {
     /// A right password clears the client's failures for this user (not its address-wide count: one valid
     /// account must not reset a guesser's tally for the others).
     pub fn record_success(&self, client: &str, user: &str) {
-        self.entries.borrow_mut().remove(&Key::new(client, Some(user)));
+        let mut entries = self.entries.borrow_mut();
+        if !entries.is_empty() {
+            entries.remove(&self.key(client, Some(user)));
+        }
     }
 
     pub fn tracked(&self) -> usize {
@@ -188,7 +200,7 @@ mod tests {
 
     #[test]
     fn locks_after_max_failures_in_the_window_then_lets_go() {
-        let lockout = Lockout::new(3, 100, 60_000, 5_000);
+        let lockout = Lockout::new(3, 100, 60_000, 5_000).unwrap();
         assert!(!lockout.record_failure("10.0.0.1", "alice", 1_000));
         assert!(!lockout.record_failure("10.0.0.1", "alice", 2_000));
         assert!(!lockout.is_locked("10.0.0.1", "alice", 2_500));
@@ -203,7 +215,7 @@ mod tests {
 
     #[test]
     fn failures_outside_the_window_start_over_and_success_clears() {
-        let lockout = Lockout::new(2, 100, 1_000, 5_000);
+        let lockout = Lockout::new(2, 100, 1_000, 5_000).unwrap();
         assert!(!lockout.record_failure("a", "u", 0));
         assert!(!lockout.record_failure("a", "u", 1_500), "the first failure fell out of the window");
         lockout.record_success("a", "u");
@@ -213,7 +225,7 @@ mod tests {
 
     #[test]
     fn rotating_user_names_locks_the_address_for_everyone() {
-        let lockout = Lockout::new(5, 8, 60_000, 60_000);
+        let lockout = Lockout::new(5, 8, 60_000, 60_000).unwrap();
         for i in 0..7 {
             assert!(!lockout.record_failure("10.0.0.1", &format!("made-up-{i}"), 1_000));
         }
@@ -228,7 +240,7 @@ mod tests {
     /// addresses to push the lock out of a full tally, and resumed guessing. Locks are never what makes room.
     #[test]
     fn a_flood_of_new_names_never_evicts_an_active_lock() {
-        let lockout = Lockout::new(5, 1_000_000, 60_000, 60_000);
+        let lockout = Lockout::new(5, 1_000_000, 60_000, 60_000).unwrap();
         for _ in 0..5 {
             lockout.record_failure("attacker", "alice", 1_000);
         }
@@ -242,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_tally_full_of_locks_refuses_newcomers_until_one_expires() {
-        let lockout = Lockout::new(1, 1, 60_000, 10_000);
+        let lockout = Lockout::new(1, 1, 60_000, 10_000).unwrap();
         // Each failure locks its address (and its address-wide key): two entries per address.
         for i in 0..MAX_TRACKED / 2 {
             lockout.record_failure(&address(i), "u", 1_000);
@@ -255,7 +267,7 @@ mod tests {
 
     #[test]
     fn memory_is_bounded_whatever_the_names() {
-        let lockout = Lockout::new(5, 1_000_000, 60_000, 60_000);
+        let lockout = Lockout::new(5, 1_000_000, 60_000, 60_000).unwrap();
         let long_user = "u".repeat(4000);
         let long_address = "a".repeat(4000);
         lockout.record_failure(&long_address, &long_user, 0);
@@ -269,7 +281,7 @@ mod tests {
             max in 2u32..10,
             times in prop::collection::vec(0u64..100_000, 0..20),
         ) {
-            let lockout = Lockout::new(max, max * 4, 1_000_000, 1_000);
+            let lockout = Lockout::new(max, max * 4, 1_000_000, 1_000).unwrap();
             let mut times = times;
             times.sort_unstable();
             times.truncate(max as usize - 1);

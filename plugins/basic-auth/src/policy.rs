@@ -126,19 +126,35 @@ pub enum Requirement {
     Refused(Verdict),
 }
 
-/// Who is asking, for the lockout and the bcrypt budget: the client's address, if the host can tell it, and
-/// the clock (microseconds), read only when a decision needs it.
+/// Who is asking, for the lockout and the bcrypt budget: the client's address and the clock (microseconds),
+/// each read only when a decision needs it (asking the host costs thousands of instructions).
 pub struct Caller<'a> {
-    pub address: Option<&'a str>,
+    pub address: Address<'a>,
     pub now_us: &'a dyn Fn() -> u64,
+}
+
+/// The client's address, or how to learn it; `None` when the host cannot tell.
+#[derive(Clone, Copy)]
+pub enum Address<'a> {
+    Known(Option<&'a str>),
+    Ask(&'a dyn Fn() -> Option<String>),
 }
 
 impl Caller<'_> {
     /// A caller with no address at time 0, for configs with neither lockout nor bcrypt.
-    pub const ANONYMOUS: Caller<'static> = Caller { address: None, now_us: &|| 0 };
+    pub const ANONYMOUS: Caller<'static> = Caller { address: Address::Known(None), now_us: &|| 0 };
 
     fn now_ms(&self) -> u64 {
         (self.now_us)() / 1000
+    }
+
+    /// The address the lockout counts by. Addresses the host cannot tell share one tally: stricter, never looser.
+    fn tally_address(&self) -> String {
+        let address = match self.address {
+            Address::Known(address) => address.map(str::to_owned),
+            Address::Ask(ask) => ask(),
+        };
+        address.unwrap_or_else(|| "unknown".to_owned())
     }
 }
 
@@ -179,10 +195,20 @@ impl Config {
     /// The whole decision, given the raw `authorization` header if the request had one.
     pub fn decide(&self, req: &RequestLine<'_>, authorization: Option<&[u8]>, caller: &Caller<'_>) -> Verdict {
         match self.requirement(req) {
-            Requirement::None(outcome) => return Verdict::Allow(outcome),
-            Requirement::Refused(verdict) => return verdict,
-            Requirement::Credentials => {}
+            Requirement::None(outcome) => Verdict::Allow(outcome),
+            Requirement::Refused(verdict) => verdict,
+            Requirement::Credentials => self.check_credentials(req, authorization, caller),
         }
+    }
+
+    /// The decision for a request whose [`requirement`](Self::requirement) is [`Requirement::Credentials`], for
+    /// a caller that already asked (the filter does, to refuse duplicate headers first).
+    pub fn check_credentials(
+        &self,
+        req: &RequestLine<'_>,
+        authorization: Option<&[u8]>,
+        caller: &Caller<'_>,
+    ) -> Verdict {
         let Some(header) = authorization else {
             return self.refuse(Outcome::DeniedMissing);
         };
@@ -191,10 +217,13 @@ impl Config {
             Err(Malformed::NotBasic) if header.is_empty() => return self.refuse(Outcome::DeniedMissing),
             Err(why) => return self.refuse(Outcome::DeniedMalformed(why)),
         };
-        // Locks are checked before any password is: a locked client costs no bcrypt work and learns nothing.
-        let lockout = self.lockout.as_ref().map(|lockout| (lockout, caller.address.unwrap_or("unknown")));
-        if let Some((lockout, address)) = lockout {
-            match lockout.admit(address, credentials.user(), caller.now_ms()) {
+        // Locks are checked before any password is: a locked client costs no bcrypt work and learns nothing. An
+        // empty tally holds no lock and nothing to clear, so the address and the time are then not asked for.
+        let address = std::cell::OnceCell::new();
+        let client = || address.get_or_init(|| caller.tally_address()).as_str();
+        let tallying = self.lockout.as_ref().filter(|lockout| lockout.tracked() > 0);
+        if let Some(lockout) = tallying {
+            match lockout.admit(client(), credentials.user(), caller.now_ms()) {
                 Admission::Open => {}
                 Admission::Locked => return self.refuse(Outcome::DeniedLocked),
                 Admission::Full => return self.refuse(Outcome::DeniedBusy),
@@ -222,8 +251,8 @@ impl Config {
         }
         match check {
             Check::Valid => {
-                if let Some((lockout, address)) = lockout {
-                    lockout.record_success(address, credentials.user());
+                if let Some(lockout) = tallying {
+                    lockout.record_success(client(), credentials.user());
                 }
                 // Only now, with the password checked: a 403 before it would tell a guesser the name exists.
                 let user = credentials.user();
@@ -237,8 +266,8 @@ impl Config {
                 self.user_id(user).map_or(Verdict::Allow(Outcome::Allowed), Verdict::Authenticated)
             }
             Check::Invalid => {
-                if let Some((lockout, address)) = lockout {
-                    lockout.record_failure(address, credentials.user(), caller.now_ms());
+                if let Some(lockout) = &self.lockout {
+                    lockout.record_failure(client(), credentials.user(), caller.now_ms());
                 }
                 self.refuse(Outcome::DeniedInvalid)
             }
@@ -307,7 +336,7 @@ mod tests {
 
     /// A caller at `address` whose clock reads `now` (microseconds).
     fn at<'a>(address: &'a str, now: &'a dyn Fn() -> u64) -> Caller<'a> {
-        Caller { address: Some(address), now_us: now }
+        Caller { address: Address::Known(Some(address)), now_us: now }
     }
 
     #[test]
@@ -535,6 +564,36 @@ mod tests {
         clock.set(clock.get() + 10_000_000);
         let o = c.decide(&req, Some(&basic("username:another")), &caller);
         assert_eq!(o, c.refuse(Outcome::DeniedInvalid));
+    }
+
+    /// Asking the host for the address or the time costs thousands of instructions: a right password with
+    /// nobody in the tally asks for neither; once a wrong one is counted, the lockout asks for both.
+    #[test]
+    fn the_address_and_clock_are_asked_for_only_when_the_tally_needs_them() {
+        let c = Config::from_json(
+            br#"{"basic_auth_rules":[{"prefix":"/","request_methods":["*"],"credentials":["username:password"]}],
+                 "lockout":{"max_failures":3,"window":"1m","duration":"5m"}}"#,
+        )
+        .unwrap();
+        let req = RequestLine::new("h", "/", "GET");
+        let (asked, read) = (std::cell::Cell::new(0), std::cell::Cell::new(0));
+        let ask = || {
+            asked.set(asked.get() + 1);
+            Some("10.0.0.7".to_string())
+        };
+        let clock = || {
+            read.set(read.get() + 1);
+            1_000_000
+        };
+        let caller = Caller { address: Address::Ask(&ask), now_us: &clock };
+        for _ in 0..3 {
+            assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller).outcome(), Outcome::Allowed);
+        }
+        assert_eq!((asked.get(), read.get()), (0, 0));
+        assert_eq!(c.decide(&req, Some(&basic("username:wrong")), &caller).outcome(), Outcome::DeniedInvalid);
+        assert_eq!((asked.get(), read.get()), (1, 1), "one question each per decision");
+        assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller).outcome(), Outcome::Allowed);
+        assert_eq!(asked.get(), 2, "the tally has an entry now: the address is asked for");
     }
 
     #[test]
