@@ -6,12 +6,11 @@
 //! - `user:{SHA}base64` (htpasswd -s, as Envoy's native basic_auth).
 
 use crate::authorization::{BasicCredentials, decode_token};
-use crate::fingerprint::{Fingerprint, Fingerprinter};
+use crate::fingerprint::{Fingerprint, FingerprintSet, Fingerprinter};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use sha1::{Digest, Sha1};
 use std::cell::RefCell;
-use std::collections::HashSet;
 use subtle::{Choice, ConstantTimeEq};
 use wasmgate_common::ConfigError;
 
@@ -50,8 +49,8 @@ pub struct CredentialSet {
     /// user with a wrong password and does not tell a guesser which names exist: a bcrypt hash at the highest
     /// cost in the set (no password matches it), else a SHA-1 no password has.
     decoy: Option<Hashed>,
-    verified: RefCell<HashSet<Fingerprint>>,
-    rejected: RefCell<HashSet<Fingerprint>>,
+    verified: RefCell<FingerprintSet>,
+    rejected: RefCell<FingerprintSet>,
 }
 
 /// A well-formed bcrypt hash (22 characters of salt, 31 of hash) at `cost`: checking a password against it
@@ -214,7 +213,7 @@ impl CredentialSet {
     }
 }
 
-fn remember(cache: &RefCell<HashSet<Fingerprint>>, fingerprint: Fingerprint) {
+fn remember(cache: &RefCell<FingerprintSet>, fingerprint: Fingerprint) {
     let mut cache = cache.borrow_mut();
     if cache.len() >= CACHE_LIMIT {
         cache.clear();

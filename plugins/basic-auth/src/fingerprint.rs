@@ -48,6 +48,29 @@ impl Fingerprinter {
     }
 }
 
+/// Hashes a [`Fingerprint`] for a hash table by taking 8 of its bytes: they are already uniform to whoever does
+/// not know the key, so hashing them again (std's SipHash-1-3 per lookup) buys nothing against hash flooding.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FingerprintHasher(u64);
+
+impl Hasher for FingerprintHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // A `[u8; 16]` hashes as its length, then its bytes: keep the last 8 bytes written.
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_usize(&mut self, _length: usize) {}
+}
+
+/// A set of fingerprints, hashed by [`FingerprintHasher`].
+pub type FingerprintSet = std::collections::HashSet<Fingerprint, std::hash::BuildHasherDefault<FingerprintHasher>>;
+
 #[cfg(test)]
 mod tests {
     use super::Fingerprinter;
@@ -59,5 +82,15 @@ mod tests {
         assert_ne!(a.of(b"user:pw"), a.of(b"user:pX"));
         assert_ne!(a.of(b"user:pw"), b.of(b"user:pw"), "each load draws its own key");
         assert!(!format!("{a:?}").contains(&format!("{:?}", a.key)), "the key never shows");
+    }
+
+    #[test]
+    fn a_set_of_fingerprints_hashes_by_their_own_bytes() {
+        use std::hash::BuildHasher;
+        let fingerprint: super::Fingerprint = core::array::from_fn(|i| i as u8);
+        let hashed = std::hash::BuildHasherDefault::<super::FingerprintHasher>::default().hash_one(fingerprint);
+        assert_eq!(hashed, u64::from_be_bytes([8, 9, 10, 11, 12, 13, 14, 15]));
+        let mut set = super::FingerprintSet::default();
+        assert!(set.insert(fingerprint) && !set.insert(fingerprint));
     }
 }

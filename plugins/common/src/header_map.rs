@@ -58,7 +58,9 @@ impl<'a> HeaderMapView<'a> {
 
     /// The first value of `name` as text (lossy for non-UTF-8 bytes), or `""` when absent.
     pub fn text(&self, name: &str) -> std::borrow::Cow<'a, str> {
-        String::from_utf8_lossy(self.get(name).unwrap_or_default())
+        let value = self.get(name).unwrap_or_default();
+        // UTF-8 is checked at full speed first; the lossy walk, char by char, only for a value that needs it.
+        std::str::from_utf8(value).map_or_else(|_| String::from_utf8_lossy(value), std::borrow::Cow::Borrowed)
     }
 
     /// Every value of `name`, in order.

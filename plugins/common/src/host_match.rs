@@ -105,9 +105,10 @@ pub fn normalize_host(authority: &str) -> Result<Cow<'_, str>, BadAuthority> {
         return Err(BadAuthority::Empty);
     }
     if !host.starts_with('[')
-        && let Some(bad) = host.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+        && let Some(at) = host.bytes().position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')))
     {
-        return Err(BadAuthority::Character(bad));
+        // Every byte before it is ASCII, so `at` starts a character.
+        return Err(BadAuthority::Character(host[at..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER)));
     }
     if host.bytes().any(|b| b.is_ascii_uppercase()) {
         Ok(Cow::Owned(host.to_ascii_lowercase()))
