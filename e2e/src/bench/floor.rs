@@ -1,7 +1,8 @@
 //! The floor under any proxy-wasm HTTP filter on V8: hand-written modules that export only what the host needs
 //! to run a stream context (create, request headers, delete). What the no-op one costs over passthrough is
 //! Envoy's and V8's share of any wasm filter, which no plugin code can remove; the one that reads the request
-//! headers (what every wasmgate plugin does once per request) shows what that host call costs.
+//! headers (what every wasmgate plugin does once per request) shows what that host call costs, and the one that
+//! asks for five headers by name what the other way of reading them costs.
 
 use anyhow::Result;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,9 @@ fn module(on_request: &str) -> String {
         r#"
 (module
   (import "env" "proxy_get_header_map_pairs" (func $pairs (param i32 i32 i32) (result i32)))
+  (import "env" "proxy_get_header_map_value" (func $value (param i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
+  (data (i32.const 64) ":authority:path:methodauthorizationcontent-type")
   (global $heap (mut i32) (i32.const 1024))
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
@@ -45,6 +48,18 @@ pub fn write_header_reader(dir: &Path) -> Result<PathBuf> {
     write_module(dir, "reads-headers", "(drop (call $pairs (i32.const 0) (i32.const 16) (i32.const 20)))")
 }
 
+/// Writes a module that reads, one host call each, the request headers basic-auth needs (`:authority`, `:path`,
+/// `:method`, `authorization`, `content-type`), and does nothing else: the other way to read headers.
+pub fn write_value_reader(dir: &Path) -> Result<PathBuf> {
+    // The names sit at 64 in the data segment; the host writes each value's address at 16 and its size at 20.
+    let read = |at: u32, len: u32| {
+        format!("(drop (call $value (i32.const 0) (i32.const {at}) (i32.const {len}) (i32.const 16) (i32.const 20)))")
+    };
+    let names = [(64, 10), (74, 5), (79, 7), (86, 13), (99, 12)];
+    let body: Vec<String> = names.iter().map(|&(at, len)| read(at, len)).collect();
+    write_module(dir, "reads-values", &body.join("\n    "))
+}
+
 /// Writes `<name>.wasm` into `dir`: the minimal module with `on_request` (WAT instructions) as the body of
 /// `proxy_on_request_headers`.
 pub fn write_module(dir: &Path, name: &str, on_request: &str) -> Result<PathBuf> {
@@ -58,9 +73,11 @@ mod tests {
     #[test]
     fn both_modules_are_valid_wasm() {
         let dir = tempfile::tempdir().expect("tempdir");
-        for path in
-            [super::write_noop(dir.path()).expect("noop"), super::write_header_reader(dir.path()).expect("reader")]
-        {
+        for path in [
+            super::write_noop(dir.path()).expect("noop"),
+            super::write_header_reader(dir.path()).expect("reader"),
+            super::write_value_reader(dir.path()).expect("value reader"),
+        ] {
             let bytes = std::fs::read(path).expect("read");
             assert!(bytes.starts_with(b"\0asm"));
         }

@@ -135,6 +135,8 @@ pub mod inference;
 pub mod instructions;
 pub mod payload;
 pub mod plot;
+pub mod rates;
+pub mod variant;
 
 /// An environment override for a benchmark setting, else `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

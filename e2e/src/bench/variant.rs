@@ -1,0 +1,165 @@
+//! The catalogue of gateways the request-rate and instruction benchmarks compare: what each is called in the
+//! report, how its gateway is built, and what a right and a wrong password must get through it.
+
+use super::floor;
+use crate::istio::{WasmPlugin, load_wasm_plugin, load_wasm_plugins};
+use crate::{Gateway, workspace};
+use anyhow::{Context, Result};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use sha1::{Digest, Sha1};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Envoy with no HTTP filter but the router.
+    Passthrough,
+    /// Envoy's own `basic_auth` filter with the same user.
+    NativeBasicAuth,
+    /// basic-auth as the committed CR configures it (bcrypt, lockout, forwarded identity).
+    BasicAuth,
+    /// basic-auth configured to do what the native filter does and no more: one `{SHA}` user.
+    BasicAuthSameAsNative,
+    /// The committed basic-auth CR with another build of the module (`BENCH_ALT_WASM=<path>`).
+    BasicAuthAlt,
+    GrpcLimits,
+    HostRouter,
+    /// host-router with 20 hosts × 10 rules ([`router_config`]).
+    HostRouterManyRules,
+    /// The three plugins as separate filters, as the committed CRs configure them.
+    Chain,
+    /// The suite: one filter with the same policies.
+    Suite,
+    /// Hand-written floor modules ([`floor`]).
+    FloorNoop,
+    FloorNoopThree,
+    FloorHeaders,
+    FloorValues,
+}
+
+impl Variant {
+    pub fn name(self) -> &'static str {
+        match self {
+            Variant::Passthrough => "passthrough",
+            Variant::NativeBasicAuth => "basic_auth (native)",
+            Variant::BasicAuth => "basic-auth (wasm)",
+            Variant::BasicAuthSameAsNative => "basic-auth (wasm), native's features only",
+            Variant::BasicAuthAlt => "basic-auth (alt wasm)",
+            Variant::GrpcLimits => "grpc-limits (wasm)",
+            Variant::HostRouter => "host-router (wasm)",
+            Variant::HostRouterManyRules => "host-router (wasm), 20 hosts × 10 rules",
+            Variant::Chain => "full chain, 3 filters (wasm)",
+            Variant::Suite => "suite, 1 filter (wasm)",
+            Variant::FloorNoop => "no-op wasm, 1 filter (floor)",
+            Variant::FloorNoopThree => "no-op wasm, 3 filters (floor)",
+            Variant::FloorHeaders => "no-op wasm reading the headers (floor)",
+            Variant::FloorValues => "no-op wasm reading 5 headers by name (floor)",
+        }
+    }
+
+    /// Whether a wrong password must be refused (401) through this gateway; `None`: not checked (another build
+    /// is measured as it is, whatever it does).
+    pub fn authenticates(self) -> Option<bool> {
+        match self {
+            Variant::BasicAuthAlt => None,
+            Variant::NativeBasicAuth
+            | Variant::BasicAuth
+            | Variant::BasicAuthSameAsNative
+            | Variant::Chain
+            | Variant::Suite => Some(true),
+            Variant::Passthrough
+            | Variant::GrpcLimits
+            | Variant::HostRouter
+            | Variant::HostRouterManyRules
+            | Variant::FloorNoop
+            | Variant::FloorNoopThree
+            | Variant::FloorHeaders
+            | Variant::FloorValues => Some(false),
+        }
+    }
+
+    /// The variant's gateway in front of `upstream` (Service `models`).
+    pub fn gateway(self, upstream: SocketAddr, floors: &Floors) -> Result<Gateway> {
+        let base = Gateway::new().upstream("models", upstream);
+        let cr = |name: &str| load_wasm_plugin(&workspace::plugin_crs_dir(), name);
+        let sha = STANDARD.encode(Sha1::digest(b"password"));
+        let with_module = |plugin: WasmPlugin, module: &PathBuf| {
+            let module = module.clone();
+            Gateway::new().upstream("models", upstream).plugin(plugin).resolver(move |_| Ok(module.clone()))
+        };
+        // A floor module stands in the basic-auth CR's place, with an empty config.
+        let floor_cr = || Ok::<_, anyhow::Error>(cr("basic-auth")?.with_config(json!({})));
+        Ok(match self {
+            Variant::Passthrough => base,
+            Variant::NativeBasicAuth => base.native_filter(json!({
+                "name": "envoy.filters.http.basic_auth",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.basic_auth.v3.BasicAuth",
+                    "users": {"inline_string": format!("username:{{SHA}}{sha}")}
+                }
+            })),
+            Variant::BasicAuth => base.plugin(cr("basic-auth")?),
+            Variant::BasicAuthSameAsNative => base.plugin(cr("basic-auth")?.with_config(json!({"basic_auth_rules": [
+                {"prefix": "/", "request_methods": ["*"], "credentials": [format!("username:{{SHA}}{sha}")]}
+            ]}))),
+            Variant::BasicAuthAlt => {
+                let path = std::env::var("BENCH_ALT_WASM").context("BENCH_ALT_WASM names the other build")?;
+                with_module(cr("basic-auth")?, &PathBuf::from(path))
+            }
+            Variant::GrpcLimits => base.plugin(cr("grpc-limits")?),
+            Variant::HostRouter => base.plugin(cr("host-router")?),
+            Variant::HostRouterManyRules => base.plugin(cr("host-router")?.with_config(router_config())),
+            Variant::Chain => base.plugins(load_wasm_plugins(&workspace::plugin_crs_dir())?),
+            Variant::Suite => {
+                base.plugin(load_wasm_plugin(&workspace::manifests_dir().join("components/suite"), "suite")?)
+            }
+            Variant::FloorNoop => with_module(floor_cr()?, &floors.noop),
+            Variant::FloorNoopThree => {
+                let noop = floors.noop.clone();
+                let plugins = load_wasm_plugins(&workspace::plugin_crs_dir())?;
+                base.plugins(plugins.into_iter().map(|p| p.with_config(json!({})))).resolver(move |_| Ok(noop.clone()))
+            }
+            Variant::FloorHeaders => with_module(floor_cr()?, &floors.headers),
+            Variant::FloorValues => with_module(floor_cr()?, &floors.values),
+        })
+    }
+}
+
+/// The floor modules, written once per run into a directory that lives as long as this value.
+pub struct Floors {
+    noop: PathBuf,
+    headers: PathBuf,
+    values: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Floors {
+    pub fn write() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        Ok(Self {
+            noop: floor::write_noop(dir.path())?,
+            headers: floor::write_header_reader(dir.path())?,
+            values: floor::write_value_reader(dir.path())?,
+            _dir: dir,
+        })
+    }
+}
+
+/// 20 hosts × 10 rules; the benchmark's requests match only the last rule of the last host.
+pub fn router_config() -> Value {
+    let hosts: Vec<Value> = (0..20)
+        .map(|h| {
+            let rules: Vec<Value> = (0..10)
+                .map(|r| {
+                    json!({"name": format!("h{h}-r{r}"),
+                           "match": {"prefix": format!("/r{r}/"), "methods": ["GET"], "headers": [{"name": "x-tenant", "present": true}]},
+                           "set_headers": {"x-wasmgate-rule": format!("h{h}-r{r}")}})
+                })
+                .collect();
+            json!({"host": format!("h{h}.example.com"), "rules": rules})
+        })
+        .collect();
+    json!({ "hosts": hosts })
+}
