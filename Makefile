@@ -12,6 +12,10 @@ TEST_MODULES := panic-probe
 VENV := .venv
 WASM_TARGET := wasm32-wasip1
 WASM_DIR := target/$(WASM_TARGET)/wasm
+# The suite in a target dir of its own: it builds the plugin crates without their entry points, and a cdylib's
+# file in deps/ carries no feature hash, so one target dir for both would rebuild each build's crates every time.
+SUITE_TARGET_DIR := target/suite
+SUITE_WASM_DIR := $(SUITE_TARGET_DIR)/$(WASM_TARGET)/wasm
 DIST := dist/plugins
 # Features rustc emits that Debian's wasm-opt must be told about.
 WASM_OPT_FLAGS := -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
@@ -82,13 +86,17 @@ $(VENV_STAMP): e2e/requirements.txt e2e/requirements-no-deps.txt
 
 build:
 	cargo build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS) $(TEST_MODULES))
-	cargo build --profile wasm --target $(WASM_TARGET) -p $(SUITE)
+	cargo build --profile wasm --target $(WASM_TARGET) --target-dir $(SUITE_TARGET_DIR) -p $(SUITE)
 	@mkdir -p $(DIST)
+	@# Pruned and optimised again only when cargo's module or the export list changed.
 	@for p in $(PLUGINS) $(SUITE); do \
-	  crate=$${p//-/_}; \
-	  plugins/prune-exports.sh $(WASM_DIR)/$$crate.wasm plugins/$$p/exports.txt $(WASM_DIR)/$$crate.pruned.wasm; \
-	  wasm-opt $(WASM_OPT_FLAGS) $(WASM_DIR)/$$crate.pruned.wasm -o $(DIST)/$$p.wasm; \
-	  printf '%-14s %7d bytes (cargo %d bytes)\n' $$p $$(stat -c %s $(DIST)/$$p.wasm) $$(stat -c %s $(WASM_DIR)/$$crate.wasm); \
+	  crate=$${p//-/_}; dir=$(WASM_DIR); if [ $$p = $(SUITE) ]; then dir=$(SUITE_WASM_DIR); fi; \
+	  if [ $(DIST)/$$p.wasm -nt $$dir/$$crate.wasm ] && [ $(DIST)/$$p.wasm -nt plugins/$$p/exports.txt ]; then \
+	    printf '%-14s %7d bytes (up to date)\n' $$p $$(stat -c %s $(DIST)/$$p.wasm); continue; \
+	  fi; \
+	  plugins/prune-exports.sh $$dir/$$crate.wasm plugins/$$p/exports.txt $$dir/$$crate.pruned.wasm; \
+	  wasm-opt $(WASM_OPT_FLAGS) $$dir/$$crate.pruned.wasm -o $(DIST)/$$p.wasm; \
+	  printf '%-14s %7d bytes (cargo %d bytes)\n' $$p $$(stat -c %s $(DIST)/$$p.wasm) $$(stat -c %s $$dir/$$crate.wasm); \
 	done
 
 # istiod's own config generator and istio-agent's own Wasm fetcher (istio.io/istio as a Go library), which the
