@@ -2,8 +2,8 @@
 //! request header in one host call and reading them in place is cheaper than one call per header (measured by
 //! `make bench -- instructions`: asking Envoy for the five headers basic-auth reads, one
 //! `proxy_get_header_map_value` each, costs about 29k instructions per request more than one call for all of
-//! them), and it lets a plugin see duplicates, which a read by name (Envoy gives the first value) would hide. The buffer comes from the host, so every offset is checked: a bad buffer is an
-//! error, never a panic.
+//! them), and it lets a plugin see duplicates, which a read by name (Envoy gives the first value) would hide.
+//! The buffer comes from the host, so every offset is checked: a bad buffer is an error, never a panic.
 //!
 //! Layout: u32 count; count × (u32 key length, u32 value length); then each key and value, each followed by NUL.
 
