@@ -6,7 +6,8 @@
 use crate::authorization::{Malformed, parse_basic};
 use crate::config::{Config, Rule, UserId};
 use crate::credentials::Check;
-use crate::lockout::Admission;
+use crate::lockout::{Admission, Client};
+use std::cell::OnceCell;
 use wasmgate_common::{Denial, GrpcStatus, HeaderMapView, RequestLine, Unreadable};
 
 const NOT_FOUND_MESSAGE: &str = "Request denied by Basic Auth check. No Basic Authentication information found.";
@@ -158,6 +159,22 @@ impl Caller<'_> {
     }
 }
 
+/// The caller as the lockout sees it: the address asked of the host at most once per decision.
+struct Asked<'c> {
+    caller: &'c Caller<'c>,
+    address: OnceCell<String>,
+}
+
+impl Client for Asked<'_> {
+    fn address(&self) -> &str {
+        self.address.get_or_init(|| self.caller.tally_address())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.caller.now_ms()
+    }
+}
+
 impl Rule {
     fn applies_to(&self, req: &RequestLine<'_>) -> bool {
         self.path.matches(req.path) && self.methods.contains(req.method) && req.host_in(&self.hosts)
@@ -217,13 +234,12 @@ impl Config {
             Err(Malformed::NotBasic) if header.is_empty() => return self.refuse(Outcome::DeniedMissing),
             Err(why) => return self.refuse(Outcome::DeniedMalformed(why)),
         };
-        // Locks are checked before any password is: a locked client costs no bcrypt work and learns nothing. An
-        // empty tally holds no lock and nothing to clear, so the address and the time are then not asked for.
-        let address = std::cell::OnceCell::new();
-        let client = || address.get_or_init(|| caller.tally_address()).as_str();
-        let tallying = self.lockout.as_ref().filter(|lockout| lockout.tracked() > 0);
-        if let Some(lockout) = tallying {
-            match lockout.admit(client(), credentials.user(), caller.now_ms()) {
+        // Locks are checked before any password is: a locked client costs no bcrypt work and learns nothing. The
+        // lockout asks for the address and the time only when its answer depends on them.
+        let client = Asked { caller, address: OnceCell::new() };
+        let attempt = self.lockout.as_ref().map(|lockout| lockout.attempt(credentials.user()));
+        if let Some(attempt) = &attempt {
+            match attempt.admit(&client) {
                 Admission::Open => {}
                 Admission::Locked => return self.refuse(Outcome::DeniedLocked),
                 Admission::Full => return self.refuse(Outcome::DeniedBusy),
@@ -251,8 +267,8 @@ impl Config {
         }
         match check {
             Check::Valid => {
-                if let Some(lockout) = tallying {
-                    lockout.record_success(client(), credentials.user());
+                if let Some(attempt) = &attempt {
+                    attempt.succeeded(&client);
                 }
                 // Only now, with the password checked: a 403 before it would tell a guesser the name exists.
                 let user = credentials.user();
@@ -266,8 +282,8 @@ impl Config {
                 self.user_id(user).map_or(Verdict::Allow(Outcome::Allowed), Verdict::Authenticated)
             }
             Check::Invalid => {
-                if let Some(lockout) = &self.lockout {
-                    lockout.record_failure(client(), credentials.user(), caller.now_ms());
+                if let Some(attempt) = &attempt {
+                    attempt.failed(&client);
                 }
                 self.refuse(Outcome::DeniedInvalid)
             }
@@ -566,8 +582,8 @@ mod tests {
         assert_eq!(o, c.refuse(Outcome::DeniedInvalid));
     }
 
-    /// Asking the host for the address or the time costs thousands of instructions: a right password with
-    /// nobody in the tally asks for neither; once a wrong one is counted, the lockout asks for both.
+    /// Asking the host for the address or the time costs thousands of instructions: a right password asks for
+    /// neither unless a lock is active or its own user has failures to clear.
     #[test]
     fn the_address_and_clock_are_asked_for_only_when_the_tally_needs_them() {
         let c = Config::from_json(
@@ -593,7 +609,22 @@ mod tests {
         assert_eq!(c.decide(&req, Some(&basic("username:wrong")), &caller).outcome(), Outcome::DeniedInvalid);
         assert_eq!((asked.get(), read.get()), (1, 1), "one question each per decision");
         assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller).outcome(), Outcome::Allowed);
-        assert_eq!(asked.get(), 2, "the tally has an entry now: the address is asked for");
+        assert_eq!((asked.get(), read.get()), (2, 1), "the user's failure is cleared: its address is asked for");
+        for _ in 0..3 {
+            assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller).outcome(), Outcome::Allowed);
+        }
+        assert_eq!((asked.get(), read.get()), (2, 1), "only the address-wide count is left: nothing asked");
+        // Another user's wrong password: the user's own entry and the address's count grow, nothing locks.
+        assert_eq!(c.decide(&req, Some(&basic("other:wrong")), &caller).outcome(), Outcome::DeniedInvalid);
+        assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller).outcome(), Outcome::Allowed);
+        assert_eq!((asked.get(), read.get()), (3, 2), "another user's failures are none of this request's");
+        // Three wrong passwords lock `username` at this address: now every request asks, to find its lock.
+        for _ in 0..3 {
+            let _ = c.decide(&req, Some(&basic("username:wrong")), &caller);
+        }
+        let before = (asked.get(), read.get());
+        assert_eq!(c.decide(&req, Some(&basic("username:password")), &caller).outcome(), Outcome::DeniedLocked);
+        assert_eq!((asked.get(), read.get()), (before.0 + 1, before.1 + 1));
     }
 
     #[test]
