@@ -104,17 +104,18 @@ pub fn normalize_host(authority: &str) -> Result<Cow<'_, str>, BadAuthority> {
     if host.is_empty() {
         return Err(BadAuthority::Empty);
     }
-    if !host.starts_with('[')
-        && let Some(at) = host.bytes().position(|b| !(b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')))
-    {
-        // Every byte before it is ASCII, so `at` starts a character.
-        return Err(BadAuthority::Character(host[at..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER)));
+    // One pass: the first byte a host name may not hold (an IP literal's were checked), and whether any is upper
+    // case.
+    let literal = host.starts_with('[');
+    let mut upper = false;
+    for (at, b) in host.bytes().enumerate() {
+        if !(literal || b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_')) {
+            // Every byte before it is ASCII, so `at` starts a character.
+            return Err(BadAuthority::Character(host[at..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER)));
+        }
+        upper |= b.is_ascii_uppercase();
     }
-    if host.bytes().any(|b| b.is_ascii_uppercase()) {
-        Ok(Cow::Owned(host.to_ascii_lowercase()))
-    } else {
-        Ok(Cow::Borrowed(host))
-    }
+    Ok(if upper { Cow::Owned(host.to_ascii_lowercase()) } else { Cow::Borrowed(host) })
 }
 
 /// The authority without its port, as Envoy's `HeaderUtility::getPortStart` finds the port: after the last

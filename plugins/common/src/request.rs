@@ -1,16 +1,17 @@
 //! The request line as policies see it: host read as Envoy's router reads it (no port, no trailing dot, lower
-//! case) and path without its query string, computed once per request; and the check that a policy's decision
-//! does not depend on how the request is read.
+//! case), computed at most once per request and only if a policy looks at it, and path without its query
+//! string; and the check that a policy's decision does not depend on how the request is read.
 
 use crate::host_match::BadAuthority;
 use crate::path_match::other_readings;
 use crate::{Denial, GrpcStatus, HostPattern, normalize_host, path_without_query};
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 #[derive(Debug, Clone)]
 pub struct RequestLine<'a> {
-    /// The host, or why the authority is not one.
-    pub host: Result<Cow<'a, str>, BadAuthority>,
+    authority: &'a str,
+    host: OnceCell<Result<Cow<'a, str>, BadAuthority>>,
     pub path: &'a str,
     pub method: &'a str,
 }
@@ -42,18 +43,25 @@ impl Unreadable {
 
 impl<'a> RequestLine<'a> {
     pub fn new(authority: &'a str, path: &'a str, method: &'a str) -> Self {
-        Self { host: normalize_host(authority), path: path_without_query(path), method }
+        Self { authority, host: OnceCell::new(), path: path_without_query(path), method }
+    }
+
+    /// The host, or why the authority is not one.
+    pub fn host(&self) -> &Result<Cow<'a, str>, BadAuthority> {
+        self.host.get_or_init(|| normalize_host(self.authority))
     }
 
     /// Whether the host is one of `patterns`; an empty list covers every request, a host that could not be read
     /// is in no list.
     pub fn host_in(&self, patterns: &[HostPattern]) -> bool {
-        patterns.is_empty() || self.host.as_ref().is_ok_and(|host| patterns.iter().any(|p| p.matches(host)))
+        patterns.is_empty() || self.host().as_ref().is_ok_and(|host| patterns.iter().any(|p| p.matches(host)))
     }
 
     /// The same request with another path (already without its query).
     pub fn with_path<'b>(&'b self, path: &'b str) -> RequestLine<'b> {
-        RequestLine { host: self.host.clone(), path, method: self.method }
+        // The host once read is kept (rebuilt, since a cell does not shorten its lifetime).
+        let host = self.host.get().map_or_else(OnceCell::new, |host| OnceCell::from(host.clone()));
+        RequestLine { authority: self.authority, host, path, method: self.method }
     }
 
     /// Checks that the request reads one way only before a policy decides on it: with `host_scoped` (the
@@ -65,8 +73,8 @@ impl<'a> RequestLine<'a> {
         host_scoped: bool,
         same_decision: impl Fn(&RequestLine<'_>, &RequestLine<'_>) -> bool,
     ) -> Result<(), Unreadable> {
-        if host_scoped && let Err(why) = self.host {
-            return Err(Unreadable::Host(why));
+        if host_scoped && let Err(why) = self.host() {
+            return Err(Unreadable::Host(*why));
         }
         for reading in other_readings(self.path) {
             if !same_decision(self, &self.with_path(&reading)) {

@@ -116,7 +116,7 @@ impl Rule {
                 let scheme = if r.https { "https" } else { req.scheme };
                 // Built from the host as read, never from the raw authority (`host:@evil.example` would send
                 // the browser elsewhere); the port stays only when the scheme does.
-                let host = match (&r.host, &req.line.host) {
+                let host = match (&r.host, req.line.host()) {
                     (Some(host), _) => host.clone(),
                     (None, Ok(host)) => match authority_port(req.authority).filter(|_| !r.https) {
                         Some(port) => format!("{host}:{port}"),
@@ -167,7 +167,7 @@ impl Config {
             return Ok(None);
         };
         // A redirect to the request's own host needs a host to redirect to.
-        if let (Some(Answer::Redirect(r)), Err(why)) = (&rule.answer, &req.line.host)
+        if let (Some(Answer::Redirect(r)), Err(why)) = (&rule.answer, req.line.host())
             && r.host.is_none()
         {
             return Err(Unreadable::Host(*why));
