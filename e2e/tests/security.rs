@@ -434,6 +434,55 @@ async fn configs_that_leave_the_gateway_open_are_refused_at_load(filters: Filter
     Ok(())
 }
 
+// 6. A route chosen by the user basic-auth authenticated must follow that user, never a name the client wrote
+// into the forwarded header: the router reads the headers after basic-auth changed them, as separate filters
+// and inside the suite (which hands its parts the changed headers without asking Envoy again).
+
+async fn routes_by_user_follow_the_authenticated_user(filters: Filters) -> Result<()> {
+    let route_for = |user: &str| {
+        json!({"name": format!("as-{user}"), "match": {"prefix": "/", "headers": [{"name": "x-wasmgate-user", "exact": user}]},
+               "set_headers": {"x-wasmgate-route": user}})
+    };
+    let sections = json!({
+        "basic_auth": {"forward_user_header": "x-wasmgate-user", "basic_auth_rules": [
+            {"prefix": "/", "request_methods": ["*"], "credentials": ["username:password", "reader:r-pw"],
+             "exempt_paths": [{"prefix": "/public/"}]}]},
+        "host_router": {"hosts": [{"host": HOST, "rules": [route_for("admin"), route_for("username")]}],
+                        "gateway_headers": ["x-wasmgate-route"]}});
+    let (envoy, upstream) = recording_gateway(filters, sections, PathNormalization::Base).await?;
+    type Case<'c> = (&'c str, Option<(&'c str, &'c str)>, &'c [(&'c str, &'c str)], Option<&'c str>, Option<&'c str>);
+    let cases: [Case; 4] = [
+        ("/models", Some((USER, PASSWORD)), &[("x-wasmgate-user", "admin")], Some(USER), Some(USER)),
+        (
+            "/models",
+            Some(("reader", "r-pw")),
+            &[("x-wasmgate-user", "admin"), ("X-Wasmgate-User", "username")],
+            Some("reader"),
+            None,
+        ),
+        ("/models", Some(("reader", "r-pw")), &[("x-wasmgate-route", "admin")], Some("reader"), None),
+        // Nobody authenticated: the claim is removed and nothing is forwarded.
+        ("/public/x", None, &[("x-wasmgate-user", "admin")], None, None),
+    ];
+    for (path, credentials, claims, user, route) in cases {
+        let mut r = RawRequest::get(path).host(HOST);
+        if let Some((name, password)) = credentials {
+            r = r.basic_auth(name, password);
+        }
+        for (name, value) in claims {
+            r = r.header(name, value);
+        }
+        assert_eq!(r.send(envoy.listener).await?.status, 200, "{path} {claims:?}");
+        let last = upstream.requests().pop().expect("a request reached the upstream");
+        let values = |name: &str| -> Vec<&str> {
+            last.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
+        };
+        assert_eq!(values("x-wasmgate-user"), user.into_iter().collect::<Vec<_>>(), "{path} {claims:?}");
+        assert_eq!(values("x-wasmgate-route"), route.into_iter().collect::<Vec<_>>(), "{path} {claims:?}");
+    }
+    Ok(())
+}
+
 wasmgate_e2e::for_both_layouts!(
     model_infer_needs_credentials_whatever_the_method,
     unknown_users_cost_the_same_bcrypt_check_as_known_ones,
@@ -447,4 +496,5 @@ wasmgate_e2e::for_both_layouts!(
     path_rules_hold_under_every_normalisation,
     clients_cannot_pick_the_canary,
     configs_that_leave_the_gateway_open_are_refused_at_load,
+    routes_by_user_follow_the_authenticated_user,
 );

@@ -31,6 +31,14 @@ impl<T: Clone> FetchOnce<T> {
         }
     }
 
+    /// The value changed at its source as `change` says: a held value is changed the same way, or dropped when
+    /// `change` cannot tell (`None`) and fetched again by the next read.
+    pub fn update(&mut self, change: impl FnOnce(&T) -> Option<T>) {
+        if let Some(held) = &mut self.scope {
+            *held = held.as_ref().and_then(change);
+        }
+    }
+
     /// The value, from the scope's fetch when there is one. A failed fetch is not kept.
     pub fn get<E>(&mut self, fetch: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
         match &mut self.scope {
@@ -55,6 +63,21 @@ mod tests {
             calls.set(calls.get() + 1);
             Ok(calls.get())
         }
+    }
+
+    #[test]
+    fn an_update_changes_the_held_value_or_drops_it() {
+        let calls = Cell::new(0);
+        let mut once = FetchOnce::new();
+        once.open();
+        assert_eq!(once.get(counting(&calls)), Ok(1));
+        once.update(|v| Some(v + 10));
+        assert_eq!(once.get(counting(&calls)), Ok(11), "changed in place, not fetched");
+        once.update(|_| None);
+        assert_eq!(once.get(counting(&calls)), Ok(2), "dropped: fetched again");
+        once.close();
+        once.update(|v| Some(v + 10));
+        assert_eq!(once.get(counting(&calls)), Ok(3), "no scope: nothing held");
     }
 
     #[test]

@@ -80,6 +80,44 @@ impl<'a> HeaderMapView<'a> {
     }
 }
 
+/// How a header change by the plugin leaves the map, for the parts of a composite filter that read it next
+/// without asking the proxy again: only where the proxy's result is certain. Envoy removes every value of a
+/// name; setting or adding a name the map does not hold appends it (reads by name cannot tell where). Setting a
+/// name already present replaces only its first value, and pseudo-headers have their own place: for those the
+/// map is fetched again (`None`).
+#[derive(Debug, Clone, Copy)]
+pub enum Edit<'e> {
+    Remove(&'e str),
+    /// Set or add: the same when the name is absent.
+    Insert(&'e str, &'e str),
+}
+
+impl Edit<'_> {
+    /// The serialised map `raw` after the edit, or `None` when the proxy's result is not certain.
+    pub fn apply(self, raw: &[u8]) -> Option<Vec<u8>> {
+        let view = HeaderMapView::parse(raw).ok()?;
+        let (name, value) = match self {
+            Edit::Remove(name) | Edit::Insert(name, _) if name.starts_with(':') => return None,
+            Edit::Remove(name) => (name.to_ascii_lowercase(), None),
+            Edit::Insert(name, value) => (name.to_ascii_lowercase(), Some(value)),
+        };
+        let mut pairs: Vec<(&str, &[u8])> = Vec::with_capacity(view.pairs.len() + 1);
+        for (k, v) in &view.pairs {
+            if *k == name.as_bytes() {
+                if value.is_some() {
+                    return None;
+                }
+                continue;
+            }
+            pairs.push((std::str::from_utf8(k).ok()?, v));
+        }
+        if let Some(value) = value {
+            pairs.push((&name, value.as_bytes()));
+        }
+        Some(serialize(&pairs))
+    }
+}
+
 /// The serialised form of `pairs`, as the proxy writes it (also used by the plugins' local replies).
 pub fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
     let size = 4 + pairs.iter().map(|(k, v)| 10 + k.len() + v.len()).sum::<usize>();
@@ -103,6 +141,23 @@ pub fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn edits_apply_only_where_the_proxys_result_is_certain() {
+        let raw = serialize(&[(":path", b"/"), ("x-user", b"forged"), ("a", b"1"), ("x-user", b"again")]);
+        let removed = Edit::Remove("X-User").apply(&raw).unwrap();
+        let view = HeaderMapView::parse(&removed).unwrap();
+        assert_eq!((view.count("x-user"), view.get(":path"), view.get("a")), (0, Some(&b"/"[..]), Some(&b"1"[..])));
+        let inserted = Edit::Insert("x-user", "alice").apply(&removed).unwrap();
+        let view = HeaderMapView::parse(&inserted).unwrap();
+        assert_eq!(view.values("x-user").collect::<Vec<_>>(), [b"alice"]);
+        assert_eq!(view.count("a"), 1);
+        // Setting a present name replaces its first value only, and pseudo-headers have their own place: fetch.
+        assert_eq!(Edit::Insert("x-user", "alice").apply(&raw), None);
+        assert_eq!(Edit::Insert(":path", "/x").apply(&raw), None);
+        assert_eq!(Edit::Remove(":authority").apply(&raw), None);
+        assert_eq!(Edit::Remove("x").apply(b"broken"), None);
+    }
 
     #[test]
     fn round_trip_and_duplicates() {

@@ -1,6 +1,7 @@
 //! The only part of this crate that talks to the proxy. Wrappers return errors instead of panicking: the SDK's
 //! own wrappers panic on an unexpected host status, and a panic traps the VM.
 
+use crate::header_map::Edit;
 use crate::{FetchOnce, LocalResponse};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -160,18 +161,21 @@ pub fn send_local_response(response: &LocalResponse, details: &str) -> Result<()
 
 thread_local! {
     /// The request headers, fetched once for all the parts of a composite filter (see [`sharing_request_headers`]).
-    static REQUEST_HEADERS: RefCell<FetchOnce<Vec<u8>>> = const { RefCell::new(FetchOnce::new()) };
+    static REQUEST_HEADERS: RefCell<FetchOnce<Rc<Vec<u8>>>> = const { RefCell::new(FetchOnce::new()) };
 }
 
 /// Every request header in the proxy's serialised form, in one host call; read it with
-/// [`crate::HeaderMapView`]. Inside [`sharing_request_headers`] the host is asked once.
-pub fn request_headers_raw() -> Result<Vec<u8>, Status> {
-    REQUEST_HEADERS
-        .with_borrow_mut(|headers| headers.get(|| header_map_raw(proxy_wasm::types::MapType::HttpRequestHeaders)))
+/// [`crate::HeaderMapView`]. Inside [`sharing_request_headers`] the host is asked once, and the parts share one
+/// copy.
+pub fn request_headers_raw() -> Result<Rc<Vec<u8>>, Status> {
+    REQUEST_HEADERS.with_borrow_mut(|headers| {
+        headers.get(|| header_map_raw(proxy_wasm::types::MapType::HttpRequestHeaders).map(Rc::new))
+    })
 }
 
 /// Runs `callback` (the parts of one filter, in one host callback) with the request headers fetched at most
-/// once between them; a change through [`set_request_header`] or [`add_request_header`] fetches them again.
+/// once between them; a change through [`set_request_header`] or [`add_request_header`] is applied to the shared
+/// copy where the proxy's result is certain ([`Edit`]), else the next part fetches them again.
 pub fn sharing_request_headers<R>(callback: impl FnOnce() -> R) -> R {
     REQUEST_HEADERS.with_borrow_mut(FetchOnce::open);
     let result = callback();
@@ -181,14 +185,27 @@ pub fn sharing_request_headers<R>(callback: impl FnOnce() -> R) -> R {
 
 /// Sets (`Some`) or removes (`None`) a request header.
 pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
-    REQUEST_HEADERS.with_borrow_mut(FetchOnce::invalidate);
-    hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, value)
+    let result = hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, value);
+    let edit = match value {
+        None => Edit::Remove(name),
+        Some(value) => Edit::Insert(name, value),
+    };
+    shared_headers_changed(result.is_ok().then_some(edit));
+    result
 }
 
 /// Adds a request header value next to any it already has.
 pub fn add_request_header(name: &str, value: &str) -> Result<(), Status> {
-    REQUEST_HEADERS.with_borrow_mut(FetchOnce::invalidate);
-    hostcalls::add_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, value)
+    let result = hostcalls::add_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, value);
+    shared_headers_changed(result.is_ok().then_some(Edit::Insert(name, value)));
+    result
+}
+
+/// Keeps the shared request headers in step with a change the proxy made (`None`: unknown, fetch again).
+fn shared_headers_changed(edit: Option<Edit<'_>>) {
+    REQUEST_HEADERS.with_borrow_mut(|headers| {
+        headers.update(|raw| Some(Rc::new(edit?.apply(raw)?)));
+    });
 }
 
 fn header_map_raw(map: proxy_wasm::types::MapType) -> Result<Vec<u8>, Status> {
