@@ -96,26 +96,50 @@ impl Edit<'_> {
     /// The serialised map `raw` after the edit, or `None` when the proxy's result is not certain.
     pub fn apply(self, raw: &[u8]) -> Option<Vec<u8>> {
         let view = HeaderMapView::parse(raw).ok()?;
-        let (name, value) = match self {
-            Edit::Remove(name) | Edit::Insert(name, _) if name.starts_with(':') => return None,
-            Edit::Remove(name) => (name.to_ascii_lowercase(), None),
-            Edit::Insert(name, value) => (name.to_ascii_lowercase(), Some(value)),
-        };
-        let mut pairs: Vec<(&str, &[u8])> = Vec::with_capacity(view.pairs.len() + 1);
-        for (k, v) in &view.pairs {
-            if *k == name.as_bytes() {
-                if value.is_some() {
+        match self {
+            Edit::Remove(name) | Edit::Insert(name, _) if name.starts_with(':') => None,
+            Edit::Remove(name) => {
+                let name = lower_case(name);
+                let mut pairs: Vec<(&str, &[u8])> = Vec::with_capacity(view.pairs.len());
+                for (k, v) in view.pairs.iter().filter(|(k, _)| *k != name.as_bytes()) {
+                    pairs.push((std::str::from_utf8(k).ok()?, v));
+                }
+                Some(serialize(&pairs))
+            }
+            Edit::Insert(name, value) => {
+                let name = lower_case(name);
+                if view.pairs.iter().any(|(k, _)| *k == name.as_bytes()) {
                     return None;
                 }
-                continue;
+                Some(appended(raw, view.pairs.len(), &name, value.as_bytes()))
             }
-            pairs.push((std::str::from_utf8(k).ok()?, v));
         }
-        if let Some(value) = value {
-            pairs.push((&name, value.as_bytes()));
-        }
-        Some(serialize(&pairs))
     }
+}
+
+fn lower_case(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) { name.to_ascii_lowercase().into() } else { name.into() }
+}
+
+/// `raw` (a valid map of `count` pairs) with one more pair at the end: its sizes join the table and its bytes
+/// the data, without writing the other pairs again (a request's headers are copied, not re-serialised).
+fn appended(raw: &[u8], count: usize, name: &str, value: &[u8]) -> Vec<u8> {
+    let table_end = 4 + 8 * count;
+    let (Some(table), Some(data)) = (raw.get(4..table_end), raw.get(table_end..)) else {
+        return serialize(&[(name, value)]);
+    };
+    let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
+    let mut out = Vec::with_capacity(raw.len() + 10 + name.len() + value.len());
+    out.extend_from_slice(&len32(count + 1));
+    out.extend_from_slice(table);
+    out.extend_from_slice(&len32(name.len()));
+    out.extend_from_slice(&len32(value.len()));
+    out.extend_from_slice(data);
+    out.extend_from_slice(name.as_bytes());
+    out.push(0);
+    out.extend_from_slice(value);
+    out.push(0);
+    out
 }
 
 /// The serialised form of `pairs`, as the proxy writes it (also used by the plugins' local replies).
@@ -157,6 +181,8 @@ mod tests {
         assert_eq!(Edit::Insert(":path", "/x").apply(&raw), None);
         assert_eq!(Edit::Remove(":authority").apply(&raw), None);
         assert_eq!(Edit::Remove("x").apply(b"broken"), None);
+        let first = Edit::Insert("x-user", "alice").apply(&[]).unwrap();
+        assert_eq!(first, serialize(&[("x-user", b"alice")]), "an empty map gets its first pair");
     }
 
     #[test]
@@ -187,6 +213,20 @@ mod tests {
     }
 
     proptest! {
+        /// Appending to the serialised map gives what serialising the longer list gives.
+        #[test]
+        fn an_insert_appends_what_serialising_would_write(
+            pairs in prop::collection::vec(("[a-z]{1,8}", prop::collection::vec(any::<u8>(), 0..12)), 0..8),
+            value in "[ -~]{0,16}",
+        ) {
+            let borrowed: Vec<(&str, &[u8])> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+            let raw = serialize(&borrowed);
+            let inserted = Edit::Insert("X-New-Name", &value).apply(&raw).unwrap();
+            let mut longer = borrowed.clone();
+            longer.push(("x-new-name", value.as_bytes()));
+            prop_assert_eq!(inserted, serialize(&longer));
+        }
+
         #[test]
         fn any_bytes_parse_or_fail_cleanly(buf in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = HeaderMapView::parse(&buf);
