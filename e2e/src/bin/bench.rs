@@ -339,8 +339,8 @@ fn report_dir() -> Result<std::path::PathBuf> {
 /// The size of every module `make build` left in `dist/plugins`.
 fn wasm_sizes() -> Result<String> {
     let mut report = String::from(
-        "\n## Module sizes (`make build`: opt-level s with the hot crypto and hashing crates at 3, LTO, wasm-opt -Oz, \
-         unused exports pruned)\n\n| module | bytes |\n|---|---:|\n",
+        "\n## Module sizes (`make build`: opt-level s, with the plugins, the SDK and the hot crypto and hashing crates \
+         at 3, LTO, wasm-opt -O3, unused exports pruned)\n\n| module | bytes |\n|---|---:|\n",
     );
     let mut files: Vec<_> = std::fs::read_dir(workspace::root().join("dist/plugins"))?
         .filter_map(|e| e.ok().map(|e| e.path()))
