@@ -56,6 +56,12 @@ impl ModelServer {
 
     /// Stops gracefully and waits until the server has finished.
     pub async fn stop(mut self) -> Result<()> {
+        self.shut_down().await
+    }
+
+    /// Stops gracefully and waits until the server has finished, so that a call sent afterwards cannot reach it
+    /// (after [`begin_shutdown`](Self::begin_shutdown) alone, a call racing the shutdown may still be served).
+    pub async fn shut_down(&mut self) -> Result<()> {
         self.begin_shutdown();
         match self.task.take() {
             Some(task) => task.await.context("server task")?,

@@ -28,7 +28,10 @@ async fn a_person_signs_in_and_classifies_photos(filters: Filters, screenshot: O
     }))?;
     let waiting = check.until_waiting().await?;
     assert_eq!(waiting.as_deref(), Some("stop the model server"), "{:?}", check.steps);
-    stack.stable.begin_shutdown();
+    // Down before the page's next call, so that call cannot race the shutdown and be answered.
+    tokio::time::timeout(std::time::Duration::from_secs(30), stack.stable.shut_down())
+        .await
+        .context("the model server did not finish within 30 s of its shutdown")??;
     check.resume().await?;
     let steps = check.finish().await?;
     let step = |name: &str| PageCheck::step(&steps, name);
