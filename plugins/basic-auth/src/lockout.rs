@@ -95,7 +95,7 @@ struct Tally {
     entries: HashMap<Key, Entry>,
     /// How many entries each user has (per-user keys only): a right password asks for the address, to clear
     /// its entry, only when its user has one.
-    users: HashMap<Fingerprint, u32, BuildHasherDefault<FingerprintHasher>>,
+    users: UserCounts,
     /// No lock is active at or after this time (0: none was set since the last time it passed), so that while
     /// no lock is active a request asks neither the clock nor the address to learn it is not locked.
     locks_until: u64,
@@ -163,7 +163,9 @@ impl Tally {
     }
 }
 
-fn forget_one(users: &mut HashMap<Fingerprint, u32, BuildHasherDefault<FingerprintHasher>>, user: &Fingerprint) {
+type UserCounts = HashMap<Fingerprint, u32, BuildHasherDefault<FingerprintHasher>>;
+
+fn forget_one(users: &mut UserCounts, user: &Fingerprint) {
     if let Some(count) = users.get_mut(user) {
         *count -= 1;
         if *count == 0 {
@@ -223,7 +225,8 @@ impl Lockout {
         Attempt { lockout: self, user, fingerprint: OnceCell::new() }
     }
 
-    pub fn tracked(&self) -> usize {
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
         self.tally.borrow().entries.len()
     }
 }

@@ -6,7 +6,7 @@
 /// A value fetched at most once while a scope is open, and on every read outside one.
 #[derive(Debug, Default)]
 pub struct FetchOnce<T> {
-    /// `None`: no scope open. `Some(None)`: open, not fetched yet (or invalidated).
+    /// `None`: no scope open. `Some(None)`: open, not fetched yet (or dropped by an update).
     scope: Option<Option<T>>,
 }
 
@@ -15,20 +15,14 @@ impl<T: Clone> FetchOnce<T> {
         Self { scope: None }
     }
 
-    /// Opens a scope; reads share one fetch until [`close`](Self::close) or [`invalidate`](Self::invalidate).
+    /// Opens a scope; reads share one fetch until [`close`](Self::close), or an [`update`](Self::update) that
+    /// cannot tell the new value.
     pub fn open(&mut self) {
         self.scope = Some(None);
     }
 
     pub fn close(&mut self) {
         self.scope = None;
-    }
-
-    /// The value changed at its source: the next read fetches again.
-    pub fn invalidate(&mut self) {
-        if let Some(held) = &mut self.scope {
-            *held = None;
-        }
     }
 
     /// The value changed at its source as `change` says: a held value is changed the same way, or dropped when
@@ -95,7 +89,7 @@ mod tests {
         once.open();
         assert_eq!(once.get(counting(&calls)), Ok(1));
         assert_eq!(once.get(counting(&calls)), Ok(1));
-        once.invalidate();
+        once.update(|_| None);
         assert_eq!(once.get(counting(&calls)), Ok(2));
         assert_eq!(once.get(counting(&calls)), Ok(2));
         once.close();
@@ -118,7 +112,7 @@ mod tests {
     fn invalidating_outside_a_scope_does_not_open_one() {
         let calls = Cell::new(0);
         let mut once = FetchOnce::new();
-        once.invalidate();
+        once.update(|_| None);
         assert_eq!(once.get(counting(&calls)), Ok(1));
         assert_eq!(once.get(counting(&calls)), Ok(2));
     }
