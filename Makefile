@@ -15,7 +15,15 @@ WASM_DIR := target/$(WASM_TARGET)/wasm
 # The suite in a target dir of its own: it builds the plugin crates without their entry points, and a cdylib's
 # file in deps/ carries no feature hash, so one target dir for both would rebuild each build's crates every time.
 SUITE_TARGET_DIR := target/suite
-SUITE_WASM_DIR := $(SUITE_TARGET_DIR)/$(WASM_TARGET)/wasm
+# The suite's second image: the same crate without its response callbacks (feature `responses`) for configs that
+# limit requests only (plugins/suite/src/lib.rs says why it is an image of its own). A target dir of its own too:
+# the suite crate built with two feature sets in one dir would be rebuilt by each build.
+SUITE_REQUESTS := suite-requests
+SUITE_REQUESTS_TARGET_DIR := target/suite-requests
+# Each shipped module as name=cargo's module=export list.
+MODULES := $(foreach p,$(PLUGINS),$(p)=$(WASM_DIR)/$(subst -,_,$(p)).wasm=plugins/$(p)/exports.txt) \
+	$(SUITE)=$(SUITE_TARGET_DIR)/$(WASM_TARGET)/wasm/suite.wasm=plugins/suite/exports.txt \
+	$(SUITE_REQUESTS)=$(SUITE_REQUESTS_TARGET_DIR)/$(WASM_TARGET)/wasm/suite.wasm=plugins/suite/requests-exports.txt
 DIST := dist/plugins
 # -O3, not -Oz: the request path's code is what the plugins are measured by (Cargo.toml's wasm profile says how
 # much); the features are those rustc emits that Debian's wasm-opt must be told about.
@@ -88,17 +96,18 @@ $(VENV_STAMP): e2e/requirements.txt e2e/requirements-no-deps.txt
 build:
 	cargo build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS) $(TEST_MODULES))
 	cargo build --profile wasm --target $(WASM_TARGET) --target-dir $(SUITE_TARGET_DIR) -p $(SUITE)
+	cargo build --profile wasm --target $(WASM_TARGET) --target-dir $(SUITE_REQUESTS_TARGET_DIR) -p $(SUITE) \
+	  --no-default-features
 	@mkdir -p $(DIST)
 	@# Pruned and optimised again only when cargo's module, the export list or this Makefile (the flags) changed.
-	@for p in $(PLUGINS) $(SUITE); do \
-	  crate=$${p//-/_}; dir=$(WASM_DIR); if [ $$p = $(SUITE) ]; then dir=$(SUITE_WASM_DIR); fi; \
-	  if [ $(DIST)/$$p.wasm -nt $$dir/$$crate.wasm ] && [ $(DIST)/$$p.wasm -nt plugins/$$p/exports.txt ] \
-	    && [ $(DIST)/$$p.wasm -nt Makefile ]; then \
-	    printf '%-14s %7d bytes (up to date)\n' $$p $$(stat -c %s $(DIST)/$$p.wasm); continue; \
+	@for m in $(MODULES); do \
+	  IFS== read -r p module exports <<< "$$m"; out=$(DIST)/$$p.wasm; \
+	  if [ $$out -nt $$module ] && [ $$out -nt $$exports ] && [ $$out -nt Makefile ]; then \
+	    printf '%-15s %7d bytes (up to date)\n' $$p $$(stat -c %s $$out); continue; \
 	  fi; \
-	  plugins/prune-exports.sh $$dir/$$crate.wasm plugins/$$p/exports.txt $$dir/$$crate.pruned.wasm; \
-	  wasm-opt $(WASM_OPT_FLAGS) $$dir/$$crate.pruned.wasm -o $(DIST)/$$p.wasm; \
-	  printf '%-14s %7d bytes (cargo %d bytes)\n' $$p $$(stat -c %s $(DIST)/$$p.wasm) $$(stat -c %s $$dir/$$crate.wasm); \
+	  plugins/prune-exports.sh $$module $$exports $${module%.wasm}.pruned.wasm; \
+	  wasm-opt $(WASM_OPT_FLAGS) $${module%.wasm}.pruned.wasm -o $$out; \
+	  printf '%-15s %7d bytes (cargo %d bytes)\n' $$p $$(stat -c %s $$out) $$(stat -c %s $$module); \
 	done
 
 # istiod's own config generator and istio-agent's own Wasm fetcher (istio.io/istio as a Go library), which the
@@ -116,6 +125,7 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS) $(TEST_MODULES)) -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p $(SUITE) -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -p $(SUITE) --no-default-features -- -D warnings
 
 # The pure crates' tests, compiled to wasm32-wasip1 and run under Node's WASI.
 test-wasm:
@@ -124,7 +134,7 @@ test-wasm:
 
 TAG ?= 0.1.0
 VARIANT ?= oci
-PLUGIN_FILES = $(addprefix $(DIST)/,$(addsuffix .wasm,$(PLUGINS) $(SUITE)))
+PLUGIN_FILES = $(addprefix $(DIST)/,$(addsuffix .wasm,$(PLUGINS) $(SUITE) $(SUITE_REQUESTS)))
 
 images: build
 	cargo run -q -p wasmgate -- image digest --tag $(TAG) --variant $(VARIANT) $(PLUGIN_FILES)

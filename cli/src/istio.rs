@@ -126,6 +126,20 @@ impl WasmPlugin {
         last.split(':').next().unwrap_or(last)
     }
 
+    /// A copy pulling another image of the same repository and tag (`oci://r/wasmgate/suite:1` →
+    /// `oci://r/wasmgate/suite-requests:1`), unpinned: a `sha256` is one image's.
+    pub fn with_image(&self, name: &str) -> Self {
+        let url = &self.spec.url;
+        let path = url.find("://").map_or(0, |i| i + 3);
+        let digest = url[path..].find('@').map_or(url.len(), |i| path + i);
+        let start = url[path..digest].rfind('/').map_or(path, |i| path + i + 1);
+        let end = start + self.image_name().len();
+        let mut copy = self.clone();
+        copy.spec.url = format!("{}{name}{}", &url[..start], &url[end..]);
+        copy.spec.sha256 = None;
+        copy
+    }
+
     /// The CR as YAML/JSON again (fields left unset are left out).
     pub fn to_value(&self) -> Result<Value> {
         Ok(serde_json::to_value(self)?)
@@ -224,6 +238,21 @@ mod tests {
             let mut p = named("x", "");
             p.spec.url = url.into();
             assert_eq!(p.image_name(), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn another_image_keeps_repository_and_tag_and_drops_the_pin() {
+        for (url, want) in [
+            ("oci://r.io:5000/wasmgate/suite:0.1", "oci://r.io:5000/wasmgate/suite-requests:0.1"),
+            ("r.io/wasmgate/suite@sha256:abc", "r.io/wasmgate/suite-requests@sha256:abc"),
+            ("oci://suite", "oci://suite-requests"),
+        ] {
+            let mut p = named("x", "  sha256: abc\n");
+            p.spec.url = url.into();
+            let other = p.with_image("suite-requests");
+            assert_eq!((other.spec.url.as_str(), other.spec.sha256.as_deref()), (want, None), "{url}");
+            assert_eq!(other.image_name(), "suite-requests");
         }
     }
 

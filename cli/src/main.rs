@@ -161,13 +161,15 @@ fn run_image(image: Image) -> Result<()> {
             for file in &files {
                 let (reference, digest) = push_one(&runtime, &client, &auth, &registry, &format.tag, variant, file)?;
                 println!("{reference}@sha256:{digest}");
-                let plugin = plugin_name(file)?.to_string();
+                let image = plugin_name(file)?;
                 // The cluster may reach the same registry under another name (kind: kind-registry:5000).
                 let reference = match &pull_registry {
-                    Some(pull) => format!("{}/{plugin}:{}", pull.trim_end_matches('/'), format.tag),
+                    Some(pull) => format!("{}/{image}:{}", pull.trim_end_matches('/'), format.tag),
                     None => reference,
                 };
-                pins.push(wasmgate::pin::Pin { plugin, reference, sha256: digest });
+                if let Some(plugin) = wasmgate::pin::wasm_plugin_of(image) {
+                    pins.push(wasmgate::pin::Pin { plugin: plugin.to_string(), reference, sha256: digest });
+                }
             }
             if let Some(dir) = pin_overlay {
                 wasmgate::pin::write_overlay(&dir, &base, &pins)?;

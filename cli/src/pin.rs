@@ -5,10 +5,21 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
+/// The committed WasmPlugin an image is pinned into: its namesake, but for the suite's two images. The suite's CR
+/// (`suite`) pulls the `suite-requests` image; the `suite` image, which also sees responses, has no CR in the
+/// manifests (a config with a response limit is a CR of one's own), so pushing it pins nothing.
+pub fn wasm_plugin_of(image: &str) -> Option<&str> {
+    match image {
+        "suite" => None,
+        "suite-requests" => Some("suite"),
+        other => Some(other),
+    }
+}
+
 /// One pushed plugin image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pin {
-    /// The WasmPlugin's name (the image name).
+    /// The name of the WasmPlugin to pin ([`wasm_plugin_of`] the image).
     pub plugin: String,
     /// `host[:port]/repo/name:tag`, without `oci://`.
     pub reference: String,
@@ -60,5 +71,16 @@ mod tests {
         let ops: Vec<serde_json::Value> = serde_yaml_ng::from_str(patches[1]["patch"].as_str().unwrap()).unwrap();
         assert_eq!(ops[0]["value"], "oci://r:5000/w/grpc-limits:1");
         assert_eq!(ops[1]["value"], "0".repeat(64), "a digest of digits stays a string");
+    }
+
+    #[test]
+    fn each_committed_wasm_plugin_is_pinned_by_the_image_it_pulls() {
+        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
+        let committed = crate::istio::load_wasm_plugins(&manifests).unwrap();
+        assert!(committed.len() >= 4, "the base's three and the suite's");
+        for cr in &committed {
+            assert_eq!(wasm_plugin_of(cr.image_name()), Some(cr.metadata.name.as_str()), "{}", cr.spec.url);
+        }
+        assert_eq!(wasm_plugin_of("suite"), None, "no committed CR pulls the full suite");
     }
 }

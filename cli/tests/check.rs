@@ -66,5 +66,23 @@ fn the_suite_cr_holds_exactly_the_three_plugins_configs() {
     }
     let (ok, out) = check(&manifests().join("components/suite/suite.yaml"));
     assert!(ok, "{out}");
-    assert!(out.contains("suite, sections basic_auth, grpc_limits, host_router"), "{out}");
+    assert!(out.contains("suite-requests, sections basic_auth, grpc_limits, host_router"), "{out}");
+}
+
+#[test]
+fn a_response_limit_in_the_suite_needs_the_image_that_sees_responses() {
+    let original = std::fs::read_to_string(manifests().join("components/suite/suite.yaml")).unwrap();
+    let limit = "          max_message_bytes: 128Mi\n";
+    assert!(original.contains(limit));
+    let limited = original.replacen(limit, &format!("{limit}          max_response_bytes: 16Mi\n"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("suite.yaml");
+    std::fs::write(&file, &limited).unwrap();
+    let (ok, out) = check(&file);
+    assert!(!ok, "{out}");
+    assert!(out.contains("at `grpc_limits.rules[0].max_response_bytes`"), "{out}");
+    assert!(out.contains("use the `suite` image"), "{out}");
+    std::fs::write(&file, limited.replace("/wasmgate/suite-requests:", "/wasmgate/suite:")).unwrap();
+    let (ok, out) = check(&file);
+    assert!(ok && out.contains("suite, sections"), "{out}");
 }

@@ -1,6 +1,6 @@
 //! grpc-limits through a real Envoy (V8), chained after basic-auth as the committed CRs order them.
 
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
@@ -9,6 +9,7 @@ use tonic::Code;
 use wasmgate_e2e::fixtures::{HOST, INFER, METADATA, authorization};
 use wasmgate_e2e::grpc::{channel, raw_unary};
 use wasmgate_e2e::istio::load_wasm_plugins;
+use wasmgate_e2e::stack::Filters;
 use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, workspace};
 
 const MI: usize = 1 << 20;
@@ -162,6 +163,49 @@ async fn responses_over_their_limit_are_not_delivered() -> Result<()> {
     let err = s.call("small.example.com", INFER, payload(10), false).await.expect_err("reply over the limit");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert_eq!(s.counter("refused.response_bytes").await, 2);
+    Ok(())
+}
+
+/// The proxy-wasm callbacks a built module (`dist/plugins/<image>.wasm`) exports, which Envoy calls on every request.
+fn callbacks(image: &str) -> Result<Vec<String>> {
+    let wasm = std::fs::read(workspace::plugin_wasm(image)?)?;
+    let mut names = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&wasm) {
+        if let wasmparser::Payload::ExportSection(exports) = payload? {
+            for export in exports {
+                names.push(export?.name.to_string());
+            }
+        }
+    }
+    Ok(names.into_iter().filter(|n| n.starts_with("proxy_on_")).collect())
+}
+
+/// The suite's two images. The manifests deploy `suite-requests`, which exports no response callbacks and so
+/// refuses a response limit at load (Envoy rejects the filter, with the plugin's reason in its log); the `suite`
+/// image takes the same config and holds responses to it as grpc-limits does.
+#[tokio::test]
+async fn only_the_suite_image_that_sees_responses_takes_a_response_limit() -> Result<()> {
+    let response = |name: &String| name.starts_with("proxy_on_response_");
+    assert!(!callbacks("suite-requests")?.iter().any(response), "{:?}", callbacks("suite-requests")?);
+    assert_eq!(callbacks("suite")?.iter().filter(|n| response(n)).count(), 2, "headers and body");
+
+    let sections = serde_json::json!({
+        "basic_auth": null, "host_router": null,
+        "grpc_limits": {"rules": [{"hosts": ["small.example.com"], "max_response_bytes": 50}]},
+    });
+    let [committed] = Filters::Suite.plugins(&sections)?.try_into().map_err(|_| anyhow!("one suite CR"))?;
+    assert_eq!(committed.image_name(), "suite-requests", "the image the manifests deploy");
+    let refused = Gateway::new().plugin(committed.clone()).validate().await.expect_err("a response limit");
+    assert!(refused.to_string().contains("use the `suite` image"), "{refused}");
+
+    let upstream = Upstream::start("models").await?;
+    let envoy = Gateway::new().plugin(committed.with_image("suite")).upstream("models", upstream.addr).start().await?;
+    let s = Stack { envoy, upstream };
+    let r = RawRequest::get("/").host("small.example.com").send(s.envoy.listener).await?;
+    assert_eq!(r.status, 502, "{}", r.text());
+    assert!(r.text().contains("response body is over the limit of 50 bytes"), "{}", r.text());
+    assert_eq!(RawRequest::get("/").host("big.example.com").send(s.envoy.listener).await?.status, 200);
+    assert_eq!(s.counter("refused.response_bytes").await, 1);
     Ok(())
 }
 

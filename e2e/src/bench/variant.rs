@@ -30,8 +30,10 @@ pub enum Variant {
     HostRouterManyRules,
     /// The three plugins as separate filters, as the committed CRs configure them.
     Chain,
-    /// The suite: one filter with the same policies.
+    /// The suite: one filter with the same policies (the manifests' image, `suite-requests`).
     Suite,
+    /// The same CR pulling the `suite` image, which also exports the response callbacks.
+    SuiteResponses,
     /// Hand-written floor modules ([`floor`]).
     FloorNoop,
     FloorNoopThree,
@@ -52,6 +54,7 @@ impl Variant {
             Variant::HostRouterManyRules => "host-router (wasm), 20 hosts × 10 rules",
             Variant::Chain => "full chain, 3 filters (wasm)",
             Variant::Suite => "suite, 1 filter (wasm)",
+            Variant::SuiteResponses => "suite, image with response callbacks (wasm)",
             Variant::FloorNoop => "no-op wasm, 1 filter (floor)",
             Variant::FloorNoopThree => "no-op wasm, 3 filters (floor)",
             Variant::FloorHeaders => "no-op wasm reading the headers (floor)",
@@ -68,7 +71,8 @@ impl Variant {
             | Variant::BasicAuth
             | Variant::BasicAuthSameAsNative
             | Variant::Chain
-            | Variant::Suite => Some(true),
+            | Variant::Suite
+            | Variant::SuiteResponses => Some(true),
             Variant::Passthrough
             | Variant::GrpcLimits
             | Variant::HostRouter
@@ -112,9 +116,8 @@ impl Variant {
             Variant::HostRouter => base.plugin(cr("host-router")?),
             Variant::HostRouterManyRules => base.plugin(cr("host-router")?.with_config(router_config())),
             Variant::Chain => base.plugins(load_wasm_plugins(&workspace::plugin_crs_dir())?),
-            Variant::Suite => {
-                base.plugin(load_wasm_plugin(&workspace::manifests_dir().join("components/suite"), "suite")?)
-            }
+            Variant::Suite => base.plugin(suite_cr()?),
+            Variant::SuiteResponses => base.plugin(suite_cr()?.with_image("suite")),
             Variant::FloorNoop => with_module(floor_cr()?, &floors.noop),
             Variant::FloorNoopThree => {
                 let noop = floors.noop.clone();
@@ -125,6 +128,11 @@ impl Variant {
             Variant::FloorValues => with_module(floor_cr()?, &floors.values),
         })
     }
+}
+
+/// The committed suite CR (`manifests/components/suite`).
+fn suite_cr() -> Result<WasmPlugin> {
+    load_wasm_plugin(&workspace::manifests_dir().join("components/suite"), "suite")
 }
 
 /// The floor modules, written once per run into a directory that lives as long as this value.

@@ -191,6 +191,7 @@ async fn instructions() -> Result<String> {
         HostRouter,
         Chain,
         Suite,
+        SuiteResponses,
     ]);
     println!("\ninstructions per request: callgrind, {requests} requests on one connection per variant, two at a time");
     let mut counted = Vec::new();
@@ -244,6 +245,11 @@ async fn instructions() -> Result<String> {
         "passthrough / suite: {:.3} (goal ≥ 0.85); passthrough / the three as filters: {:.3}",
         at(Passthrough) / at(Suite),
         at(Passthrough) / at(Chain),
+    );
+    let _ = writeln!(
+        report,
+        "the response callbacks (the `suite` image against `suite-requests`, same config): {:+.0} instructions",
+        at(SuiteResponses) - at(Suite),
     );
     let _ = writeln!(
         report,

@@ -133,7 +133,16 @@ pub struct Config {
 impl Config {
     /// Whether any request can meet a response limit (else nothing needs to see responses).
     pub fn limits_responses(&self) -> bool {
-        self.default.response.is_some() || self.rules.iter().any(|rule| rule.limits.response.is_some())
+        self.response_limit().is_some()
+    }
+
+    /// Where the first response limit is set (`default.max_response_bytes`, `rules[2].max_response_bytes`).
+    pub fn response_limit(&self) -> Option<String> {
+        let field = "max_response_bytes";
+        if self.default.response.is_some() {
+            return Some(format!("default.{field}"));
+        }
+        self.rules.iter().position(|rule| rule.limits.response.is_some()).map(|i| format!("rules[{i}].{field}"))
     }
 
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
@@ -243,8 +252,11 @@ mod tests {
         assert_eq!(c.rules[1].path, PathSelector::Prefix("/grpc.health.v1.Health/".into()));
         assert_eq!(c.rules[1].name, "rules[1]");
         assert!(c.limits_responses());
+        assert_eq!(c.response_limit().as_deref(), Some("rules[0].max_response_bytes"));
         let requests_only = Config::from_json(br#"{"default":{"max_request_bytes":"4Mi"}}"#).unwrap();
         assert!(!requests_only.limits_responses());
+        let by_default = Config::from_json(br#"{"default":{"max_response_bytes":"1Mi"}}"#).unwrap();
+        assert_eq!(by_default.response_limit().as_deref(), Some("default.max_response_bytes"));
     }
 
     #[test]

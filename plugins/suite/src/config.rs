@@ -48,6 +48,25 @@ impl Config {
         Ok(config)
     }
 
+    /// The config of the `suite-requests` image, which does not see responses: a response limit is refused at load,
+    /// never left unenforced.
+    pub fn for_requests_only(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let config = Self::from_json(bytes)?;
+        if let Some(field) = config.grpc_limits.as_ref().and_then(grpc_limits::Config::response_limit) {
+            return Err(ConfigError::new(
+                format!("grpc_limits.{field}"),
+                "the suite-requests image does not see responses, so it cannot hold them to a limit: use the `suite` \
+                 image (requests and responses) for this config",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Whether a section acts on responses (only grpc-limits, with a response limit).
+    pub fn limits_responses(&self) -> bool {
+        self.grpc_limits.as_ref().is_some_and(grpc_limits::Config::limits_responses)
+    }
+
     /// The sections present, in the order they run.
     pub fn sections(&self) -> Vec<&'static str> {
         [
@@ -91,5 +110,19 @@ mod tests {
         assert!(error(r#"{"basic-auth": {}}"#).contains("unknown field `basic-auth`"));
         assert!(error("{}").contains("the suite would do nothing"));
         assert!(!error("[]").is_empty(), "a list is not a config");
+    }
+
+    #[test]
+    fn the_requests_only_image_refuses_response_limits() {
+        let requests = br#"{"grpc_limits": {"default": {"max_request_bytes": "1Mi"}}}"#;
+        assert!(!Config::for_requests_only(requests).unwrap().limits_responses());
+        let responses = br#"{"grpc_limits": {"rules": [{"max_request_bytes": "1Mi"}, {"max_response_bytes": "1Mi"}]}}"#;
+        assert!(Config::from_json(responses).unwrap().limits_responses(), "the `suite` image takes it");
+        let e = Config::for_requests_only(responses).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("at `grpc_limits.rules[1].max_response_bytes`"), "{e}");
+        assert!(e.contains("use the `suite` image"), "{e}");
+        // Its other errors are the suite's own.
+        let e = Config::for_requests_only(b"{}").err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("the suite would do nothing"), "{e}");
     }
 }

@@ -1,23 +1,31 @@
 //! The proxy-wasm shell: each section's own filter, run in order inside one stream context. A filter that stops
 //! the request (a denial, a redirect, a direct response) ends the callback for the ones after it, as Envoy does
-//! for separate filters.
+//! for separate filters. Built without the `responses` feature it is the `suite-requests` image: no response
+//! callbacks (Makefile: its export list leaves them out too) and no config with a response limit.
 
-use crate::{Config, PLUGIN};
 use basic_auth::BasicAuth;
 use grpc_limits::GrpcLimits;
 use host_router::HostRouter;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use std::rc::Rc;
+use wasmgate_common::PluginConfig;
 use wasmgate_common::host::{
     Counters, Loaded, Plugin, load_configuration, log, sharing_request_headers, start_flushing_counters,
 };
 
-wasmgate_common::plugin_main!(root: SuiteRoot, name: PLUGIN);
+/// The image this build is, whose name and config parser it uses.
+#[cfg(feature = "responses")]
+type Image = crate::Suite;
+#[cfg(not(feature = "responses"))]
+type Image = crate::SuiteRequests;
+
+wasmgate_common::plugin_main!(root: SuiteRoot, name: Image::NAME);
 
 #[derive(Default)]
 struct SuiteRoot {
     /// Whether any section acts on responses (only grpc-limits, when a response limit is configured).
+    #[cfg(feature = "responses")]
     responses: bool,
     basic_auth: Option<Rc<Loaded<basic_auth::Config>>>,
     grpc_limits: Option<Rc<Loaded<grpc_limits::Config>>>,
@@ -39,11 +47,14 @@ impl Context for SuiteRoot {}
 
 impl RootContext for SuiteRoot {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let Some(config) = load_configuration(PLUGIN, Config::from_json) else {
+        let Some(config) = load_configuration(Image::NAME, Image::parse) else {
             return false;
         };
-        log(LogLevel::Info, &format!("{PLUGIN}: configured: {}", config.sections().join(", ")));
-        self.responses = config.grpc_limits.as_ref().is_some_and(grpc_limits::Config::limits_responses);
+        log(LogLevel::Info, &format!("{}: configured: {}", Image::NAME, config.sections().join(", ")));
+        #[cfg(feature = "responses")]
+        {
+            self.responses = config.limits_responses();
+        }
         self.basic_auth = config.basic_auth.map(|c| Rc::new(Loaded::new::<BasicAuth>(c)));
         self.grpc_limits = config.grpc_limits.map(|c| Rc::new(Loaded::new::<GrpcLimits>(c)));
         self.host_router = config.host_router.map(|c| Rc::new(Loaded::new::<HostRouter>(c)));
@@ -60,7 +71,11 @@ impl RootContext for SuiteRoot {
         parts.extend(self.basic_auth.clone().map(BasicAuth::http_context));
         parts.extend(self.grpc_limits.clone().map(GrpcLimits::http_context));
         parts.extend(self.host_router.clone().map(HostRouter::http_context));
-        Some(Box::new(Suite { parts, responses: self.responses }))
+        Some(Box::new(Suite {
+            parts,
+            #[cfg(feature = "responses")]
+            responses: self.responses,
+        }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -71,6 +86,7 @@ impl RootContext for SuiteRoot {
 struct Suite {
     parts: Vec<Box<dyn HttpContext>>,
     /// False: the response callbacks return at once (Envoy calls them whatever the module does with them).
+    #[cfg(feature = "responses")]
     responses: bool,
 }
 
@@ -99,6 +115,7 @@ impl HttpContext for Suite {
         self.each(|part| part.on_http_request_body(body_size, end_of_stream))
     }
 
+    #[cfg(feature = "responses")]
     fn on_http_response_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
         if !self.responses {
             return Action::Continue;
@@ -106,6 +123,7 @@ impl HttpContext for Suite {
         self.each(|part| part.on_http_response_headers(headers, end_of_stream))
     }
 
+    #[cfg(feature = "responses")]
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if !self.responses {
             return Action::Continue;

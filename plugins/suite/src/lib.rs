@@ -31,11 +31,32 @@ impl wasmgate_common::PluginConfig for Suite {
     }
 }
 
+/// The suite's second image, `suite-requests`: the same policies in a module that exports no response callbacks.
+/// Envoy calls every callback a module exports, on every request (each call an entry into V8), and the exports
+/// are fixed when the module loads, so no config can switch them off: the image is the choice. It refuses a config
+/// with a response limit, which it could not enforce (the `suite` image sees responses too).
+pub struct SuiteRequests;
+
+impl wasmgate_common::PluginConfig for SuiteRequests {
+    const IMAGE: &'static str = "suite-requests";
+    const NAME: &'static str = "suite-requests";
+    type Config = Config;
+
+    fn parse(bytes: &[u8]) -> Result<Config, wasmgate_common::ConfigError> {
+        Config::for_requests_only(bytes)
+    }
+
+    fn summary(config: &Config) -> String {
+        Suite::summary(config)
+    }
+}
+
 /// Every wasmgate plugin: what `wasmgate check` dispatches a `WasmPlugin`'s image to and what the fuzz targets
 /// feed. Adding a plugin adds its line here.
-pub const PLUGINS: [wasmgate_common::Registered; 4] = [
+pub const PLUGINS: [wasmgate_common::Registered; 5] = [
     wasmgate_common::Registered::of::<basic_auth::BasicAuth>(),
     wasmgate_common::Registered::of::<grpc_limits::GrpcLimits>(),
     wasmgate_common::Registered::of::<host_router::HostRouter>(),
     wasmgate_common::Registered::of::<Suite>(),
+    wasmgate_common::Registered::of::<SuiteRequests>(),
 ];
