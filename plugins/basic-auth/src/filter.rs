@@ -9,9 +9,9 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 use wasmgate_common::host::{
-    Loaded, Plugin, client_address, log, now_micros, request_headers_raw, send_local_response, set_request_header,
+    Loaded, Plugin, client_address, log, now_micros, request_headers, send_local_response, set_request_header,
 };
-use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView};
+use wasmgate_common::{ClientKind, Denial, GrpcStatus};
 
 // The module's entry point, left out when another module (the suite) embeds this filter.
 #[cfg(feature = "entrypoint")]
@@ -54,10 +54,8 @@ impl Filter {
     fn check(&self) -> Result<Action, proxy_wasm::types::Status> {
         let state = &self.state;
         // One host call for every header: cheaper than one per header, and it shows duplicates.
-        let raw = request_headers_raw()?;
-        let Ok(headers) = HeaderMapView::parse(&raw) else {
-            return Err(proxy_wasm::types::Status::ParseFailure);
-        };
+        let shared = request_headers()?;
+        let headers = shared.view();
         let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
         // Only the gateway says who called: a client's value goes first, on every request, whatever follows.
         if let Some(name) = state.config.client_identity(&headers) {

@@ -7,12 +7,48 @@
 //!
 //! Layout: u32 count; count × (u32 key length, u32 value length); then each key and value, each followed by NUL.
 
+use std::borrow::Cow;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BadHeaderMap;
 
+/// Where one pair's name and value lie in the buffer (start, length), checked when the buffer was parsed. A
+/// lookup compares the length first: most names are passed over on it alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    key: (usize, usize),
+    value: (usize, usize),
+}
+
+impl Span {
+    fn shifted(self, by: usize) -> Self {
+        Self { key: (self.key.0 + by, self.key.1), value: (self.value.0 + by, self.value.1) }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct HeaderMapView<'a> {
-    pairs: Vec<(&'a [u8], &'a [u8])>,
+    buf: &'a [u8],
+    spans: Cow<'a, [Span]>,
+}
+
+/// A serialised map with its pairs found once: what the parts of a composite filter share, each reading it
+/// through [`HeaderMap::view`] without parsing it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderMap {
+    raw: Vec<u8>,
+    spans: Vec<Span>,
+}
+
+impl HeaderMap {
+    pub fn parse(raw: Vec<u8>) -> Result<Self, BadHeaderMap> {
+        let spans = find_spans(&raw)?;
+        Ok(Self { raw, spans })
+    }
+
+    pub fn view(&self) -> HeaderMapView<'_> {
+        HeaderMapView { buf: &self.raw, spans: Cow::Borrowed(&self.spans) }
+    }
 }
 
 fn read_u32(buf: &[u8], at: usize) -> Result<usize, BadHeaderMap> {
@@ -20,63 +56,87 @@ fn read_u32(buf: &[u8], at: usize) -> Result<usize, BadHeaderMap> {
     usize::try_from(u32::from_le_bytes(bytes)).map_err(|_| BadHeaderMap)
 }
 
-impl<'a> HeaderMapView<'a> {
-    pub fn parse(buf: &'a [u8]) -> Result<Self, BadHeaderMap> {
-        if buf.is_empty() {
-            return Ok(Self { pairs: Vec::new() });
-        }
-        let count = read_u32(buf, 0)?;
-        let sizes_end = count.checked_mul(8).and_then(|n| n.checked_add(4)).ok_or(BadHeaderMap)?;
-        if sizes_end > buf.len() {
+/// Every pair's place in `buf`, each checked to lie inside it and to end with its NUL.
+fn find_spans(buf: &[u8]) -> Result<Vec<Span>, BadHeaderMap> {
+    if buf.is_empty() {
+        return Ok(Vec::new());
+    }
+    let count = read_u32(buf, 0)?;
+    let sizes_end = count.checked_mul(8).and_then(|n| n.checked_add(4)).ok_or(BadHeaderMap)?;
+    if sizes_end > buf.len() {
+        return Err(BadHeaderMap);
+    }
+    let mut spans = Vec::with_capacity(count);
+    let mut at = sizes_end;
+    let mut take = |len: usize| -> Result<(usize, usize), BadHeaderMap> {
+        let end = at.checked_add(len).ok_or(BadHeaderMap)?;
+        if buf.get(end) != Some(&0) {
             return Err(BadHeaderMap);
         }
-        let mut pairs = Vec::with_capacity(count);
-        let mut at = sizes_end;
-        let mut take = |len: usize| -> Result<&'a [u8], BadHeaderMap> {
-            let end = at.checked_add(len).ok_or(BadHeaderMap)?;
-            let slice = buf.get(at..end).ok_or(BadHeaderMap)?;
-            if buf.get(end) != Some(&0) {
-                return Err(BadHeaderMap);
-            }
-            at = end + 1;
-            Ok(slice)
-        };
-        for i in 0..count {
-            let key_len = read_u32(buf, 4 + i * 8)?;
-            let value_len = read_u32(buf, 8 + i * 8)?;
-            let key = take(key_len)?;
-            let value = take(value_len)?;
-            pairs.push((key, value));
-        }
-        Ok(Self { pairs })
+        let span = (at, len);
+        at = end + 1;
+        Ok(span)
+    };
+    for i in 0..count {
+        let key_len = read_u32(buf, 4 + i * 8)?;
+        let value_len = read_u32(buf, 8 + i * 8)?;
+        let key = take(key_len)?;
+        let value = take(value_len)?;
+        spans.push(Span { key, value });
+    }
+    Ok(spans)
+}
+
+impl<'a> HeaderMapView<'a> {
+    pub fn parse(buf: &'a [u8]) -> Result<Self, BadHeaderMap> {
+        Ok(Self { buf, spans: Cow::Owned(find_spans(buf)?) })
+    }
+
+    /// Every pair, in order.
+    fn pairs(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + '_ {
+        self.spans.iter().map(|span| (self.slice(span.key), self.slice(span.value)))
+    }
+
+    /// A span's bytes (every span was checked against this buffer when it was found).
+    fn slice(&self, (start, len): (usize, usize)) -> &'a [u8] {
+        self.buf.get(start..start + len).unwrap_or_default()
+    }
+
+    /// The values whose name is `name`: names of another length are passed over without reading them.
+    fn named<'s>(&'s self, name: &'s [u8]) -> impl Iterator<Item = &'a [u8]> + 's {
+        self.spans
+            .iter()
+            .filter(move |span| span.key.1 == name.len() && self.slice(span.key) == name)
+            .map(|span| self.slice(span.value))
     }
 
     /// The first value of `name` (lower-case, as the proxy stores header names).
     pub fn get(&self, name: &str) -> Option<&'a [u8]> {
-        self.pairs.iter().find(|(k, _)| *k == name.as_bytes()).map(|(_, v)| *v)
+        self.named(name.as_bytes()).next()
     }
 
     /// The first value of `name` as text (lossy for non-UTF-8 bytes), or `""` when absent.
-    pub fn text(&self, name: &str) -> std::borrow::Cow<'a, str> {
+    pub fn text(&self, name: &str) -> Cow<'a, str> {
         let value = self.get(name).unwrap_or_default();
         // UTF-8 is checked at full speed first; the lossy walk, char by char, only for a value that needs it.
-        std::str::from_utf8(value).map_or_else(|_| String::from_utf8_lossy(value), std::borrow::Cow::Borrowed)
+        std::str::from_utf8(value).map_or_else(|_| String::from_utf8_lossy(value), Cow::Borrowed)
     }
 
     /// Every value of `name`, in order.
     pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
-        self.pairs.iter().filter(move |(k, _)| *k == name.as_bytes()).map(|(_, v)| *v)
+        self.named(name.as_bytes())
     }
 
     /// How many times `name` occurs.
     pub fn count(&self, name: &str) -> usize {
-        self.pairs.iter().filter(|(k, _)| *k == name.as_bytes()).count()
+        self.named(name.as_bytes()).count()
     }
 
     /// Whether `name` is present in any letter case (the host stores names lower-case; a header that must not
     /// get through is looked for without trusting that).
     pub fn contains_ignoring_case(&self, name: &str) -> bool {
-        self.pairs.iter().any(|(k, _)| k.eq_ignore_ascii_case(name.as_bytes()))
+        let name = name.as_bytes();
+        self.spans.iter().any(|span| span.key.1 == name.len() && self.slice(span.key).eq_ignore_ascii_case(name))
     }
 }
 
@@ -93,25 +153,25 @@ pub enum Edit<'e> {
 }
 
 impl Edit<'_> {
-    /// The serialised map `raw` after the edit, or `None` when the proxy's result is not certain.
-    pub fn apply(self, raw: &[u8]) -> Option<Vec<u8>> {
-        let view = HeaderMapView::parse(raw).ok()?;
+    /// The map after the edit, or `None` when the proxy's result is not certain.
+    pub fn apply(self, map: &HeaderMap) -> Option<HeaderMap> {
+        let view = map.view();
         match self {
             Edit::Remove(name) | Edit::Insert(name, _) if name.starts_with(':') => None,
             Edit::Remove(name) => {
                 let name = lower_case(name);
-                let mut pairs: Vec<(&str, &[u8])> = Vec::with_capacity(view.pairs.len());
-                for (k, v) in view.pairs.iter().filter(|(k, _)| *k != name.as_bytes()) {
+                let mut pairs: Vec<(&str, &[u8])> = Vec::with_capacity(map.spans.len());
+                for (k, v) in view.pairs().filter(|(k, _)| *k != name.as_bytes()) {
                     pairs.push((std::str::from_utf8(k).ok()?, v));
                 }
-                Some(serialize(&pairs))
+                HeaderMap::parse(serialize(&pairs)).ok()
             }
             Edit::Insert(name, value) => {
                 let name = lower_case(name);
-                if view.pairs.iter().any(|(k, _)| *k == name.as_bytes()) {
+                if view.pairs().any(|(k, _)| k == name.as_bytes()) {
                     return None;
                 }
-                Some(appended(raw, view.pairs.len(), &name, value.as_bytes()))
+                Some(appended(map, &name, value.as_bytes()))
             }
         }
     }
@@ -121,12 +181,17 @@ fn lower_case(name: &str) -> std::borrow::Cow<'_, str> {
     if name.bytes().any(|b| b.is_ascii_uppercase()) { name.to_ascii_lowercase().into() } else { name.into() }
 }
 
-/// `raw` (a valid map of `count` pairs) with one more pair at the end: its sizes join the table and its bytes
-/// the data, without writing the other pairs again (a request's headers are copied, not re-serialised).
-fn appended(raw: &[u8], count: usize, name: &str, value: &[u8]) -> Vec<u8> {
+/// `map` with one more pair at the end: its sizes join the table and its bytes the data, without writing the
+/// other pairs again (a request's headers are copied, not re-serialised), and the pairs already found move by
+/// the table's growth instead of being looked for again.
+fn appended(map: &HeaderMap, name: &str, value: &[u8]) -> HeaderMap {
+    let (raw, count) = (map.raw.as_slice(), map.spans.len());
     let table_end = 4 + 8 * count;
     let (Some(table), Some(data)) = (raw.get(4..table_end), raw.get(table_end..)) else {
-        return serialize(&[(name, value)]);
+        let raw = serialize(&[(name, value)]);
+        let key = (12, name.len());
+        let spans = vec![Span { key, value: (13 + name.len(), value.len()) }];
+        return HeaderMap { raw, spans };
     };
     let len32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes();
     let mut out = Vec::with_capacity(raw.len() + 10 + name.len() + value.len());
@@ -135,11 +200,16 @@ fn appended(raw: &[u8], count: usize, name: &str, value: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&len32(name.len()));
     out.extend_from_slice(&len32(value.len()));
     out.extend_from_slice(data);
+    let key = (out.len(), name.len());
     out.extend_from_slice(name.as_bytes());
     out.push(0);
+    let value_span = (out.len(), value.len());
     out.extend_from_slice(value);
     out.push(0);
-    out
+    let mut spans = Vec::with_capacity(count + 1);
+    spans.extend(map.spans.iter().map(|span| span.shifted(8)));
+    spans.push(Span { key, value: value_span });
+    HeaderMap { raw: out, spans }
 }
 
 /// The serialised form of `pairs`, as the proxy writes it (also used by the plugins' local replies).
@@ -166,23 +236,35 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    fn map(pairs: &[(&str, &[u8])]) -> HeaderMap {
+        HeaderMap::parse(serialize(pairs)).unwrap()
+    }
+
     #[test]
     fn edits_apply_only_where_the_proxys_result_is_certain() {
-        let raw = serialize(&[(":path", b"/"), ("x-user", b"forged"), ("a", b"1"), ("x-user", b"again")]);
+        let raw = map(&[(":path", b"/"), ("x-user", b"forged"), ("a", b"1"), ("x-user", b"again")]);
         let removed = Edit::Remove("X-User").apply(&raw).unwrap();
-        let view = HeaderMapView::parse(&removed).unwrap();
+        let view = removed.view();
         assert_eq!((view.count("x-user"), view.get(":path"), view.get("a")), (0, Some(&b"/"[..]), Some(&b"1"[..])));
         let inserted = Edit::Insert("x-user", "alice").apply(&removed).unwrap();
-        let view = HeaderMapView::parse(&inserted).unwrap();
-        assert_eq!(view.values("x-user").collect::<Vec<_>>(), [b"alice"]);
-        assert_eq!(view.count("a"), 1);
+        assert_eq!(inserted, map(&[(":path", b"/"), ("a", b"1"), ("x-user", b"alice")]), "bytes and places");
+        assert_eq!(inserted.view().values("x-user").collect::<Vec<_>>(), [b"alice"]);
         // Setting a present name replaces its first value only, and pseudo-headers have their own place: fetch.
         assert_eq!(Edit::Insert("x-user", "alice").apply(&raw), None);
         assert_eq!(Edit::Insert(":path", "/x").apply(&raw), None);
         assert_eq!(Edit::Remove(":authority").apply(&raw), None);
-        assert_eq!(Edit::Remove("x").apply(b"broken"), None);
-        let first = Edit::Insert("x-user", "alice").apply(&[]).unwrap();
-        assert_eq!(first, serialize(&[("x-user", b"alice")]), "an empty map gets its first pair");
+        let first = Edit::Insert("x-user", "alice").apply(&HeaderMap::parse(Vec::new()).unwrap()).unwrap();
+        assert_eq!(first, map(&[("x-user", b"alice")]), "an empty map gets its first pair");
+    }
+
+    #[test]
+    fn a_shared_map_reads_as_its_buffer_does() {
+        let shared = map(&[(":authority", b"h"), ("a", b"1"), ("a", b"2")]);
+        let parsed = HeaderMapView::parse(&shared.raw).unwrap();
+        let view = shared.view();
+        assert_eq!(view.pairs().collect::<Vec<_>>(), parsed.pairs().collect::<Vec<_>>());
+        assert_eq!((view.text(":authority"), view.count("a")), ("h".into(), 2));
+        assert_eq!(HeaderMap::parse(b"broken".to_vec()), Err(BadHeaderMap));
     }
 
     #[test]
@@ -213,23 +295,25 @@ mod tests {
     }
 
     proptest! {
-        /// Appending to the serialised map gives what serialising the longer list gives.
+        /// Appending to the map gives what serialising and parsing the longer list gives.
         #[test]
         fn an_insert_appends_what_serialising_would_write(
             pairs in prop::collection::vec(("[a-z]{1,8}", prop::collection::vec(any::<u8>(), 0..12)), 0..8),
             value in "[ -~]{0,16}",
         ) {
             let borrowed: Vec<(&str, &[u8])> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
-            let raw = serialize(&borrowed);
-            let inserted = Edit::Insert("X-New-Name", &value).apply(&raw).unwrap();
+            let inserted = Edit::Insert("X-New-Name", &value).apply(&map(&borrowed)).unwrap();
             let mut longer = borrowed.clone();
             longer.push(("x-new-name", value.as_bytes()));
-            prop_assert_eq!(inserted, serialize(&longer));
+            // The same bytes, and the same places as parsing them finds.
+            prop_assert_eq!(inserted, map(&longer));
         }
 
         #[test]
         fn any_bytes_parse_or_fail_cleanly(buf in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let _ = HeaderMapView::parse(&buf);
+            let view = HeaderMapView::parse(&buf).ok().map(|v| v.pairs().collect::<Vec<_>>());
+            let shared = HeaderMap::parse(buf.clone()).ok();
+            prop_assert_eq!(view, shared.as_ref().map(|m| m.view().pairs().collect::<Vec<_>>()));
         }
 
         #[test]

@@ -1,7 +1,7 @@
 //! The only part of this crate that talks to the proxy. Wrappers return errors instead of panicking: the SDK's
 //! own wrappers panic on an unexpected host status, and a panic traps the VM.
 
-use crate::header_map::Edit;
+use crate::header_map::{Edit, HeaderMap};
 use crate::{FetchOnce, LocalResponse};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -160,16 +160,19 @@ pub fn send_local_response(response: &LocalResponse, details: &str) -> Result<()
 }
 
 thread_local! {
-    /// The request headers, fetched once for all the parts of a composite filter (see [`sharing_request_headers`]).
-    static REQUEST_HEADERS: RefCell<FetchOnce<Rc<Vec<u8>>>> = const { RefCell::new(FetchOnce::new()) };
+    /// The request headers, fetched and parsed once for all the parts of a composite filter (see
+    /// [`sharing_request_headers`]).
+    static REQUEST_HEADERS: RefCell<FetchOnce<Rc<HeaderMap>>> = const { RefCell::new(FetchOnce::new()) };
 }
 
-/// Every request header in the proxy's serialised form, in one host call; read it with
-/// [`crate::HeaderMapView`]. Inside [`sharing_request_headers`] the host is asked once, and the parts share one
-/// copy.
-pub fn request_headers_raw() -> Result<Rc<Vec<u8>>, Status> {
+/// Every request header, in one host call, parsed (read it through [`HeaderMap::view`]). Inside
+/// [`sharing_request_headers`] the host is asked once, and the parts share one parsed copy.
+pub fn request_headers() -> Result<Rc<HeaderMap>, Status> {
     REQUEST_HEADERS.with_borrow_mut(|headers| {
-        headers.get(|| header_map_raw(proxy_wasm::types::MapType::HttpRequestHeaders).map(Rc::new))
+        headers.get(|| {
+            let raw = header_map_raw(proxy_wasm::types::MapType::HttpRequestHeaders)?;
+            HeaderMap::parse(raw).map(Rc::new).map_err(|_| Status::ParseFailure)
+        })
     })
 }
 
@@ -204,7 +207,7 @@ pub fn add_request_header(name: &str, value: &str) -> Result<(), Status> {
 /// Keeps the shared request headers in step with a change the proxy made (`None`: unknown, fetch again).
 fn shared_headers_changed(edit: Option<Edit<'_>>) {
     REQUEST_HEADERS.with_borrow_mut(|headers| {
-        headers.update(|raw| Some(Rc::new(edit?.apply(raw)?)));
+        headers.update(|map| Some(Rc::new(edit?.apply(map)?)));
     });
 }
 
@@ -275,7 +278,7 @@ pub fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// Every response header, serialised as [`request_headers_raw`] does for the request.
+/// Every response header in the proxy's serialised form (read it with [`crate::HeaderMapView::parse`]).
 pub fn response_headers_raw() -> Result<Vec<u8>, Status> {
     header_map_raw(proxy_wasm::types::MapType::HttpResponseHeaders)
 }

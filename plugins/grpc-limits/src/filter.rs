@@ -8,7 +8,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, Status};
 use std::rc::Rc;
 use wasmgate_common::host::{
-    Loaded, Plugin, body_bytes, log, request_headers_raw, response_headers_raw, send_local_response,
+    Loaded, Plugin, body_bytes, log, request_headers, response_headers_raw, send_local_response,
 };
 use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView, RequestLine};
 
@@ -105,8 +105,8 @@ enum Refusal {
 impl Filter {
     /// Chooses the limits and checks what the headers already tell.
     fn start(&mut self, end_of_stream: bool) -> Result<(), Refusal> {
-        let raw = request_headers_raw().map_err(Refusal::Host)?;
-        let headers = HeaderMapView::parse(&raw).map_err(|_| Refusal::Host(Status::ParseFailure))?;
+        let shared = request_headers().map_err(Refusal::Host)?;
+        let headers = shared.view();
         let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
         // Any gRPC content-type among several counts: the server may read that one. Base64 (gRPC-Web text) wins:
         // read as frames, base64 would give prefixes far above any limit, never a way past it.

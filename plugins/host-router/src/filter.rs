@@ -8,9 +8,9 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, Status};
 use std::rc::Rc;
 use wasmgate_common::host::{
-    Loaded, Plugin, add_request_header, log, request_headers_raw, send_local_response, set_request_header,
+    Loaded, Plugin, add_request_header, log, request_headers, send_local_response, set_request_header,
 };
-use wasmgate_common::{ClientKind, HeaderMapView, LocalResponse};
+use wasmgate_common::{ClientKind, LocalResponse};
 
 // The module's entry point, left out when another module (the suite) embeds this filter.
 #[cfg(feature = "entrypoint")]
@@ -53,8 +53,8 @@ impl HttpContext for Filter {
 
 impl Filter {
     fn route(&self) -> Result<Action, Status> {
-        let raw = request_headers_raw()?;
-        let headers = HeaderMapView::parse(&raw).map_err(|_| Status::ParseFailure)?;
+        let shared = request_headers()?;
+        let headers = shared.view();
         let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
         let scheme = headers.text("x-forwarded-proto");
         let scheme = if scheme.is_empty() { headers.text(":scheme") } else { scheme };
