@@ -168,7 +168,7 @@ impl Edit<'_> {
             }
             Edit::Insert(name, value) => {
                 let name = lower_case(name);
-                if view.pairs().any(|(k, _)| k == name.as_bytes()) {
+                if view.get(&name).is_some() {
                     return None;
                 }
                 Some(appended(map, &name, value.as_bytes()))
