@@ -30,7 +30,9 @@
 
 use crate::budget::{Budget, RawBudget};
 use crate::credentials::CredentialSet;
+use crate::fingerprint::Fingerprinter;
 use crate::lockout::{Lockout, RawLockout};
+use crate::remembered::RememberedHeaders;
 use serde::Deserialize;
 use wasmgate_common::{ConfigError, HostPattern, MethodSet, PathMatch, parse_config};
 
@@ -82,6 +84,9 @@ pub struct Config {
     /// Every rule's user names, sorted, each once: a [`UserId`] indexes it (and the per-user counters).
     pub(crate) users: Vec<String>,
     pub(crate) forward_user_header: Option<String>,
+    /// The key of every rule's credential fingerprints.
+    pub(crate) fingerprinter: Fingerprinter,
+    pub(crate) remembered: RememberedHeaders,
 }
 
 /// One of the config's users, by index into [`Config::users`]; it also places the user's counter.
@@ -103,11 +108,16 @@ pub(crate) struct Rule {
 impl Config {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let raw: RawConfig = parse_config(bytes)?;
+        // One key for every rule's credentials and the remembered headers: a request's pair is fingerprinted
+        // once, whichever rules check it.
+        let fingerprinter = Fingerprinter::random()?;
         let rules = raw
             .basic_auth_rules
             .into_iter()
             .enumerate()
-            .map(|(i, rule)| Rule::compile(rule).map_err(|e| e.within(&format!("basic_auth_rules[{i}]"))))
+            .map(|(i, rule)| {
+                Rule::compile(rule, &fingerprinter).map_err(|e| e.within(&format!("basic_auth_rules[{i}]")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let realm = raw.realm.unwrap_or_else(|| DEFAULT_REALM.to_string());
         if realm.is_empty() || realm.chars().any(|c| c == '"' || c == '\\' || c.is_control()) {
@@ -146,6 +156,8 @@ impl Config {
             host_scoped,
             users,
             forward_user_header,
+            fingerprinter: fingerprinter.clone(),
+            remembered: RememberedHeaders::new(fingerprinter),
         })
     }
 
@@ -173,7 +185,7 @@ impl Config {
 }
 
 impl Rule {
-    fn compile(raw: RawRule) -> Result<Self, ConfigError> {
+    fn compile(raw: RawRule, fingerprinter: &Fingerprinter) -> Result<Self, ConfigError> {
         let path = PathMatch::from_fields(raw.prefix, raw.exact, raw.suffix)?;
         if raw.request_methods.is_empty() {
             return Err(ConfigError::new("request_methods", "at least one method is required (`*` for every method)"));
@@ -190,7 +202,7 @@ impl Rule {
                 ));
             }
         }
-        let credentials = CredentialSet::parse(&raw.credentials).map_err(|e| e.within("credentials"))?;
+        let credentials = CredentialSet::parse(&raw.credentials, fingerprinter).map_err(|e| e.within("credentials"))?;
         let allow = raw.allow.map(|allow| check_allow(allow, credentials.users())).transpose()?;
         Ok(Self { path, methods, hosts, exempt: raw.exempt_paths, credentials, allow })
     }

@@ -60,12 +60,14 @@ fn decoy_bcrypt(cost: u32) -> String {
 }
 
 impl CredentialSet {
-    pub fn parse(entries: &[String]) -> Result<Self, ConfigError> {
+    /// The set of `entries`, fingerprinted by `fingerprinter` (the config's: every set of a config shares it, so
+    /// a request's pair is fingerprinted once for all of them).
+    pub fn parse(entries: &[String], fingerprinter: &Fingerprinter) -> Result<Self, ConfigError> {
         if entries.is_empty() {
             return Err(ConfigError::new("", "at least one credential is required"));
         }
         let mut set = Self {
-            fingerprinter: Fingerprinter::random()?,
+            fingerprinter: fingerprinter.clone(),
             users: Vec::new(),
             plain: Vec::new(),
             hashed: Vec::new(),
@@ -160,30 +162,54 @@ impl CredentialSet {
         matches!(self.decoy, Some(Hashed::Bcrypt(_)))
     }
 
-    /// Whether `credentials` are in this set. Plaintext entries are all
-    /// compared, in constant time, whatever matches; hashed entries are looked up by user name, and an unknown
-    /// user is checked against the decoy so that both take the same time. A check that needs bcrypt (and that
-    /// neither cache answers) is handed to `slow`, which runs it and gives its result, or refuses (`None`: the
-    /// budget is spent).
+    /// Empties both caches, as a full one is emptied.
+    #[cfg(test)]
+    pub(crate) fn forget_pairs(&self) {
+        self.verified.borrow_mut().clear();
+        self.rejected.borrow_mut().clear();
+    }
+
+    /// The fingerprint of a presented pair, which [`recall`](Self::recall) and [`verify`](Self::verify) take.
+    pub fn fingerprint(&self, credentials: &BasicCredentials) -> Fingerprint {
+        self.fingerprinter.of(credentials.pair().as_bytes())
+    }
+
+    /// What the set knows of a pair from its fingerprint alone: a plaintext entry (all compared, in constant
+    /// time, whatever matches), a set without hashed entries (then nothing else can match), or either cache.
+    /// `None`: only checking the password against a hash can tell ([`verify`](Self::verify)).
+    pub fn recall(&self, pair: &Fingerprint) -> Option<Check> {
+        let plain = self.plain.iter().fold(Choice::from(0), |acc, f| acc | f.ct_eq(pair));
+        if bool::from(plain) {
+            return Some(Check::Valid);
+        }
+        if self.decoy.is_none() {
+            return Some(Check::Invalid);
+        }
+        if self.verified.borrow().contains(pair) {
+            return Some(Check::Valid);
+        }
+        if self.rejected.borrow().contains(pair) {
+            return Some(Check::Invalid);
+        }
+        None
+    }
+
+    /// Whether `credentials` (whose fingerprint is `pair`) are in this set: what [`recall`](Self::recall) knows,
+    /// else hashed entries are looked up by user name, and an unknown user is checked against the decoy so that
+    /// both take the same time. A check that needs bcrypt is handed to `slow`, which runs it and gives its
+    /// result, or refuses (`None`: the budget is spent).
     pub fn verify(
         &self,
         credentials: &BasicCredentials,
+        pair: &Fingerprint,
         slow: impl FnOnce(&dyn Fn() -> bool) -> Option<bool>,
     ) -> Check {
-        let fingerprint = self.fingerprinter.of(credentials.pair().as_bytes());
-        let plain = self.plain.iter().fold(Choice::from(0), |acc, f| acc | f.ct_eq(&fingerprint));
-        if bool::from(plain) {
-            return Check::Valid;
+        if let Some(check) = self.recall(pair) {
+            return check;
         }
         let Some(decoy) = &self.decoy else {
             return Check::Invalid;
         };
-        if self.verified.borrow().contains(&fingerprint) {
-            return Check::Valid;
-        }
-        if self.rejected.borrow().contains(&fingerprint) {
-            return Check::Invalid;
-        }
         let mut entries: Vec<&Hashed> =
             self.hashed.iter().filter(|(user, _)| user == credentials.user()).map(|(_, hash)| hash).collect();
         let known = !entries.is_empty();
@@ -208,7 +234,7 @@ impl CredentialSet {
             check()
         };
         let ok = known && matched;
-        remember(if ok { &self.verified } else { &self.rejected }, fingerprint);
+        remember(if ok { &self.verified } else { &self.rejected }, *pair);
         if ok { Check::Valid } else { Check::Invalid }
     }
 }
@@ -235,13 +261,17 @@ fn bcrypt_time(cost: u32) -> String {
 mod tests {
     use super::*;
 
+    fn parse(entries: &[String]) -> Result<CredentialSet, ConfigError> {
+        CredentialSet::parse(entries, &Fingerprinter::random().unwrap())
+    }
+
     fn creds(pair: &str) -> BasicCredentials {
         BasicCredentials::from_pair(pair.to_string()).unwrap()
     }
 
     fn check(set: &CredentialSet, pair: &str) -> bool {
         let c = creds(pair);
-        set.verify(&c, |check| Some(check())) == Check::Valid
+        set.verify(&c, &set.fingerprint(&c), |check| Some(check())) == Check::Valid
     }
 
     fn bcrypt_hash(password: &str, cost: u32) -> String {
@@ -250,7 +280,7 @@ mod tests {
 
     #[test]
     fn plain_and_base64_forms() {
-        let set = CredentialSet::parse(&["username:password".into(), STANDARD.encode("bob:b:2")]).unwrap();
+        let set = parse(&["username:password".into(), STANDARD.encode("bob:b:2")]).unwrap();
         assert!(check(&set, "username:password"));
         assert!(check(&set, "bob:b:2"));
         assert!(!check(&set, "username:passwore"));
@@ -260,8 +290,7 @@ mod tests {
     #[test]
     fn bcrypt_and_sha() {
         let sha = STANDARD.encode(Sha1::digest(b"hunter2"));
-        let set = CredentialSet::parse(&[format!("alice:{}", bcrypt_hash("s3cret", 4)), format!("carol:{{SHA}}{sha}")])
-            .unwrap();
+        let set = parse(&[format!("alice:{}", bcrypt_hash("s3cret", 4)), format!("carol:{{SHA}}{sha}")]).unwrap();
         assert!(check(&set, "alice:s3cret"));
         assert!(check(&set, "alice:s3cret"), "second check from the cache");
         assert!(!check(&set, "alice:s3creT"));
@@ -295,10 +324,10 @@ mod tests {
             (vec!["u:$apr1$abc$def".to_string()], "unsupported hash"),
         ];
         for (entries, want) in cases {
-            let err = CredentialSet::parse(&entries).unwrap_err();
+            let err = parse(&entries).unwrap_err();
             assert!(err.to_string().contains(want), "{entries:?}: {err}");
         }
-        let err = CredentialSet::parse(&["ok:pw".into(), ":x".into()]).unwrap_err();
+        let err = parse(&["ok:pw".into(), ":x".into()]).unwrap_err();
         assert_eq!(err.path, "[1]");
     }
 
@@ -309,7 +338,7 @@ mod tests {
 
     fn verify_with(set: &CredentialSet, pair: &str, spent: &(std::cell::Cell<usize>, usize)) -> Check {
         let c = creds(pair);
-        set.verify(&c, |check| {
+        set.verify(&c, &set.fingerprint(&c), |check| {
             spent.0.set(spent.0.get() + 1);
             (spent.0.get() <= spent.1).then(check)
         })
@@ -317,7 +346,7 @@ mod tests {
 
     #[test]
     fn unknown_users_cost_the_same_bcrypt_check_as_known_ones() {
-        let set = CredentialSet::parse(&[format!("alice:{}", bcrypt_hash("s3cret", 5)), "bob:plain".into()]).unwrap();
+        let set = parse(&[format!("alice:{}", bcrypt_hash("s3cret", 5)), "bob:plain".into()]).unwrap();
         assert!(set.has_bcrypt());
         let spent = budget(usize::MAX);
         assert_eq!(verify_with(&set, "alice:wrong", &spent), Check::Invalid);
@@ -334,7 +363,7 @@ mod tests {
 
     #[test]
     fn a_repeated_pair_costs_no_bcrypt_and_an_empty_budget_answers_busy() {
-        let set = CredentialSet::parse(&[format!("alice:{}", bcrypt_hash("s3cret", 4))]).unwrap();
+        let set = parse(&[format!("alice:{}", bcrypt_hash("s3cret", 4))]).unwrap();
         let spent = budget(2);
         assert_eq!(verify_with(&set, "alice:guess", &spent), Check::Invalid);
         assert_eq!(verify_with(&set, "alice:guess", &spent), Check::Invalid, "from the negative cache");
@@ -349,7 +378,7 @@ mod tests {
     #[test]
     fn sha_sets_never_ask_for_budget() {
         let sha = STANDARD.encode(Sha1::digest(b"hunter2"));
-        let set = CredentialSet::parse(&[format!("carol:{{SHA}}{sha}")]).unwrap();
+        let set = parse(&[format!("carol:{{SHA}}{sha}")]).unwrap();
         assert!(!set.has_bcrypt());
         let spent = budget(0);
         assert_eq!(verify_with(&set, "carol:hunter2", &spent), Check::Valid);

@@ -56,7 +56,9 @@ impl Filter {
         // One host call for every header: cheaper than one per header, and it shows duplicates.
         let shared = request_headers()?;
         let headers = shared.view();
-        let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
+        let [authority, path, method, authorization] =
+            headers.find([":authority", ":path", ":method", "authorization"]);
+        let (authority, path, method) = (authority.text(), path.text(), method.text());
         // Only the gateway says who called: a client's value goes first, on every request, whatever follows.
         if let Some(name) = state.config.client_identity(&headers) {
             set_request_header(name, None)?;
@@ -69,12 +71,12 @@ impl Filter {
             }
             Requirement::Refused(verdict) => verdict,
             // Proxies and servers may each pick a different one of several: refuse the ambiguity.
-            Requirement::Credentials if headers.count("authorization") > 1 => {
+            Requirement::Credentials if authorization.count > 1 => {
                 state.config.refuse(Outcome::DeniedMalformed(Malformed::Duplicate))
             }
             Requirement::Credentials => {
                 let caller = Caller { address: Address::Ask(&client_address), now_us: &now_micros };
-                let verdict = state.config.check_credentials(&request, headers.get("authorization"), &caller);
+                let verdict = state.config.check_credentials(&request, authorization.first, &caller);
                 state.counters.add(Counter::BcryptChecks.index(), state.config.take_bcrypt_checks());
                 verdict
             }
@@ -97,7 +99,7 @@ impl Filter {
                 // Without the query string, which may carry tokens that do not belong in a log; the authority
                 // escaped, since a refused one may hold anything.
                 let path = wasmgate_common::path_without_query(&path);
-                let user = claimed_user(headers.get("authorization"));
+                let user = claimed_user(authorization.first);
                 log(
                     LogLevel::Info,
                     &format!(

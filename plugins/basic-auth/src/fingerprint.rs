@@ -15,8 +15,9 @@ pub type Fingerprint = [u8; 16];
 /// under the same key, inside this VM. SipHash is a pseudo-random function: to whoever does not know the key,
 /// its outputs on distinct inputs look like independent uniform 128-bit strings. So an attacker's credential
 /// pair matches a stored entry, or one of the ≤ 2 × 1024 cached ones, with probability at most 2^-128 each per
-/// try (about 2^-117 per request in all), no better than guessing the password's fingerprint blind; nor can
-/// two user names be chosen to share a lockout tally. And the key cannot be learned: fingerprints never leave
+/// try, and a header of theirs one of the ≤ 1024 remembered headers (which stand for their pairs, see
+/// [`crate::remembered`]) with the same odds: about 2^-116 per request in all, no better than guessing the
+/// password's fingerprint blind; nor can two user names be chosen to share a lockout tally. And the key cannot be learned: fingerprints never leave
 /// the VM, equality with plaintext entries is tested in constant time, and the hash-table lookups keyed by
 /// fingerprints only tell whether a value was seen before, which its sender knows anyway. Collision
 /// resistance, what a public unkeyed hash must offer, is not needed: nobody outside can compute the function.

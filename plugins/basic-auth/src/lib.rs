@@ -11,6 +11,7 @@ pub mod credentials;
 pub mod fingerprint;
 pub mod lockout;
 pub mod policy;
+pub mod remembered;
 
 // Not in test builds: the wasm32 test binary runs under plain WASI, without a proxy to import from.
 #[cfg(all(target_arch = "wasm32", not(test)))]

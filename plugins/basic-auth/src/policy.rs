@@ -3,10 +3,11 @@
 //! matches none passes). Before that, the request must read one way only: a host that is not a host name
 //! (where rules name hosts) or a path another server would read as a path with other rules is refused.
 
-use crate::authorization::{Malformed, parse_basic};
+use crate::authorization::{MAX_HEADER_LEN, Malformed, parse_basic};
 use crate::config::{Config, Rule, UserId};
 use crate::credentials::Check;
 use crate::lockout::{Admission, Client};
+use crate::remembered::Remembered;
 use std::cell::OnceCell;
 use wasmgate_common::{Denial, GrpcStatus, HeaderMapView, RequestLine, Unreadable};
 
@@ -229,15 +230,30 @@ impl Config {
         let Some(header) = authorization else {
             return self.refuse(Outcome::DeniedMissing);
         };
-        let credentials = match parse_basic(header) {
-            Ok(c) => c,
-            Err(Malformed::NotBasic) if header.is_empty() => return self.refuse(Outcome::DeniedMissing),
-            Err(why) => return self.refuse(Outcome::DeniedMalformed(why)),
+        // A header seen before names its user and pair without being decoded again; any other is decoded here,
+        // and remembered when it names a configured user. (Too long a header is refused before it is hashed.)
+        let decoded = OnceCell::new();
+        let key = (header.len() <= MAX_HEADER_LEN).then(|| self.remembered.key(header));
+        let (user, user_id, pair) = match key.and_then(|key| self.remembered.get(&key)) {
+            Some(known) => (self.user_name(known.user), Some(known.user), known.pair),
+            None => {
+                let credentials = match decoded.get_or_init(|| parse_basic(header)) {
+                    Ok(credentials) => credentials,
+                    Err(Malformed::NotBasic) if header.is_empty() => return self.refuse(Outcome::DeniedMissing),
+                    Err(why) => return self.refuse(Outcome::DeniedMalformed(*why)),
+                };
+                let user_id = self.user_id(credentials.user());
+                let pair = self.fingerprinter.of(credentials.pair().as_bytes());
+                if let (Some(key), Some(user)) = (key, user_id) {
+                    self.remembered.remember(key, Remembered { user, pair });
+                }
+                (credentials.user(), user_id, pair)
+            }
         };
         // Locks are checked before any password is: a locked client costs no bcrypt work and learns nothing. The
         // lockout asks for the address and the time only when its answer depends on them.
         let client = Asked { caller, address: OnceCell::new() };
-        let attempt = self.lockout.as_ref().map(|lockout| lockout.attempt(credentials.user()));
+        let attempt = self.lockout.as_ref().map(|lockout| lockout.attempt(user));
         if let Some(attempt) = &attempt {
             match attempt.admit(&client) {
                 Admission::Open => {}
@@ -258,9 +274,17 @@ impl Config {
             budget.charge((caller.now_us)().saturating_sub(started));
             Some(matched)
         };
+        // A remembered header is decoded only if a set must check its password against a hash (its caches were
+        // emptied, or another rule's set has not seen the pair).
         let mut check = Check::Valid;
         for rule in self.enforcing_rules(req) {
-            check = rule.credentials.verify(&credentials, slow);
+            check = match rule.credentials.recall(&pair) {
+                Some(known) => known,
+                None => match decoded.get_or_init(|| parse_basic(header)) {
+                    Ok(credentials) => rule.credentials.verify(credentials, &pair, slow),
+                    Err(_) => Check::Invalid,
+                },
+            };
             if check != Check::Valid {
                 break;
             }
@@ -271,7 +295,6 @@ impl Config {
                     attempt.succeeded(&client);
                 }
                 // Only now, with the password checked: a 403 before it would tell a guesser the name exists.
-                let user = credentials.user();
                 if self
                     .enforcing_rules(req)
                     .any(|r| r.allow.as_ref().is_some_and(|a| a.binary_search_by(|u| u.as_str().cmp(user)).is_err()))
@@ -279,7 +302,7 @@ impl Config {
                     return self.refuse(Outcome::DeniedForbidden);
                 }
                 // Valid credentials are always some configured user's.
-                self.user_id(user).map_or(Verdict::Allow(Outcome::Allowed), Verdict::Authenticated)
+                user_id.map_or(Verdict::Allow(Outcome::Allowed), Verdict::Authenticated)
             }
             Check::Invalid => {
                 if let Some(attempt) = &attempt {
@@ -674,6 +697,65 @@ mod tests {
         assert_eq!(c.forwarded_user(&bob), Some(("x-wasmgate-user", "bob")));
         assert_eq!(bob, Verdict::Authenticated(UserId(1)));
         assert_eq!(user_counter(UserId(1)), Counter::NAMES.len() + 1);
+    }
+
+    /// A header decided before is answered from what was remembered of it: the same answers as deciding it afresh,
+    /// whatever came before, on every rule's own credentials and allow list.
+    #[test]
+    fn a_remembered_header_is_decided_as_a_fresh_one() {
+        let c = Config::from_json(TEAMS.as_bytes()).unwrap();
+        let decide = |path: &str, header: &[u8]| {
+            c.decide(&RequestLine::new("h", path, "POST"), Some(header), &Caller::ANONYMOUS)
+        };
+        assert_eq!(decide("/models", &basic("carol:c-pw")), Verdict::Authenticated(UserId(2)));
+        assert_eq!(decide("/models", &basic("carol:c-pw")), Verdict::Authenticated(UserId(2)), "remembered");
+        // Remembered from the first rule, and still none of the second's users.
+        assert_eq!(decide("/admin/x", &basic("carol:c-pw")).outcome(), Outcome::DeniedInvalid);
+        assert_eq!(decide("/admin/x", &basic("bob:b-pw")).outcome(), Outcome::DeniedForbidden);
+        assert_eq!(decide("/admin/x", &basic("bob:b-pw")).outcome(), Outcome::DeniedForbidden, "remembered");
+        assert_eq!(decide("/models", &basic("bob:guess")).outcome(), Outcome::DeniedInvalid);
+        assert_eq!(decide("/models", &basic("bob:guess")).outcome(), Outcome::DeniedInvalid, "remembered");
+    }
+
+    /// A remembered header whose pair the credential set no longer holds in its caches is decoded again and its
+    /// password checked against the hash.
+    #[test]
+    fn a_remembered_header_is_checked_again_when_the_set_forgot_its_pair() {
+        let c = bcrypt_config("", "");
+        let req = RequestLine::new("h", "/", "POST");
+        let (right, wrong) = (basic("username:password"), basic("username:guess"));
+        assert_eq!(c.decide(&req, Some(&right), &Caller::ANONYMOUS), Verdict::Authenticated(UserId(0)));
+        assert_eq!(c.decide(&req, Some(&wrong), &Caller::ANONYMOUS).outcome(), Outcome::DeniedInvalid);
+        assert_eq!(c.take_bcrypt_checks(), 2);
+        c.rules[0].credentials.forget_pairs();
+        assert_eq!(c.decide(&req, Some(&right), &Caller::ANONYMOUS), Verdict::Authenticated(UserId(0)));
+        assert_eq!(c.decide(&req, Some(&wrong), &Caller::ANONYMOUS).outcome(), Outcome::DeniedInvalid);
+        assert_eq!(c.take_bcrypt_checks(), 2, "both checked against the hash again");
+        assert_eq!(c.decide(&req, Some(&right), &Caller::ANONYMOUS), Verdict::Authenticated(UserId(0)));
+        assert_eq!(c.take_bcrypt_checks(), 0, "and then answered from the caches");
+    }
+
+    proptest! {
+        /// Any sequence of headers on any path gets, at each step, what a config that never saw a header before
+        /// answers.
+        #[test]
+        fn what_was_remembered_never_changes_an_answer(steps in proptest::collection::vec((0usize..9, any::<bool>()), 1..40)) {
+            let headers: Vec<Vec<u8>> = vec![
+                basic("alice:a-pw"), basic("bob:b-pw"), basic("carol:c-pw"), basic("bob:guess"), basic("mallory:x"),
+                basic("alice:a-pw").to_ascii_lowercase(), b"Basic %%%".to_vec(), b"".to_vec(),
+                format!("bAsIc   {}", STANDARD.encode("alice:a-pw")).into_bytes(),
+            ];
+            let c = Config::from_json(TEAMS.as_bytes()).unwrap();
+            for (i, admin) in steps {
+                let path = if admin { "/admin/x" } else { "/models" };
+                let req = RequestLine::new("h", path, "POST");
+                let fresh = Config::from_json(TEAMS.as_bytes()).unwrap();
+                prop_assert_eq!(
+                    c.decide(&req, Some(&headers[i]), &Caller::ANONYMOUS),
+                    fresh.decide(&req, Some(&headers[i]), &Caller::ANONYMOUS)
+                );
+            }
+        }
     }
 
     #[test]

@@ -110,6 +110,23 @@ impl<'a> HeaderMapView<'a> {
             .map(|span| self.slice(span.value))
     }
 
+    /// Several names looked up in one pass over the map: each one's first value and how many times it occurs
+    /// (lower-case names, as the proxy stores them). A filter that reads several headers pays for one walk
+    /// instead of one per name.
+    pub fn find<const N: usize>(&self, names: [&str; N]) -> [Found<'a>; N] {
+        let mut found = [Found::default(); N];
+        for span in self.spans.iter() {
+            let key = self.slice(span.key);
+            for (name, found) in names.iter().zip(found.iter_mut()) {
+                if key.len() == name.len() && key == name.as_bytes() {
+                    found.first = found.first.or(Some(self.slice(span.value)));
+                    found.count += 1;
+                }
+            }
+        }
+        found
+    }
+
     /// The first value of `name` (lower-case, as the proxy stores header names).
     pub fn get(&self, name: &str) -> Option<&'a [u8]> {
         self.named(name.as_bytes()).next()
@@ -117,9 +134,7 @@ impl<'a> HeaderMapView<'a> {
 
     /// The first value of `name` as text (lossy for non-UTF-8 bytes), or `""` when absent.
     pub fn text(&self, name: &str) -> Cow<'a, str> {
-        let value = self.get(name).unwrap_or_default();
-        // UTF-8 is checked at full speed first; the lossy walk, char by char, only for a value that needs it.
-        std::str::from_utf8(value).map_or_else(|_| String::from_utf8_lossy(value), Cow::Borrowed)
+        text(self.get(name).unwrap_or_default())
     }
 
     /// Every value of `name`, in order.
@@ -138,6 +153,25 @@ impl<'a> HeaderMapView<'a> {
         let name = name.as_bytes();
         self.spans.iter().any(|span| span.key.1 == name.len() && self.slice(span.key).eq_ignore_ascii_case(name))
     }
+}
+
+/// What [`HeaderMapView::find`] found of one name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Found<'a> {
+    pub first: Option<&'a [u8]>,
+    pub count: usize,
+}
+
+impl<'a> Found<'a> {
+    /// The first value as text (lossy for non-UTF-8 bytes), or `""` when absent.
+    pub fn text(&self) -> Cow<'a, str> {
+        text(self.first.unwrap_or_default())
+    }
+}
+
+/// `value` as text: checked at full speed first; the lossy walk, char by char, only for a value that needs it.
+fn text(value: &[u8]) -> Cow<'_, str> {
+    std::str::from_utf8(value).map_or_else(|_| String::from_utf8_lossy(value), Cow::Borrowed)
 }
 
 /// How a header change by the plugin leaves the map, for the parts of a composite filter that read it next

@@ -23,7 +23,7 @@ pub use config::{ConfigError, parse_config};
 pub use deny::{ClientKind, Denial, GrpcStatus, LocalResponse};
 pub use duration::ConfigDuration;
 pub use fetch_once::FetchOnce;
-pub use header_map::{HeaderMap, HeaderMapView};
+pub use header_map::{Found, HeaderMap, HeaderMapView};
 pub use host_match::{BadAuthority, HostPattern, normalize_host};
 pub use method::{MethodSet, validate_methods};
 pub use path_match::{PathMatch, path_without_query};
