@@ -86,6 +86,9 @@ impl Filter {
                 state.counters.inc(Counter::Allowed.index());
                 state.counters.inc(user_counter(user));
                 if let Some((name, user)) = state.config.forwarded_user(&verdict) {
+                    // Let go of the headers first: the parts after this one then share them with the user added
+                    // in place, not on a copy.
+                    drop(shared);
                     set_request_header(name, Some(user))?;
                 }
                 Ok(Action::Continue)

@@ -25,11 +25,14 @@ impl<T: Clone> FetchOnce<T> {
         self.scope = None;
     }
 
-    /// The value changed at its source as `change` says: a held value is changed the same way, or dropped when
-    /// `change` cannot tell (`None`) and fetched again by the next read.
-    pub fn update(&mut self, change: impl FnOnce(&T) -> Option<T>) {
-        if let Some(held) = &mut self.scope {
-            *held = held.as_ref().and_then(change);
+    /// The value changed at its source as `change` says: a held value is changed the same way (in place), or
+    /// dropped when `change` cannot tell (`false`) and fetched again by the next read.
+    pub fn update(&mut self, change: impl FnOnce(&mut T) -> bool) {
+        if let Some(held) = &mut self.scope
+            && let Some(value) = held
+            && !change(value)
+        {
+            *held = None;
         }
     }
 
@@ -65,12 +68,18 @@ mod tests {
         let mut once = FetchOnce::new();
         once.open();
         assert_eq!(once.get(counting(&calls)), Ok(1));
-        once.update(|v| Some(v + 10));
+        once.update(|v| {
+            *v += 10;
+            true
+        });
         assert_eq!(once.get(counting(&calls)), Ok(11), "changed in place, not fetched");
-        once.update(|_| None);
+        once.update(|_| false);
         assert_eq!(once.get(counting(&calls)), Ok(2), "dropped: fetched again");
         once.close();
-        once.update(|v| Some(v + 10));
+        once.update(|v| {
+            *v += 10;
+            true
+        });
         assert_eq!(once.get(counting(&calls)), Ok(3), "no scope: nothing held");
     }
 
@@ -89,7 +98,7 @@ mod tests {
         once.open();
         assert_eq!(once.get(counting(&calls)), Ok(1));
         assert_eq!(once.get(counting(&calls)), Ok(1));
-        once.update(|_| None);
+        once.update(|_| false);
         assert_eq!(once.get(counting(&calls)), Ok(2));
         assert_eq!(once.get(counting(&calls)), Ok(2));
         once.close();
@@ -112,7 +121,7 @@ mod tests {
     fn invalidating_outside_a_scope_does_not_open_one() {
         let calls = Cell::new(0);
         let mut once = FetchOnce::new();
-        once.update(|_| None);
+        once.update(|_| false);
         assert_eq!(once.get(counting(&calls)), Ok(1));
         assert_eq!(once.get(counting(&calls)), Ok(2));
     }

@@ -207,7 +207,9 @@ pub fn add_request_header(name: &str, value: &str) -> Result<(), Status> {
 /// Keeps the shared request headers in step with a change the proxy made (`None`: unknown, fetch again).
 fn shared_headers_changed(edit: Option<Edit<'_>>) {
     REQUEST_HEADERS.with_borrow_mut(|headers| {
-        headers.update(|map| Some(Rc::new(edit?.apply(map)?)));
+        // In place when no part holds the map any more (a part lets go of its copy before it changes headers),
+        // else on a copy: a part still holding the old one reads what it read before.
+        headers.update(|map| edit.is_some_and(|edit| edit.apply(Rc::make_mut(map))));
     });
 }
 

@@ -107,7 +107,8 @@ impl Filter {
     fn start(&mut self, end_of_stream: bool) -> Result<(), Refusal> {
         let shared = request_headers().map_err(Refusal::Host)?;
         let headers = shared.view();
-        let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
+        let [authority, path, method, length] = headers.find([":authority", ":path", ":method", "content-length"]);
+        let (authority, path, method) = (authority.text(), path.text(), method.text());
         // Any gRPC content-type among several counts: the server may read that one. Base64 (gRPC-Web text) wins:
         // read as frames, base64 would give prefixes far above any limit, never a way past it.
         let client = headers
@@ -133,7 +134,7 @@ impl Filter {
             }
         };
         let meter = Meter::new(selected.limits, Framing::of(client, selected.grpc_rule));
-        let declared = content_length(headers.get("content-length"));
+        let declared = content_length(length.first);
         self.stream = Some(Stream { meter, rule: selected.rule.to_string(), client, finished: end_of_stream });
         if let Some(stream) = &self.stream {
             stream.meter.check_request_headers(declared).map_err(Refusal::Limit)?;

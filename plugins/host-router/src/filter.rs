@@ -55,9 +55,13 @@ impl Filter {
     fn route(&self) -> Result<Action, Status> {
         let shared = request_headers()?;
         let headers = shared.view();
-        let (authority, path, method) = (headers.text(":authority"), headers.text(":path"), headers.text(":method"));
-        let scheme = headers.text("x-forwarded-proto");
-        let scheme = if scheme.is_empty() { headers.text(":scheme") } else { scheme };
+        let [authority, path, method, forwarded_proto, scheme] =
+            headers.find([":authority", ":path", ":method", "x-forwarded-proto", ":scheme"]);
+        let (authority, path, method) = (authority.text(), path.text(), method.text());
+        let scheme = match forwarded_proto.text() {
+            proto if proto.is_empty() => scheme.text(),
+            proto => proto,
+        };
         // Only the gateway sets these: a client's value goes before anything else happens.
         for name in self.state.config.gateway_headers() {
             if headers.get(name).is_some() {
@@ -100,6 +104,8 @@ impl Filter {
             return Ok(Action::Pause);
         }
         let changed = decision.changes_route_inputs();
+        // Let go of the headers first: a part after this one then shares them changed in place, not on a copy.
+        drop(shared);
         for name in decision.remove_headers {
             set_request_header(name, None)?;
         }
