@@ -58,23 +58,21 @@ impl HeaderMap {
     }
 }
 
-fn read_u32(buf: &[u8], at: usize) -> Result<usize, BadHeaderMap> {
-    let bytes: [u8; 4] = buf.get(at..at + 4).and_then(|b| b.try_into().ok()).ok_or(BadHeaderMap)?;
+fn u32_at(bytes: [u8; 4]) -> Result<usize, BadHeaderMap> {
     usize::try_from(u32::from_le_bytes(bytes)).map_err(|_| BadHeaderMap)
 }
 
 /// Every pair's place in `buf`, each checked to lie inside it and to end with its NUL.
 fn find_spans(buf: &[u8]) -> Result<Vec<Span>, BadHeaderMap> {
-    if buf.is_empty() {
-        return Ok(Vec::new());
-    }
-    let count = read_u32(buf, 0)?;
-    let sizes_end = count.checked_mul(8).and_then(|n| n.checked_add(4)).ok_or(BadHeaderMap)?;
-    if sizes_end > buf.len() {
-        return Err(BadHeaderMap);
-    }
+    let Some((count, rest)) = buf.split_first_chunk::<4>() else {
+        return if buf.is_empty() { Ok(Vec::new()) } else { Err(BadHeaderMap) };
+    };
+    let count = u32_at(*count)?;
+    let table_len = count.checked_mul(8).ok_or(BadHeaderMap)?;
+    let table = rest.get(..table_len).ok_or(BadHeaderMap)?;
     let mut spans = Vec::with_capacity(count);
-    let mut at = sizes_end;
+    let mut at = 4 + table_len;
+    // A place runs from `at` for `len` bytes and must be followed by a NUL inside the buffer.
     let mut take = |len: usize| -> Result<(usize, usize), BadHeaderMap> {
         let end = at.checked_add(len).ok_or(BadHeaderMap)?;
         if buf.get(end) != Some(&0) {
@@ -84,11 +82,10 @@ fn find_spans(buf: &[u8]) -> Result<Vec<Span>, BadHeaderMap> {
         at = end + 1;
         Ok(span)
     };
-    for i in 0..count {
-        let key_len = read_u32(buf, 4 + i * 8)?;
-        let value_len = read_u32(buf, 8 + i * 8)?;
-        let key = take(key_len)?;
-        let value = take(value_len)?;
+    for sizes in table.chunks_exact(8) {
+        let (key, value) = sizes.split_at(4);
+        let key = take(u32_at(key.try_into().map_err(|_| BadHeaderMap)?)?)?;
+        let value = take(u32_at(value.try_into().map_err(|_| BadHeaderMap)?)?)?;
         spans.push(Span { key, value });
     }
     Ok(spans)
