@@ -225,6 +225,16 @@ impl Lockout {
         Attempt { lockout: self, user, fingerprint: OnceCell::new() }
     }
 
+    /// The fingerprint a user is tallied by (for a header remembered with it, see [`attempt_of`](Self::attempt_of)).
+    pub fn user_fingerprint(&self, user: &str) -> Fingerprint {
+        self.users.of(user.as_bytes())
+    }
+
+    /// One request's password attempt by the user of this [`user_fingerprint`](Self::user_fingerprint).
+    pub fn attempt_of(&self, user: Fingerprint) -> Attempt<'_> {
+        Attempt { lockout: self, user: "", fingerprint: OnceCell::from(user) }
+    }
+
     #[cfg(test)]
     fn tracked(&self) -> usize {
         self.tally.borrow().entries.len()
@@ -234,6 +244,7 @@ impl Lockout {
 /// A request's password attempt: asked whether it may go on, then told how it went.
 pub struct Attempt<'l> {
     lockout: &'l Lockout,
+    /// Read only to take its fingerprint, when the attempt was not given one.
     user: &'l str,
     fingerprint: OnceCell<Fingerprint>,
 }

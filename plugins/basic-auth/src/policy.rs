@@ -230,30 +230,31 @@ impl Config {
         let Some(header) = authorization else {
             return self.refuse(Outcome::DeniedMissing);
         };
-        // A header seen before names its user and pair without being decoded again; any other is decoded here,
-        // and remembered when it names a configured user. (Too long a header is refused before it is hashed.)
+        // A header seen before names its user and pair without being decoded again; any other is decoded here and
+        // remembered. (Too long a header is refused before it is hashed.)
         let decoded = OnceCell::new();
         let key = (header.len() <= MAX_HEADER_LEN).then(|| self.remembered.key(header));
-        let (user, user_id, pair) = match key.and_then(|key| self.remembered.get(&key)) {
-            Some(known) => (self.user_name(known.user), Some(known.user), known.pair),
+        let lockout = self.lockout.as_ref();
+        let (user_id, pair, attempt) = match key.and_then(|key| self.remembered.get(&key)) {
+            Some(known) => (known.user, known.pair, lockout.map(|lockout| lockout.attempt_of(known.lockout_user))),
             None => {
                 let credentials = match decoded.get_or_init(|| parse_basic(header)) {
                     Ok(credentials) => credentials,
                     Err(Malformed::NotBasic) if header.is_empty() => return self.refuse(Outcome::DeniedMissing),
                     Err(why) => return self.refuse(Outcome::DeniedMalformed(*why)),
                 };
-                let user_id = self.user_id(credentials.user());
-                let pair = self.fingerprinter.of(credentials.pair().as_bytes());
-                if let (Some(key), Some(user)) = (key, user_id) {
-                    self.remembered.remember(key, Remembered { user, pair });
+                let (user, pair) =
+                    (self.user_id(credentials.user()), self.fingerprinter.of(credentials.pair().as_bytes()));
+                if let Some(key) = key {
+                    let lockout_user = lockout.map_or([0; 16], |lockout| lockout.user_fingerprint(credentials.user()));
+                    self.remembered.remember(key, Remembered { user, pair, lockout_user });
                 }
-                (credentials.user(), user_id, pair)
+                (user, pair, lockout.map(|lockout| lockout.attempt(credentials.user())))
             }
         };
         // Locks are checked before any password is: a locked client costs no bcrypt work and learns nothing. The
         // lockout asks for the address and the time only when its answer depends on them.
         let client = Asked { caller, address: OnceCell::new() };
-        let attempt = self.lockout.as_ref().map(|lockout| lockout.attempt(user));
         if let Some(attempt) = &attempt {
             match attempt.admit(&client) {
                 Admission::Open => {}
@@ -295,6 +296,7 @@ impl Config {
                     attempt.succeeded(&client);
                 }
                 // Only now, with the password checked: a 403 before it would tell a guesser the name exists.
+                let user = user_id.map_or("", |user| self.user_name(user));
                 if self
                     .enforcing_rules(req)
                     .any(|r| r.allow.as_ref().is_some_and(|a| a.binary_search_by(|u| u.as_str().cmp(user)).is_err()))
@@ -733,6 +735,33 @@ mod tests {
         assert_eq!(c.take_bcrypt_checks(), 2, "both checked against the hash again");
         assert_eq!(c.decide(&req, Some(&right), &Caller::ANONYMOUS), Verdict::Authenticated(UserId(0)));
         assert_eq!(c.take_bcrypt_checks(), 0, "and then answered from the caches");
+    }
+
+    /// Every well-formed header is remembered, whoever it names (so the answer's time does not tell which names
+    /// exist), and a remembered one is tallied by the lockout as a fresh one.
+    #[test]
+    fn a_remembered_header_of_any_user_is_tallied_as_a_fresh_one() {
+        let c = Config::from_json(
+            br#"{"basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["username:password"]}],
+                 "lockout":{"max_failures":2,"window":"1m","duration":"10s"}}"#,
+        )
+        .unwrap();
+        let req = RequestLine::new("h", "/", "GET");
+        let clock = || 1_000_000;
+        for (header, address) in [(basic("ghost:guess"), "10.0.0.1"), (basic("username:guess"), "10.0.0.2")] {
+            let decide = || c.decide(&req, Some(&header), &at(address, &clock)).outcome();
+            assert_eq!(
+                (decide(), decide(), decide()),
+                (Outcome::DeniedInvalid, Outcome::DeniedInvalid, Outcome::DeniedLocked)
+            );
+            assert!(c.remembered.get(&c.remembered.key(&header)).is_some());
+        }
+        let ghost = c.remembered.get(&c.remembered.key(&basic("ghost:guess"))).unwrap();
+        assert_eq!(ghost.user, None);
+        let right = basic("username:password");
+        assert_eq!(c.decide(&req, Some(&right), &at("10.0.0.2", &clock)).outcome(), Outcome::DeniedLocked);
+        assert_eq!(c.decide(&req, Some(&right), &at("10.0.0.1", &clock)).outcome(), Outcome::Allowed);
+        assert_eq!(c.decide(&req, Some(&right), &at("10.0.0.1", &clock)).outcome(), Outcome::Allowed, "remembered");
     }
 
     proptest! {

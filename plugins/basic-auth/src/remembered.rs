@@ -4,10 +4,11 @@
 //! the header and one table lookup. Nothing here says whether the password is right: that stays with the
 //! credential sets, which answer from the pair's fingerprint.
 //!
-//! Only headers that decoded to a configured user's well-formed pair are remembered (an unknown user is
-//! refused on the slow path, every time), and the table is bounded: emptied when full, as the credential
-//! caches are. No password is kept, only fingerprints (see [`Fingerprinter`] for why an attacker, who does not
-//! know the key, can neither forge an entry nor learn from one).
+//! Every well-formed header is remembered, an unknown user's too: a header seen before then takes the same
+//! path whoever it names, so the time of an answer does not tell a guesser which names exist. The table is
+//! bounded: emptied when full, as the credential caches are. No password is kept, only fingerprints (see
+//! [`Fingerprinter`] for why an attacker, who does not know the key, can neither forge an entry nor learn from
+//! one).
 
 use crate::config::UserId;
 use crate::fingerprint::{Fingerprint, FingerprintHasher, Fingerprinter};
@@ -21,9 +22,12 @@ const LIMIT: usize = 1024;
 /// What a remembered header decoded to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Remembered {
-    pub user: UserId,
+    /// `None`: a user no rule has.
+    pub user: Option<UserId>,
     /// The fingerprint of `user:password`, under the config's key (the one the credential sets use).
     pub pair: Fingerprint,
+    /// The fingerprint the lockout tallies the user by (zero without a lockout).
+    pub lockout_user: Fingerprint,
 }
 
 #[derive(Debug)]
@@ -62,7 +66,7 @@ mod tests {
     #[test]
     fn a_header_is_remembered_by_its_exact_bytes_and_the_table_stays_bounded() {
         let headers = RememberedHeaders::new(Fingerprinter::random().unwrap());
-        let entry = Remembered { user: UserId(3), pair: [7; 16] };
+        let entry = Remembered { user: Some(UserId(3)), pair: [7; 16], lockout_user: [0; 16] };
         let key = headers.key(b"Basic dTpw");
         headers.remember(key, entry);
         assert_eq!(headers.get(&headers.key(b"Basic dTpw")), Some(entry));
