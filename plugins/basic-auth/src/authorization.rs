@@ -1,6 +1,7 @@
 //! Decoding an `Authorization: Basic ...` header (RFC 7617) from untrusted bytes. Every failure is a value
 //! naming the reason; the reason is logged, the credentials never are.
 
+use crate::fingerprint::{Fingerprint, Fingerprinter};
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use std::fmt;
@@ -82,6 +83,11 @@ impl BasicCredentials {
     /// `user:password` as sent.
     pub fn pair(&self) -> &str {
         &self.pair
+    }
+
+    /// The pair's fingerprint: what credential sets store and compare instead of the password.
+    pub fn fingerprint(&self, fingerprinter: &Fingerprinter) -> Fingerprint {
+        fingerprinter.of(self.pair.as_bytes())
     }
 }
 

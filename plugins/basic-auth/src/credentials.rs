@@ -99,7 +99,7 @@ impl CredentialSet {
             // No colon: Istio's base64 form of `user:password`.
             let pair = decode_token(entry.trim().as_bytes())
                 .map_err(|e| ConfigError::new("", format!("neither `user:password` nor its base64: {e}")))?;
-            self.plain.push(self.fingerprinter.of(pair.pair().as_bytes()));
+            self.plain.push(pair.fingerprint(&self.fingerprinter));
             self.users.push(pair.user().to_string());
             return Ok(());
         };
@@ -147,7 +147,7 @@ impl CredentialSet {
         } else {
             let pair = BasicCredentials::from_pair(entry.to_string())
                 .map_err(|e| ConfigError::new("", format!("user `{user}`: {e}")))?;
-            self.plain.push(self.fingerprinter.of(pair.pair().as_bytes()));
+            self.plain.push(pair.fingerprint(&self.fingerprinter));
         }
         Ok(())
     }
@@ -167,11 +167,6 @@ impl CredentialSet {
     pub(crate) fn forget_pairs(&self) {
         self.verified.borrow_mut().clear();
         self.rejected.borrow_mut().clear();
-    }
-
-    /// The fingerprint of a presented pair, which [`recall`](Self::recall) and [`verify`](Self::verify) take.
-    pub fn fingerprint(&self, credentials: &BasicCredentials) -> Fingerprint {
-        self.fingerprinter.of(credentials.pair().as_bytes())
     }
 
     /// What the set knows of a pair from its fingerprint alone: a plaintext entry (all compared, in constant
@@ -271,7 +266,7 @@ mod tests {
 
     fn check(set: &CredentialSet, pair: &str) -> bool {
         let c = creds(pair);
-        set.verify(&c, &set.fingerprint(&c), |check| Some(check())) == Check::Valid
+        set.verify(&c, &c.fingerprint(&set.fingerprinter), |check| Some(check())) == Check::Valid
     }
 
     fn bcrypt_hash(password: &str, cost: u32) -> String {
@@ -338,7 +333,7 @@ mod tests {
 
     fn verify_with(set: &CredentialSet, pair: &str, spent: &(std::cell::Cell<usize>, usize)) -> Check {
         let c = creds(pair);
-        set.verify(&c, &set.fingerprint(&c), |check| {
+        set.verify(&c, &c.fingerprint(&set.fingerprinter), |check| {
             spent.0.set(spent.0.get() + 1);
             (spent.0.get() <= spent.1).then(check)
         })

@@ -243,8 +243,7 @@ impl Config {
                     Err(Malformed::NotBasic) if header.is_empty() => return self.refuse(Outcome::DeniedMissing),
                     Err(why) => return self.refuse(Outcome::DeniedMalformed(*why)),
                 };
-                let (user, pair) =
-                    (self.user_id(credentials.user()), self.fingerprinter.of(credentials.pair().as_bytes()));
+                let (user, pair) = (self.user_id(credentials.user()), credentials.fingerprint(&self.fingerprinter));
                 if let Some(key) = key {
                     let lockout_user = lockout.map_or([0; 16], |lockout| lockout.user_fingerprint(credentials.user()));
                     self.remembered.remember(key, Remembered { user, pair, lockout_user });
@@ -473,13 +472,13 @@ mod tests {
         }
     }
 
+    /// One user, locked out at an address after two wrong passwords for 10 s.
+    const LOCKOUT_AFTER_TWO: &str = r#"{"basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["username:password"]}],
+        "lockout":{"max_failures":2,"window":"1m","duration":"10s"}}"#;
+
     #[test]
     fn lockout_refuses_the_right_password_from_a_locked_address_only() {
-        let config = Config::from_json(
-            br#"{"basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["username:password"]}],
-                 "lockout":{"max_failures":2,"window":"1m","duration":"10s"}}"#,
-        )
-        .unwrap();
+        let config = Config::from_json(LOCKOUT_AFTER_TWO.as_bytes()).unwrap();
         let req = RequestLine::new("ml.example.com", "/", "GET");
         let (right, wrong) = (basic("username:password"), basic("username:guess"));
         let decide =
@@ -741,11 +740,7 @@ mod tests {
     /// exist), and a remembered one is tallied by the lockout as a fresh one.
     #[test]
     fn a_remembered_header_of_any_user_is_tallied_as_a_fresh_one() {
-        let c = Config::from_json(
-            br#"{"basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["username:password"]}],
-                 "lockout":{"max_failures":2,"window":"1m","duration":"10s"}}"#,
-        )
-        .unwrap();
+        let c = Config::from_json(LOCKOUT_AFTER_TWO.as_bytes()).unwrap();
         let req = RequestLine::new("h", "/", "GET");
         let clock = || 1_000_000;
         for (header, address) in [(basic("ghost:guess"), "10.0.0.1"), (basic("username:guess"), "10.0.0.2")] {

@@ -136,19 +136,9 @@ impl<'a> HeaderMapView<'a> {
         self.named(name.as_bytes()).next()
     }
 
-    /// The first value of `name` as text (lossy for non-UTF-8 bytes), or `""` when absent.
-    pub fn text(&self, name: &str) -> Cow<'a, str> {
-        text(self.get(name).unwrap_or_default())
-    }
-
     /// Every value of `name`, in order.
     pub fn values<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
         self.named(name.as_bytes())
-    }
-
-    /// How many times `name` occurs.
-    pub fn count(&self, name: &str) -> usize {
-        self.named(name.as_bytes()).count()
     }
 
     /// Whether `name` is present in any letter case (the host stores names lower-case; a header that must not
@@ -167,15 +157,12 @@ pub struct Found<'a> {
 }
 
 impl<'a> Found<'a> {
-    /// The first value as text (lossy for non-UTF-8 bytes), or `""` when absent.
+    /// The first value as text (lossy for non-UTF-8 bytes), or `""` when absent. UTF-8 is checked at full speed
+    /// first; the lossy walk, char by char, only for a value that needs it.
     pub fn text(&self) -> Cow<'a, str> {
-        text(self.first.unwrap_or_default())
+        let value = self.first.unwrap_or_default();
+        std::str::from_utf8(value).map_or_else(|_| String::from_utf8_lossy(value), Cow::Borrowed)
     }
-}
-
-/// `value` as text: checked at full speed first; the lossy walk, char by char, only for a value that needs it.
-fn text(value: &[u8]) -> Cow<'_, str> {
-    std::str::from_utf8(value).map_or_else(|_| String::from_utf8_lossy(value), Cow::Borrowed)
 }
 
 /// How a header change by the plugin leaves the map, for the parts of a composite filter that read it next
@@ -273,7 +260,8 @@ mod tests {
         let raw = map(&[(":path", b"/"), ("x-user", b"forged"), ("a", b"1"), ("x-user", b"again")]);
         let removed = edited(&raw, Edit::Remove("X-User")).unwrap();
         let view = removed.view();
-        assert_eq!((view.count("x-user"), view.get(":path"), view.get("a")), (0, Some(&b"/"[..]), Some(&b"1"[..])));
+        let [user, path, a] = view.find(["x-user", ":path", "a"]);
+        assert_eq!((user.count, path.first, a.first), (0, Some(&b"/"[..]), Some(&b"1"[..])));
         let inserted = edited(&removed, Edit::Insert("x-user", "alice")).unwrap();
         assert_eq!(pairs_of(&inserted), pairs_of(&map(&[(":path", b"/"), ("a", b"1"), ("x-user", b"alice")])));
         assert_eq!(inserted.view().values("x-user").collect::<Vec<_>>(), [b"alice"]);
@@ -294,7 +282,8 @@ mod tests {
         let parsed = HeaderMapView::parse(&shared.raw).unwrap();
         let view = shared.view();
         assert_eq!(view.pairs().collect::<Vec<_>>(), parsed.pairs().collect::<Vec<_>>());
-        assert_eq!((view.text(":authority"), view.count("a")), ("h".into(), 2));
+        let [authority, a] = view.find([":authority", "a"]);
+        assert_eq!((authority.text(), a.count), ("h".into(), 2));
         assert!(HeaderMap::parse(b"broken".to_vec()).is_err());
     }
 
@@ -304,11 +293,12 @@ mod tests {
         let view = HeaderMapView::parse(&buf).unwrap();
         assert_eq!(view.get(":path"), Some(&b"/a"[..]));
         assert_eq!(view.get("authorization"), Some(&b"x"[..]));
-        assert_eq!(view.count("authorization"), 2);
+        assert_eq!(view.find(["authorization"])[0].count, 2);
         assert_eq!(view.values("authorization").collect::<Vec<_>>(), [&b"x"[..], b"\xff"]);
         assert_eq!(view.get("empty"), Some(&b""[..]));
         assert_eq!(view.get("missing"), None);
-        assert_eq!(view.text("missing"), "");
+        assert_eq!(view.find(["missing"]), [Found::default()]);
+        assert_eq!(view.find(["missing"])[0].text(), "");
         assert!(HeaderMapView::parse(&[]).unwrap().get("a").is_none());
     }
 
