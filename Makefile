@@ -20,10 +20,15 @@ SUITE_TARGET_DIR := target/suite
 # the suite crate built with two feature sets in one dir would be rebuilt by each build.
 SUITE_REQUESTS := suite-requests
 SUITE_REQUESTS_TARGET_DIR := target/suite-requests
+# grpc-limits' second image, the same way: without its response callbacks (feature `responses`), for the committed
+# CR, which limits requests only (plugins/grpc-limits/src/lib.rs).
+GRPC_LIMITS_REQUESTS := grpc-limits-requests
+GRPC_LIMITS_REQUESTS_TARGET_DIR := target/grpc-limits-requests
 # Each shipped module as name=cargo's module=export list.
 MODULES := $(foreach p,$(PLUGINS),$(p)=$(WASM_DIR)/$(subst -,_,$(p)).wasm=plugins/$(p)/exports.txt) \
 	$(SUITE)=$(SUITE_TARGET_DIR)/$(WASM_TARGET)/wasm/suite.wasm=plugins/suite/exports.txt \
-	$(SUITE_REQUESTS)=$(SUITE_REQUESTS_TARGET_DIR)/$(WASM_TARGET)/wasm/suite.wasm=plugins/suite/requests-exports.txt
+	$(SUITE_REQUESTS)=$(SUITE_REQUESTS_TARGET_DIR)/$(WASM_TARGET)/wasm/suite.wasm=plugins/suite/requests-exports.txt \
+	$(GRPC_LIMITS_REQUESTS)=$(GRPC_LIMITS_REQUESTS_TARGET_DIR)/$(WASM_TARGET)/wasm/grpc_limits.wasm=plugins/grpc-limits/requests-exports.txt
 DIST := dist/plugins
 # -O3, not -Oz: the request path's code is what the plugins are measured by (Cargo.toml's wasm profile says how
 # much); the features are those rustc emits that Debian's wasm-opt must be told about.
@@ -98,16 +103,18 @@ build:
 	cargo build --profile wasm --target $(WASM_TARGET) --target-dir $(SUITE_TARGET_DIR) -p $(SUITE)
 	cargo build --profile wasm --target $(WASM_TARGET) --target-dir $(SUITE_REQUESTS_TARGET_DIR) -p $(SUITE) \
 	  --no-default-features
+	cargo build --profile wasm --target $(WASM_TARGET) --target-dir $(GRPC_LIMITS_REQUESTS_TARGET_DIR) -p grpc-limits \
+	  --no-default-features --features entrypoint
 	@mkdir -p $(DIST)
 	@# Pruned and optimised again only when cargo's module, the export list or this Makefile (the flags) changed.
 	@for m in $(MODULES); do \
 	  IFS== read -r p module exports <<< "$$m"; out=$(DIST)/$$p.wasm; \
 	  if [ $$out -nt $$module ] && [ $$out -nt $$exports ] && [ $$out -nt Makefile ]; then \
-	    printf '%-15s %7d bytes (up to date)\n' $$p $$(stat -c %s $$out); continue; \
+	    printf '%-21s %7d bytes (up to date)\n' $$p $$(stat -c %s $$out); continue; \
 	  fi; \
 	  plugins/prune-exports.sh $$module $$exports $${module%.wasm}.pruned.wasm; \
 	  wasm-opt $(WASM_OPT_FLAGS) $${module%.wasm}.pruned.wasm -o $$out; \
-	  printf '%-15s %7d bytes (cargo %d bytes)\n' $$p $$(stat -c %s $$out) $$(stat -c %s $$module); \
+	  printf '%-21s %7d bytes (cargo %d bytes)\n' $$p $$(stat -c %s $$out) $$(stat -c %s $$module); \
 	done
 
 # istiod's own config generator and istio-agent's own Wasm fetcher (istio.io/istio as a Go library), which the
@@ -126,6 +133,7 @@ lint:
 	cargo clippy --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS) $(TEST_MODULES)) -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p $(SUITE) -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p $(SUITE) --no-default-features -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -p grpc-limits --no-default-features --features entrypoint -- -D warnings
 
 # The pure crates' tests, compiled to wasm32-wasip1 and run under Node's WASI.
 test-wasm:
@@ -134,7 +142,7 @@ test-wasm:
 
 TAG ?= 0.1.0
 VARIANT ?= oci
-PLUGIN_FILES = $(addprefix $(DIST)/,$(addsuffix .wasm,$(PLUGINS) $(SUITE) $(SUITE_REQUESTS)))
+PLUGIN_FILES = $(addprefix $(DIST)/,$(addsuffix .wasm,$(PLUGINS) $(GRPC_LIMITS_REQUESTS) $(SUITE) $(SUITE_REQUESTS)))
 
 images: build
 	cargo run -q -p wasmgate -- image digest --tag $(TAG) --variant $(VARIANT) $(PLUGIN_FILES)

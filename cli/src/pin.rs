@@ -5,13 +5,14 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// The committed WasmPlugin an image is pinned into: its namesake, but for the suite's two images. The suite's CR
-/// (`suite`) pulls the `suite-requests` image; the `suite` image, which also sees responses, has no CR in the
-/// manifests (a config with a response limit is a CR of one's own), so pushing it pins nothing.
+/// The committed WasmPlugin an image is pinned into: its namesake, but for the two images of grpc-limits and of
+/// the suite. Their CRs (`grpc-limits`, `suite`) pull the `-requests` images; the images that also see responses
+/// have no CR in the manifests (a config with a response limit is a CR of one's own), so pushing them pins nothing.
 pub fn wasm_plugin_of(image: &str) -> Option<&str> {
     match image {
-        "suite" => None,
+        "suite" | "grpc-limits" => None,
         "suite-requests" => Some("suite"),
+        "grpc-limits-requests" => Some("grpc-limits"),
         other => Some(other),
     }
 }
@@ -82,5 +83,6 @@ mod tests {
             assert_eq!(wasm_plugin_of(cr.image_name()), Some(cr.metadata.name.as_str()), "{}", cr.spec.url);
         }
         assert_eq!(wasm_plugin_of("suite"), None, "no committed CR pulls the full suite");
+        assert_eq!(wasm_plugin_of("grpc-limits"), None, "nor the full grpc-limits");
     }
 }

@@ -69,20 +69,39 @@ fn the_suite_cr_holds_exactly_the_three_plugins_configs() {
     assert!(out.contains("suite-requests, sections basic_auth, grpc_limits, host_router"), "{out}");
 }
 
+/// The committed CR `file` with a response limit in its first rule (`indent`: the rule's keys'), checked as it is
+/// and then pulling `full_image`: what `check` says each time.
+fn checked_with_a_response_limit(file: &str, indent: &str, full_image: &str) -> [(bool, String); 2] {
+    let original = std::fs::read_to_string(manifests().join(file)).unwrap();
+    let limit = format!("{indent}max_message_bytes: 128Mi\n");
+    assert!(original.contains(&limit));
+    let limited = original.replacen(&limit, &format!("{limit}{indent}max_response_bytes: 16Mi\n"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cr.yaml");
+    std::fs::write(&path, &limited).unwrap();
+    let as_committed = check(&path);
+    let requests_image = format!("/wasmgate/{full_image}-requests:");
+    assert!(limited.contains(&requests_image), "{file} pulls the {full_image}-requests image");
+    std::fs::write(&path, limited.replace(&requests_image, &format!("/wasmgate/{full_image}:"))).unwrap();
+    [as_committed, check(&path)]
+}
+
 #[test]
 fn a_response_limit_in_the_suite_needs_the_image_that_sees_responses() {
-    let original = std::fs::read_to_string(manifests().join("components/suite/suite.yaml")).unwrap();
-    let limit = "          max_message_bytes: 128Mi\n";
-    assert!(original.contains(limit));
-    let limited = original.replacen(limit, &format!("{limit}          max_response_bytes: 16Mi\n"), 1);
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("suite.yaml");
-    std::fs::write(&file, &limited).unwrap();
-    let (ok, out) = check(&file);
+    let [(ok, out), (full_ok, full_out)] =
+        checked_with_a_response_limit("components/suite/suite.yaml", "          ", "suite");
     assert!(!ok, "{out}");
     assert!(out.contains("at `grpc_limits.rules[0].max_response_bytes`"), "{out}");
     assert!(out.contains("use the `suite` image"), "{out}");
-    std::fs::write(&file, limited.replace("/wasmgate/suite-requests:", "/wasmgate/suite:")).unwrap();
-    let (ok, out) = check(&file);
-    assert!(ok && out.contains("suite, sections"), "{out}");
+    assert!(full_ok && full_out.contains("suite, sections"), "{full_out}");
+}
+
+#[test]
+fn a_response_limit_in_grpc_limits_needs_the_image_that_sees_responses() {
+    let [(ok, out), (full_ok, full_out)] =
+        checked_with_a_response_limit("base/plugins/grpc-limits.yaml", "        ", "grpc-limits");
+    assert!(!ok, "{out}");
+    assert!(out.contains("at `rules[0].max_response_bytes`"), "{out}");
+    assert!(out.contains("use the `grpc-limits` image"), "{out}");
+    assert!(full_ok && full_out.contains("grpc-limits, 3 rule(s)"), "{full_out}");
 }

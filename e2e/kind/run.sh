@@ -65,7 +65,7 @@ make -C "$ROOT" build
 (cd "$ROOT" && cargo run -q --release -p wasmgate -- image push --insecure \
   --registry "localhost:${REGISTRY_PORT}/wasmgate" --tag "$TAG" \
   --pin-overlay "$WORK/overlay" --base "$ROOT/manifests/overlays/kind" --pull-registry "$REGISTRY:5000/wasmgate" \
-  dist/plugins/basic-auth.wasm dist/plugins/grpc-limits.wasm dist/plugins/host-router.wasm)
+  dist/plugins/basic-auth.wasm dist/plugins/grpc-limits-requests.wasm dist/plugins/host-router.wasm)
 docker build -q -f "$ROOT/inference/Dockerfile" -t "localhost:${REGISTRY_PORT}/wasmgate/inference:${TAG}" "$ROOT"
 docker push -q "localhost:${REGISTRY_PORT}/wasmgate/inference:${TAG}"
 

@@ -145,12 +145,14 @@ async fn basic_auth_runs_first() -> Result<()> {
     Ok(())
 }
 
+/// With the `grpc-limits` image: the committed CR pulls `grpc-limits-requests`, which does not see responses.
 #[tokio::test]
 async fn responses_over_their_limit_are_not_delivered() -> Result<()> {
     let upstream = Upstream::start("models").await?;
     let cr = wasmgate_e2e::istio::load_wasm_plugin(&workspace::manifests_dir(), "grpc-limits")?;
     let config = serde_json::json!({"rules": [{"hosts": ["small.example.com"], "max_response_bytes": 50}]});
-    let envoy = Gateway::new().plugin(cr.with_config(config)).upstream("models", upstream.addr).start().await?;
+    let cr = cr.with_config(config).with_image("grpc-limits");
+    let envoy = Gateway::new().plugin(cr).upstream("models", upstream.addr).start().await?;
     let s = Stack { envoy, upstream };
 
     // The echo's JSON (over 50 bytes, with content-length) is refused at the response headers.
@@ -178,6 +180,24 @@ fn callbacks(image: &str) -> Result<Vec<String>> {
         }
     }
     Ok(names.into_iter().filter(|n| n.starts_with("proxy_on_")).collect())
+}
+
+/// grpc-limits' two images. The manifests deploy `grpc-limits-requests`, which exports no response callbacks and
+/// so refuses a response limit at load, naming the image that takes it (the test above holds responses to it).
+#[tokio::test]
+async fn the_committed_grpc_limits_image_sees_requests_only() -> Result<()> {
+    let response = |name: &String| name.starts_with("proxy_on_response_");
+    let requests_only = callbacks("grpc-limits-requests")?;
+    assert!(!requests_only.iter().any(response), "{requests_only:?}");
+    assert!(requests_only.contains(&"proxy_on_request_body".to_string()), "{requests_only:?}");
+    assert_eq!(callbacks("grpc-limits")?.iter().filter(|n| response(n)).count(), 2, "headers and body");
+
+    let committed = wasmgate_e2e::istio::load_wasm_plugin(&workspace::manifests_dir(), "grpc-limits")?;
+    assert_eq!(committed.image_name(), "grpc-limits-requests", "the image the manifests deploy");
+    let config = serde_json::json!({"rules": [{"hosts": ["small.example.com"], "max_response_bytes": 50}]});
+    let refused = Gateway::new().plugin(committed.with_config(config)).validate().await.expect_err("a response limit");
+    assert!(refused.to_string().contains("use the `grpc-limits` image"), "{refused}");
+    Ok(())
 }
 
 /// The suite's two images. The manifests deploy `suite-requests`, which exports no response callbacks and so

@@ -145,6 +145,21 @@ impl Config {
         self.rules.iter().position(|rule| rule.limits.response.is_some()).map(|i| format!("rules[{i}].{field}"))
     }
 
+    /// This config for `image`, a module that does not see responses: a response limit is refused at load, never
+    /// left unenforced, and the error names `full_image`, which takes it.
+    pub fn for_requests_only(self, image: &str, full_image: &str) -> Result<Self, ConfigError> {
+        match self.response_limit() {
+            Some(field) => Err(ConfigError::new(
+                field,
+                format!(
+                    "the {image} image does not see responses, so it cannot hold them to a limit: use the \
+                     `{full_image}` image (requests and responses) for this config"
+                ),
+            )),
+            None => Ok(self),
+        }
+    }
+
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
         let raw: RawConfig = parse_config(bytes)?;
         let default = Limits::compile(raw.default.unwrap_or_default()).map_err(|e| e.within("default"))?;

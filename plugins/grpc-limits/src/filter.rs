@@ -3,7 +3,7 @@
 
 use crate::config::Limits;
 use crate::policy::{Counter, Framing, Meter, Stop, Violation, content_length};
-use crate::{Config, GrpcLimits, PLUGIN};
+use crate::{Config, GrpcLimits, GrpcLimitsRequests, PLUGIN};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel, Status};
 use std::rc::Rc;
@@ -12,9 +12,12 @@ use wasmgate_common::host::{
 };
 use wasmgate_common::{ClientKind, Denial, GrpcStatus, HeaderMapView, RequestLine};
 
-// The module's entry point, left out when another module (the suite) embeds this filter.
-#[cfg(feature = "entrypoint")]
+// The module's entry point, left out when another module (the suite) embeds this filter: the `grpc-limits` image,
+// or without the `responses` feature the `grpc-limits-requests` one.
+#[cfg(all(feature = "entrypoint", feature = "responses"))]
 wasmgate_common::plugin_main!(GrpcLimits);
+#[cfg(all(feature = "entrypoint", not(feature = "responses")))]
+wasmgate_common::plugin_main!(GrpcLimitsRequests);
 
 impl Plugin for GrpcLimits {
     fn counters(_config: &Config) -> Vec<String> {
@@ -23,6 +26,16 @@ impl Plugin for GrpcLimits {
 
     fn http_context(state: Rc<Loaded<Config>>) -> Box<dyn HttpContext> {
         Box::new(Filter { state, stream: None })
+    }
+}
+
+impl Plugin for GrpcLimitsRequests {
+    fn counters(config: &Config) -> Vec<String> {
+        GrpcLimits::counters(config)
+    }
+
+    fn http_context(state: Rc<Loaded<Config>>) -> Box<dyn HttpContext> {
+        GrpcLimits::http_context(state)
     }
 }
 

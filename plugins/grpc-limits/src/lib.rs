@@ -34,3 +34,49 @@ impl wasmgate_common::PluginConfig for GrpcLimits {
         format!("{} rule(s)", config.rule_count())
     }
 }
+
+/// grpc-limits' second image, `grpc-limits-requests`: the same filter in a module that exports no response
+/// callbacks. Envoy enters V8 for every callback a module exports, on every response, and the exports are fixed
+/// when the module loads, so no config can switch them off: the image is the choice (the committed CR, which
+/// limits requests only, pulls this one). It refuses a config with a response limit, which it could not enforce.
+/// Its metrics and logs keep grpc-limits' name.
+pub struct GrpcLimitsRequests;
+
+impl wasmgate_common::PluginConfig for GrpcLimitsRequests {
+    const IMAGE: &'static str = "grpc-limits-requests";
+    const NAME: &'static str = PLUGIN;
+    type Config = Config;
+
+    fn parse(bytes: &[u8]) -> Result<Config, wasmgate_common::ConfigError> {
+        Config::from_json(bytes)?.for_requests_only(Self::IMAGE, GrpcLimits::IMAGE)
+    }
+
+    fn summary(config: &Config) -> String {
+        GrpcLimits::summary(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmgate_common::PluginConfig;
+
+    #[test]
+    fn the_requests_only_image_refuses_a_response_limit_and_takes_the_rest() {
+        let requests = br#"{"default": {"max_request_bytes": "4Mi"}, "rules": [{"hosts": ["a.example"], "max_message_bytes": 10}]}"#;
+        let taken = GrpcLimitsRequests::parse(requests).unwrap();
+        assert_eq!(GrpcLimitsRequests::summary(&taken), GrpcLimits::summary(&GrpcLimits::parse(requests).unwrap()));
+        for (config, field) in [
+            (
+                &br#"{"rules": [{"max_request_bytes": 1}, {"hosts": ["a.example"], "max_response_bytes": "1Mi"}]}"#[..],
+                "rules[1]",
+            ),
+            (br#"{"default": {"max_response_bytes": 50}}"#, "default"),
+        ] {
+            assert!(GrpcLimits::parse(config).unwrap().limits_responses(), "the `grpc-limits` image takes it");
+            let e = GrpcLimitsRequests::parse(config).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(&format!("at `{field}.max_response_bytes`:")), "{e}");
+            assert!(e.contains("use the `grpc-limits` image"), "{e}");
+        }
+    }
+}

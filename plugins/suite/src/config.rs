@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use wasmgate_common::{ConfigError, parse_config};
+use wasmgate_common::{ConfigError, PluginConfig, parse_config};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,14 +51,12 @@ impl Config {
     /// The config of the `suite-requests` image, which does not see responses: a response limit is refused at load,
     /// never left unenforced.
     pub fn for_requests_only(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let config = Self::from_json(bytes)?;
-        if let Some(field) = config.grpc_limits.as_ref().and_then(grpc_limits::Config::response_limit) {
-            return Err(ConfigError::new(
-                format!("grpc_limits.{field}"),
-                "the suite-requests image does not see responses, so it cannot hold them to a limit: use the `suite` \
-                 image (requests and responses) for this config",
-            ));
-        }
+        let mut config = Self::from_json(bytes)?;
+        config.grpc_limits = config
+            .grpc_limits
+            .map(|c| c.for_requests_only(crate::SuiteRequests::IMAGE, crate::Suite::IMAGE))
+            .transpose()
+            .map_err(|e| e.within("grpc_limits"))?;
         Ok(config)
     }
 

@@ -53,9 +53,10 @@ impl wasmgate_common::PluginConfig for SuiteRequests {
 
 /// Every wasmgate plugin: what `wasmgate check` dispatches a `WasmPlugin`'s image to and what the fuzz targets
 /// feed. Adding a plugin adds its line here.
-pub const PLUGINS: [wasmgate_common::Registered; 5] = [
+pub const PLUGINS: [wasmgate_common::Registered; 6] = [
     wasmgate_common::Registered::of::<basic_auth::BasicAuth>(),
     wasmgate_common::Registered::of::<grpc_limits::GrpcLimits>(),
+    wasmgate_common::Registered::of::<grpc_limits::GrpcLimitsRequests>(),
     wasmgate_common::Registered::of::<host_router::HostRouter>(),
     wasmgate_common::Registered::of::<Suite>(),
     wasmgate_common::Registered::of::<SuiteRequests>(),
