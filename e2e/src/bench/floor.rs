@@ -15,8 +15,9 @@ fn module(on_request: &str) -> String {
 (module
   (import "env" "proxy_get_header_map_pairs" (func $pairs (param i32 i32 i32) (result i32)))
   (import "env" "proxy_get_header_map_value" (func $value (param i32 i32 i32 i32 i32) (result i32)))
+  (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
   (memory (export "memory") 2)
-  (data (i32.const 64) ":authority:path:methodauthorizationcontent-type")
+  (data (i32.const 64) ":authority:path:methodauthorizationcontent-typex-wasmgate-userusername")
   (global $heap (mut i32) (i32.const 1024))
   (func (export "proxy_abi_version_0_2_1"))
   (func (export "proxy_on_memory_allocate") (param $size i32) (result i32)
@@ -60,6 +61,16 @@ pub fn write_value_reader(dir: &Path) -> Result<PathBuf> {
     write_module(dir, "reads-values", &body.join("\n    "))
 }
 
+/// Writes a module that reads every request header and adds one (`x-wasmgate-user: username`, what basic-auth
+/// forwards to the upstream once it knows the caller), and does nothing else: the floor under a plugin that
+/// forwards what it found.
+pub fn write_header_forwarder(dir: &Path) -> Result<PathBuf> {
+    // The name sits at 111 in the data segment, the value at 126.
+    let body = "(drop (call $pairs (i32.const 0) (i32.const 16) (i32.const 20)))
+    (drop (call $add (i32.const 0) (i32.const 111) (i32.const 15) (i32.const 126) (i32.const 8)))";
+    write_module(dir, "forwards-a-header", body)
+}
+
 /// Writes `<name>.wasm` into `dir`: the minimal module with `on_request` (WAT instructions) as the body of
 /// `proxy_on_request_headers`.
 pub fn write_module(dir: &Path, name: &str, on_request: &str) -> Result<PathBuf> {
@@ -77,6 +88,7 @@ mod tests {
             super::write_noop(dir.path()).expect("noop"),
             super::write_header_reader(dir.path()).expect("reader"),
             super::write_value_reader(dir.path()).expect("value reader"),
+            super::write_header_forwarder(dir.path()).expect("forwarder"),
         ] {
             let bytes = std::fs::read(path).expect("read");
             assert!(bytes.starts_with(b"\0asm"));

@@ -28,8 +28,10 @@ pub struct Probe {
 }
 
 /// Starts `gateway` under callgrind, lets `warm` prepare it (its one-time costs, such as a bcrypt verification,
-/// stay out of the count), sends `warmup` requests so V8 has compiled what it will, then counts `requests`.
+/// stay out of the count), sends `warmup` requests so V8 has compiled what it will, then counts `requests`. With
+/// `BENCH_KEEP_DUMPS=<dir>`, callgrind's dump is kept there as `<label>.callgrind`.
 pub async fn per_request<F: Future<Output = Result<()>>>(
+    label: &str,
     gateway: Gateway,
     warm: impl FnOnce(SocketAddr) -> F,
     probe: &Probe,
@@ -60,12 +62,30 @@ pub async fn per_request<F: Future<Output = Result<()>>>(
     control(&envoy, "-z")?;
     send(envoy.listener, probe, requests).await?;
     control(&envoy, "-d")?;
-    let counts = parse_dump(&finished_dump(dir.path()).await?)?;
+    let dump = finished_dump(dir.path()).await?;
+    if let Some(keep) = std::env::var_os("BENCH_KEEP_DUMPS") {
+        let kept = Path::new(&keep).join(format!("{}.callgrind", file_name(label)));
+        std::fs::write(&kept, &dump).with_context(|| format!("keeping the dump as {}", kept.display()))?;
+    }
+    let counts = parse_dump(&dump)?;
     drop(envoy);
     Ok(PerRequest {
         total: counts.total as f64 / requests as f64,
         generated: counts.generated as f64 / requests as f64,
     })
+}
+
+/// `label` as a file name: letters and digits kept, every run of anything else one `-`.
+fn file_name(label: &str) -> String {
+    let mut name = String::new();
+    for c in label.chars() {
+        if c.is_ascii_alphanumeric() {
+            name.push(c.to_ascii_lowercase());
+        } else if !name.is_empty() && !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    name.trim_end_matches('-').to_string()
 }
 
 /// `requests` sequential requests on one connection, each of which must be answered 200.
@@ -190,6 +210,12 @@ fn=0x0000003a12345000
 totals: 1015
 ";
         assert_eq!(parse_dump(dump).unwrap(), Counts { total: 1015, generated: 960 });
+    }
+
+    #[test]
+    fn a_label_becomes_a_plain_file_name() {
+        assert_eq!(file_name("basic-auth (wasm), native's features only"), "basic-auth-wasm-native-s-features-only");
+        assert_eq!(file_name("suite, 1 filter (wasm)"), "suite-1-filter-wasm");
     }
 
     #[test]

@@ -18,13 +18,20 @@ pub enum Variant {
     Passthrough,
     /// Envoy's own `basic_auth` filter with the same user.
     NativeBasicAuth,
+    /// The same, forwarding the user's name to the upstream in a header (`forward_username_header`).
+    NativeBasicAuthForwarding,
     /// basic-auth as the committed CR configures it (bcrypt, lockout, forwarded identity).
     BasicAuth,
     /// basic-auth configured to do what the native filter does and no more: one `{SHA}` user.
     BasicAuthSameAsNative,
+    /// The same, forwarding the user's name as [`Variant::NativeBasicAuthForwarding`] does.
+    BasicAuthSameAsNativeForwarding,
     /// The committed basic-auth CR with another build of the module (`BENCH_ALT_WASM=<path>`).
     BasicAuthAlt,
+    /// grpc-limits as the committed CR configures it (the `grpc-limits-requests` image).
     GrpcLimits,
+    /// The same CR pulling the `grpc-limits` image, which also exports the response callbacks.
+    GrpcLimitsResponses,
     HostRouter,
     /// host-router with 20 hosts × 10 rules ([`router_config`]).
     HostRouterManyRules,
@@ -39,6 +46,7 @@ pub enum Variant {
     FloorNoopThree,
     FloorHeaders,
     FloorValues,
+    FloorForward,
 }
 
 impl Variant {
@@ -46,10 +54,13 @@ impl Variant {
         match self {
             Variant::Passthrough => "passthrough",
             Variant::NativeBasicAuth => "basic_auth (native)",
+            Variant::NativeBasicAuthForwarding => "basic_auth (native), forwarding the user",
             Variant::BasicAuth => "basic-auth (wasm)",
             Variant::BasicAuthSameAsNative => "basic-auth (wasm), native's features only",
+            Variant::BasicAuthSameAsNativeForwarding => "basic-auth (wasm), native's features, forwarding the user",
             Variant::BasicAuthAlt => "basic-auth (alt wasm)",
             Variant::GrpcLimits => "grpc-limits (wasm)",
+            Variant::GrpcLimitsResponses => "grpc-limits, image with response callbacks (wasm)",
             Variant::HostRouter => "host-router (wasm)",
             Variant::HostRouterManyRules => "host-router (wasm), 20 hosts × 10 rules",
             Variant::Chain => "full chain, 3 filters (wasm)",
@@ -59,6 +70,7 @@ impl Variant {
             Variant::FloorNoopThree => "no-op wasm, 3 filters (floor)",
             Variant::FloorHeaders => "no-op wasm reading the headers (floor)",
             Variant::FloorValues => "no-op wasm reading 5 headers by name (floor)",
+            Variant::FloorForward => "no-op wasm reading the headers and adding one (floor)",
         }
     }
 
@@ -68,19 +80,23 @@ impl Variant {
         match self {
             Variant::BasicAuthAlt => None,
             Variant::NativeBasicAuth
+            | Variant::NativeBasicAuthForwarding
             | Variant::BasicAuth
             | Variant::BasicAuthSameAsNative
+            | Variant::BasicAuthSameAsNativeForwarding
             | Variant::Chain
             | Variant::Suite
             | Variant::SuiteResponses => Some(true),
             Variant::Passthrough
             | Variant::GrpcLimits
+            | Variant::GrpcLimitsResponses
             | Variant::HostRouter
             | Variant::HostRouterManyRules
             | Variant::FloorNoop
             | Variant::FloorNoopThree
             | Variant::FloorHeaders
-            | Variant::FloorValues => Some(false),
+            | Variant::FloorValues
+            | Variant::FloorForward => Some(false),
         }
     }
 
@@ -88,7 +104,6 @@ impl Variant {
     pub fn gateway(self, upstream: SocketAddr, floors: &Floors) -> Result<Gateway> {
         let base = Gateway::new().upstream("models", upstream);
         let cr = |name: &str| load_wasm_plugin(&workspace::plugin_crs_dir(), name);
-        let sha = STANDARD.encode(Sha1::digest(b"password"));
         let with_module = |plugin: WasmPlugin, module: &PathBuf| {
             let module = module.clone();
             Gateway::new().upstream("models", upstream).plugin(plugin).resolver(move |_| Ok(module.clone()))
@@ -97,22 +112,19 @@ impl Variant {
         let floor_cr = || Ok::<_, anyhow::Error>(cr("basic-auth")?.with_config(json!({})));
         Ok(match self {
             Variant::Passthrough => base,
-            Variant::NativeBasicAuth => base.native_filter(json!({
-                "name": "envoy.filters.http.basic_auth",
-                "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.basic_auth.v3.BasicAuth",
-                    "users": {"inline_string": format!("username:{{SHA}}{sha}")}
-                }
-            })),
+            Variant::NativeBasicAuth => base.native_filter(native(None)),
+            Variant::NativeBasicAuthForwarding => base.native_filter(native(Some(FORWARDED_USER))),
             Variant::BasicAuth => base.plugin(cr("basic-auth")?),
-            Variant::BasicAuthSameAsNative => base.plugin(cr("basic-auth")?.with_config(json!({"basic_auth_rules": [
-                {"prefix": "/", "request_methods": ["*"], "credentials": [format!("username:{{SHA}}{sha}")]}
-            ]}))),
+            Variant::BasicAuthSameAsNative => base.plugin(cr("basic-auth")?.with_config(same_as_native(None))),
+            Variant::BasicAuthSameAsNativeForwarding => {
+                base.plugin(cr("basic-auth")?.with_config(same_as_native(Some(FORWARDED_USER))))
+            }
             Variant::BasicAuthAlt => {
                 let path = std::env::var("BENCH_ALT_WASM").context("BENCH_ALT_WASM names the other build")?;
                 with_module(cr("basic-auth")?, &PathBuf::from(path))
             }
             Variant::GrpcLimits => base.plugin(cr("grpc-limits")?),
+            Variant::GrpcLimitsResponses => base.plugin(cr("grpc-limits")?.with_image("grpc-limits")),
             Variant::HostRouter => base.plugin(cr("host-router")?),
             Variant::HostRouterManyRules => base.plugin(cr("host-router")?.with_config(router_config())),
             Variant::Chain => base.plugins(load_wasm_plugins(&workspace::plugin_crs_dir())?),
@@ -126,8 +138,40 @@ impl Variant {
             }
             Variant::FloorHeaders => with_module(floor_cr()?, &floors.headers),
             Variant::FloorValues => with_module(floor_cr()?, &floors.values),
+            Variant::FloorForward => with_module(floor_cr()?, &floors.forward),
         })
     }
+}
+
+/// The header the forwarding variants name the user in: the committed CR's.
+const FORWARDED_USER: &str = "x-wasmgate-user";
+
+/// The benchmark's one user, as a `{SHA}` entry (the one hash the native filter knows).
+fn sha_user() -> String {
+    format!("username:{{SHA}}{}", STANDARD.encode(Sha1::digest(b"password")))
+}
+
+/// Envoy's `basic_auth` filter with the benchmark's user, forwarding the name in `forward` if given.
+fn native(forward: Option<&str>) -> Value {
+    let mut config = json!({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.basic_auth.v3.BasicAuth",
+        "users": {"inline_string": sha_user()}
+    });
+    if let Some(header) = forward {
+        config["forward_username_header"] = json!(header);
+    }
+    json!({"name": "envoy.filters.http.basic_auth", "typed_config": config})
+}
+
+/// basic-auth's config doing what [`native`] does: the same user on every path and method.
+fn same_as_native(forward: Option<&str>) -> Value {
+    let mut config = json!({"basic_auth_rules": [
+        {"prefix": "/", "request_methods": ["*"], "credentials": [sha_user()]}
+    ]});
+    if let Some(header) = forward {
+        config["forward_user_header"] = json!(header);
+    }
+    config
 }
 
 /// The committed suite CR (`manifests/components/suite`).
@@ -140,6 +184,7 @@ pub struct Floors {
     noop: PathBuf,
     headers: PathBuf,
     values: PathBuf,
+    forward: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -150,6 +195,7 @@ impl Floors {
             noop: floor::write_noop(dir.path())?,
             headers: floor::write_header_reader(dir.path())?,
             values: floor::write_value_reader(dir.path())?,
+            forward: floor::write_header_forwarder(dir.path())?,
             _dir: dir,
         })
     }

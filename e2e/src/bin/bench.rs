@@ -96,6 +96,17 @@ async fn main() -> Result<()> {
 /// The authorised GET every request-rate and instruction section sends.
 const PATH: &str = "/v1/models";
 
+/// With `BENCH_ONLY=<name>|<name>` set, those of `variants` so named in the report, in their order.
+fn only_named(variants: Vec<Variant>) -> Result<Vec<Variant>> {
+    let Ok(only) = std::env::var("BENCH_ONLY") else { return Ok(variants) };
+    let names: Vec<&str> = only.split('|').map(str::trim).collect();
+    if let Some(unknown) = names.iter().find(|n| !variants.iter().any(|v| v.name() == **n)) {
+        let known: Vec<&str> = variants.iter().map(|v| v.name()).collect();
+        bail!("BENCH_ONLY names no variant `{unknown}`; the variants: {}", known.join(" | "));
+    }
+    Ok(variants.into_iter().filter(|v| names.contains(&v.name())).collect())
+}
+
 /// With `BENCH_ALT_WASM` set, `variants` and the other build of basic-auth.
 fn with_alt(mut variants: Vec<Variant>) -> Vec<Variant> {
     if std::env::var_os("BENCH_ALT_WASM").is_some() {
@@ -160,8 +171,9 @@ impl Counted {
              | over passthrough | generated |\n|---|---:|---:|---:|\n",
         );
         for (variant, c) in &self.0 {
-            let _ =
-                writeln!(out, "| {} | {:.0} | {:+.0} | {:.0} |", variant.name(), c.total, c.total - base, c.generated);
+            // Passthrough is not counted when `BENCH_ONLY` leaves it out.
+            let over = if base.is_nan() { "—".to_string() } else { format!("{:+.0}", c.total - base) };
+            let _ = writeln!(out, "| {} | {:.0} | {over} | {:.0} |", variant.name(), c.total, c.generated);
         }
         out
     }
@@ -182,17 +194,22 @@ async fn instructions() -> Result<String> {
     let variants = with_alt(vec![
         Passthrough,
         NativeBasicAuth,
+        NativeBasicAuthForwarding,
         FloorNoop,
         FloorHeaders,
         FloorValues,
+        FloorForward,
         BasicAuth,
         BasicAuthSameAsNative,
+        BasicAuthSameAsNativeForwarding,
         GrpcLimits,
+        GrpcLimitsResponses,
         HostRouter,
         Chain,
         Suite,
         SuiteResponses,
     ]);
+    let variants = only_named(variants)?;
     println!("\ninstructions per request: callgrind, {requests} requests on one connection per variant, two at a time");
     let mut counted = Vec::new();
     // Two at a time: valgrind runs a process on one core.
@@ -202,7 +219,10 @@ async fn instructions() -> Result<String> {
             let gateway = variant.gateway(upstream.addr, &floors)?;
             let probe = probe.clone();
             let warm = move |listener| rates::warm_credentials(variant, listener);
-            runs.push((variant, tokio::spawn(async move { per_request(gateway, warm, &probe, 200, requests).await })));
+            runs.push((
+                variant,
+                tokio::spawn(async move { per_request(variant.name(), gateway, warm, &probe, 200, requests).await }),
+            ));
         }
         for (variant, run) in runs {
             let count = run.await??;
@@ -217,6 +237,11 @@ async fn instructions() -> Result<String> {
     }
     let counted = Counted(counted);
     let mut report = counted.table();
+    if std::env::var_os("BENCH_ONLY").is_some() {
+        // The ratios below need every variant.
+        println!("{report}");
+        return Ok(report);
+    }
     let at = |variant| counted.total(variant);
     let (native, wasm, floor) = (at(NativeBasicAuth), at(BasicAuth), at(FloorHeaders));
     let _ = writeln!(
@@ -233,6 +258,13 @@ async fn instructions() -> Result<String> {
     );
     let _ = writeln!(
         report,
+        "forwarding the user's name to the upstream: native / basic-auth with native's features {:.3}; native / \
+         the floor that reads the headers and adds one {:.3}",
+        at(NativeBasicAuthForwarding) / at(BasicAuthSameAsNativeForwarding),
+        at(NativeBasicAuthForwarding) / at(FloorForward),
+    );
+    let _ = writeln!(
+        report,
         "each plugin's own code, instructions over the header-reading floor: basic-auth {:+.0} (native's features \
          only {:+.0}), grpc-limits {:+.0}, host-router {:+.0}",
         wasm - floor,
@@ -242,14 +274,18 @@ async fn instructions() -> Result<String> {
     );
     let _ = writeln!(
         report,
-        "passthrough / suite: {:.3} (goal ≥ 0.85); passthrough / the three as filters: {:.3}",
+        "passthrough / suite: {:.3} (goal ≥ 0.85); passthrough / the three as filters: {:.3}; passthrough / the \
+         floor that reads the headers and adds one, the most a plugin that forwards the user reaches: {:.3}",
         at(Passthrough) / at(Suite),
         at(Passthrough) / at(Chain),
+        at(Passthrough) / at(FloorForward),
     );
     let _ = writeln!(
         report,
-        "the response callbacks (the `suite` image against `suite-requests`, same config): {:+.0} instructions",
+        "the response callbacks (the full image against the `-requests` one, same config): suite {:+.0} \
+         instructions, grpc-limits {:+.0}",
         at(SuiteResponses) - at(Suite),
+        at(GrpcLimitsResponses) - at(GrpcLimits),
     );
     let _ = writeln!(
         report,
