@@ -96,9 +96,10 @@ async fn main() -> Result<()> {
 /// The authorised GET every request-rate and instruction section sends.
 const PATH: &str = "/v1/models";
 
-/// With `BENCH_ONLY=<name>|<name>` set, those of `variants` so named in the report, in their order.
-fn only_named(variants: Vec<Variant>) -> Result<Vec<Variant>> {
-    let Ok(only) = std::env::var("BENCH_ONLY") else { return Ok(variants) };
+/// Those of `variants` that `only` (`BENCH_ONLY`: `<name>|<name>`) names as the report does, in their order; all of
+/// them without it.
+fn only_named(variants: Vec<Variant>, only: Option<&str>) -> Result<Vec<Variant>> {
+    let Some(only) = only else { return Ok(variants) };
     let names: Vec<&str> = only.split('|').map(str::trim).collect();
     if let Some(unknown) = names.iter().find(|n| !variants.iter().any(|v| v.name() == **n)) {
         let known: Vec<&str> = variants.iter().map(|v| v.name()).collect();
@@ -209,7 +210,8 @@ async fn instructions() -> Result<String> {
         Suite,
         SuiteResponses,
     ]);
-    let variants = only_named(variants)?;
+    let only = std::env::var("BENCH_ONLY").ok();
+    let variants = only_named(variants, only.as_deref())?;
     println!("\ninstructions per request: callgrind, {requests} requests on one connection per variant, two at a time");
     let mut counted = Vec::new();
     // Two at a time: valgrind runs a process on one core.
@@ -237,7 +239,7 @@ async fn instructions() -> Result<String> {
     }
     let counted = Counted(counted);
     let mut report = counted.table();
-    if std::env::var_os("BENCH_ONLY").is_some() {
+    if only.is_some() {
         // The ratios below need every variant.
         println!("{report}");
         return Ok(report);
