@@ -11,13 +11,34 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// What one request costs in one variant.
+/// What one request costs in one variant: the median of its counted windows.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct PerRequest {
     /// Every instruction Envoy's process ran, divided by the number of requests.
     pub total: f64,
     /// Of those, the ones in code V8 compiled at run time (the plugins' wasm, and its trampolines).
     pub generated: f64,
+    /// The lowest and highest `total` of the windows, for how far one window can be off.
+    pub spread: (f64, f64),
+}
+
+impl PerRequest {
+    /// The median window by total (the lower middle of an even count), with the spread of all of them.
+    fn median(mut windows: Vec<PerRequest>) -> Option<PerRequest> {
+        windows.sort_by(|a, b| a.total.total_cmp(&b.total));
+        let (low, high) = (windows.first()?.total, windows.last()?.total);
+        let middle = windows.get((windows.len() - 1) / 2)?;
+        Some(PerRequest { spread: (low, high), ..*middle })
+    }
+}
+
+/// How a variant is counted: `warmup` requests so V8 has compiled what it will, then `windows` windows of
+/// `requests` requests each, counted one by one, in the same Envoy.
+#[derive(Debug, Clone, Copy)]
+pub struct Counting {
+    pub warmup: usize,
+    pub requests: usize,
+    pub windows: usize,
 }
 
 /// The request sent again and again over one keep-alive connection.
@@ -28,17 +49,18 @@ pub struct Probe {
 }
 
 /// Starts `gateway` under callgrind, lets `warm` prepare it (its one-time costs, such as a bcrypt verification,
-/// stay out of the count), sends `warmup` requests so V8 has compiled what it will, then counts `requests`. With
-/// `BENCH_KEEP_DUMPS=<dir>`, callgrind's dump is kept there as `<label>.callgrind`.
+/// stay out of the count), warms it up and counts its windows ([`Counting`]). The count is the median window:
+/// a window now and then costs a few thousand instructions per request more (timers, replies split across
+/// reads), and the median leaves such a window out. With `BENCH_KEEP_DUMPS=<dir>`, the median window's callgrind
+/// dump is kept there as `<label>.callgrind`.
 pub async fn per_request<F: Future<Output = Result<()>>>(
     label: &str,
     gateway: Gateway,
     warm: impl FnOnce(SocketAddr) -> F,
     probe: &Probe,
-    warmup: usize,
-    requests: usize,
+    counting: Counting,
 ) -> Result<PerRequest> {
-    ensure!(requests > 0, "count at least one request");
+    ensure!(counting.requests > 0 && counting.windows > 0, "count at least one window of one request");
     let dir = tempfile::tempdir()?;
     let out = dir.path().join("callgrind.out");
     let envoy = gateway
@@ -58,21 +80,29 @@ pub async fn per_request<F: Future<Output = Result<()>>>(
         .await
         .context("starting Envoy under valgrind (make setup installs it)")?;
     warm(envoy.listener).await?;
-    send(envoy.listener, probe, warmup).await?;
-    control(&envoy, "-z")?;
-    send(envoy.listener, probe, requests).await?;
-    control(&envoy, "-d")?;
-    let dump = finished_dump(dir.path()).await?;
-    if let Some(keep) = std::env::var_os("BENCH_KEEP_DUMPS") {
-        let kept = Path::new(&keep).join(format!("{}.callgrind", file_name(label)));
-        std::fs::write(&kept, &dump).with_context(|| format!("keeping the dump as {}", kept.display()))?;
+    send(envoy.listener, probe, counting.warmup).await?;
+    let mut windows = Vec::with_capacity(counting.windows);
+    let mut seen = 0;
+    for _ in 0..counting.windows {
+        control(&envoy, "-z")?;
+        send(envoy.listener, probe, counting.requests).await?;
+        control(&envoy, "-d")?;
+        let (number, dump) = finished_dump(dir.path(), seen).await?;
+        seen = number;
+        let counts = parse_dump(&dump)?;
+        let requests = counting.requests as f64;
+        let (total, generated) = (counts.total as f64 / requests, counts.generated as f64 / requests);
+        windows.push((PerRequest { total, generated, spread: (total, total) }, dump));
     }
-    let counts = parse_dump(&dump)?;
     drop(envoy);
-    Ok(PerRequest {
-        total: counts.total as f64 / requests as f64,
-        generated: counts.generated as f64 / requests as f64,
-    })
+    let median = PerRequest::median(windows.iter().map(|(count, _)| *count).collect()).context("no window")?;
+    if let Some(keep) = std::env::var_os("BENCH_KEEP_DUMPS") {
+        let dump = windows.iter().find(|(count, _)| count.total == median.total).map(|(_, dump)| dump);
+        let kept = Path::new(&keep).join(format!("{}.callgrind", file_name(label)));
+        std::fs::write(&kept, dump.context("the median window's dump")?)
+            .with_context(|| format!("keeping the dump as {}", kept.display()))?;
+    }
+    Ok(median)
 }
 
 /// `label` as a file name: letters and digits kept, every run of anything else one `-`.
@@ -120,20 +150,21 @@ fn control(envoy: &Envoy, flag: &str) -> Result<()> {
     Ok(())
 }
 
-/// The text of the dump `callgrind_control -d` wrote (`<out-file>.<n>`), once callgrind has finished it.
-async fn finished_dump(dir: &Path) -> Result<String> {
+/// The number and text of the newest dump `callgrind_control -d` wrote (`<out-file>.<n>`, numbered from 1), once
+/// callgrind has finished it; only a dump numbered above `seen` (the one before) will do.
+async fn finished_dump(dir: &Path, seen: u32) -> Result<(u32, String)> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
-        let mut dumps: Vec<PathBuf> = std::fs::read_dir(dir)?
+        let newest: Option<(u32, PathBuf)> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e.to_str().is_some_and(|e| e.parse::<u32>().is_ok())))
-            .collect();
-        dumps.sort();
+            .filter_map(|p| Some((p.extension()?.to_str()?.parse::<u32>().ok()?, p)))
+            .max();
         // A dump is complete once callgrind has written its closing `totals:` line.
-        if let Some(text) = dumps.pop().and_then(|last| std::fs::read_to_string(last).ok())
+        if let Some((number, path)) = newest.filter(|(number, _)| *number > seen)
+            && let Ok(text) = std::fs::read_to_string(path)
             && text.lines().any(|l| l.starts_with("totals:"))
         {
-            return Ok(text);
+            return Ok((number, text));
         }
         if std::time::Instant::now() > deadline {
             bail!("callgrind wrote no dump into {}", dir.display());
@@ -221,5 +252,33 @@ totals: 1015
     #[test]
     fn a_dump_without_totals_is_an_error() {
         assert!(parse_dump("events: Ir\nob=???\n0x2e7d9e747058 7\n").is_err());
+    }
+
+    #[test]
+    fn the_count_is_the_median_window_with_the_spread_of_all() {
+        let window = |total, generated| PerRequest { total, generated, spread: (total, total) };
+        let windows = vec![window(210.0, 5.0), window(204.0, 4.0), window(230.0, 6.0), window(205.0, 5.5)];
+        // Of an even count, the lower middle: a window that cost more is what the median leaves out.
+        assert_eq!(
+            PerRequest::median(windows),
+            Some(PerRequest { total: 205.0, generated: 5.5, spread: (204.0, 230.0) })
+        );
+        assert_eq!(
+            PerRequest::median(vec![window(7.0, 1.0)]),
+            Some(PerRequest { total: 7.0, generated: 1.0, spread: (7.0, 7.0) })
+        );
+        assert_eq!(PerRequest::median(Vec::new()), None);
+    }
+
+    #[tokio::test]
+    async fn the_newest_finished_dump_after_the_last_one_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |n: u32, text: &str| std::fs::write(dir.path().join(format!("callgrind.out.{n}")), text).unwrap();
+        write(9, "totals: 9\n");
+        write(10, "totals: 10\n");
+        // By number: as text, 9 would sort after 10.
+        assert_eq!(finished_dump(dir.path(), 0).await.unwrap(), (10, "totals: 10\n".to_string()));
+        write(11, "totals: 11\n");
+        assert_eq!(finished_dump(dir.path(), 10).await.unwrap(), (11, "totals: 11\n".to_string()));
     }
 }

@@ -6,7 +6,7 @@
 use anyhow::{Result, bail};
 use std::fmt::Write as _;
 use std::str::FromStr;
-use wasmgate_e2e::bench::instructions::{PerRequest, Probe, per_request};
+use wasmgate_e2e::bench::instructions::{Counting, PerRequest, Probe, per_request};
 use wasmgate_e2e::bench::rates::{self, Check, Rates, Request};
 use wasmgate_e2e::bench::variant::{Floors, Variant};
 use wasmgate_e2e::bench::{env_or, flood, inference, payload, plot};
@@ -166,15 +166,23 @@ impl Counted {
         let base = self.total(Variant::Passthrough);
         let mut out = String::from(
             "\n## Instructions per request (callgrind): basic-auth, each plugin, the chain, the suite\n\nEnvoy's whole \
-             process, counted by callgrind over one keep-alive connection after a warm-up: the same from run to run \
-             within 1-2 % (how the upstream's replies fall into reads varies), and exactly so for the generated code. \
-             \"Generated\" is code V8 compiled at run time: the plugin's own wasm.\n\n| variant | instructions/request \
-             | over passthrough | generated |\n|---|---:|---:|---:|\n",
+             process, counted by callgrind over one keep-alive connection after a warm-up, the median of the counted \
+             windows (their lowest and highest in the last column): the same from run to run within 1-2 % (timers, \
+             how the upstream's replies fall into reads), and exactly so for the generated code. \"Generated\" is \
+             code V8 compiled at run time: the plugin's own wasm.\n\n| variant | instructions/request | over \
+             passthrough | generated | windows |\n|---|---:|---:|---:|---:|\n",
         );
         for (variant, c) in &self.0 {
             // Passthrough is not counted when `BENCH_ONLY` leaves it out.
             let over = if base.is_nan() { "—".to_string() } else { format!("{:+.0}", c.total - base) };
-            let _ = writeln!(out, "| {} | {:.0} | {over} | {:.0} |", variant.name(), c.total, c.generated);
+            let (low, high) = c.spread;
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {over} | {:.0} | {low:.0}-{high:.0} |",
+                variant.name(),
+                c.total,
+                c.generated
+            );
         }
         out
     }
@@ -191,7 +199,8 @@ async fn instructions() -> Result<String> {
         path: PATH.into(),
         headers: vec![("host".into(), HOST.into()), ("authorization".into(), authorization())],
     };
-    let requests: usize = env_or("BENCH_REQUESTS", 1000);
+    let counting =
+        Counting { warmup: 200, requests: env_or("BENCH_REQUESTS", 1000), windows: env_or("BENCH_WINDOWS", 5) };
     let variants = with_alt(vec![
         Passthrough,
         NativeBasicAuth,
@@ -212,7 +221,11 @@ async fn instructions() -> Result<String> {
     ]);
     let only = std::env::var("BENCH_ONLY").ok();
     let variants = only_named(variants, only.as_deref())?;
-    println!("\ninstructions per request: callgrind, {requests} requests on one connection per variant, two at a time");
+    println!(
+        "\ninstructions per request: callgrind, the median of {} windows of {} requests on one connection per \
+         variant, two variants at a time",
+        counting.windows, counting.requests
+    );
     let mut counted = Vec::new();
     // Two at a time: valgrind runs a process on one core.
     for pair in variants.chunks(2) {
@@ -223,16 +236,18 @@ async fn instructions() -> Result<String> {
             let warm = move |listener| rates::warm_credentials(variant, listener);
             runs.push((
                 variant,
-                tokio::spawn(async move { per_request(variant.name(), gateway, warm, &probe, 200, requests).await }),
+                tokio::spawn(async move { per_request(variant.name(), gateway, warm, &probe, counting).await }),
             ));
         }
         for (variant, run) in runs {
             let count = run.await??;
             println!(
-                "{:<44} {:>9.0} instructions/request ({:.0} in V8-generated code)",
+                "{:<44} {:>9.0} instructions/request ({:.0} in V8-generated code; windows {:.0}-{:.0})",
                 variant.name(),
                 count.total,
-                count.generated
+                count.generated,
+                count.spread.0,
+                count.spread.1
             );
             counted.push((variant, count));
         }
