@@ -3,8 +3,8 @@
 //! string; and the check that a policy's decision does not depend on how the request is read.
 
 use crate::host_match::BadAuthority;
-use crate::path_match::other_readings;
-use crate::{Denial, GrpcStatus, HostPattern, normalize_host, path_without_query};
+use crate::path_match::{may_read_otherwise, other_readings, split_path};
+use crate::{Denial, GrpcStatus, HostPattern, normalize_host};
 use std::borrow::Cow;
 use std::cell::OnceCell;
 
@@ -14,6 +14,8 @@ pub struct RequestLine<'a> {
     host: OnceCell<Result<Cow<'a, str>, BadAuthority>>,
     pub path: &'a str,
     pub method: &'a str,
+    /// Whether `path` holds anything another reading can come from (else there is nothing to check).
+    may_read_otherwise: bool,
 }
 
 /// Why a request cannot be decided on: a policy answers it with 400 instead of choosing a reading.
@@ -43,7 +45,8 @@ impl Unreadable {
 
 impl<'a> RequestLine<'a> {
     pub fn new(authority: &'a str, path: &'a str, method: &'a str) -> Self {
-        Self { authority, host: OnceCell::new(), path: path_without_query(path), method }
+        let (path, may_read_otherwise) = split_path(path);
+        Self { authority, host: OnceCell::new(), path, method, may_read_otherwise }
     }
 
     /// The host, or why the authority is not one.
@@ -61,7 +64,13 @@ impl<'a> RequestLine<'a> {
     pub fn with_path<'b>(&'b self, path: &'b str) -> RequestLine<'b> {
         // The host once read is kept (rebuilt, since a cell does not shorten its lifetime).
         let host = self.host.get().map_or_else(OnceCell::new, |host| OnceCell::from(host.clone()));
-        RequestLine { authority: self.authority, host, path, method: self.method }
+        RequestLine {
+            authority: self.authority,
+            host,
+            path,
+            method: self.method,
+            may_read_otherwise: may_read_otherwise(path),
+        }
     }
 
     /// Checks that the request reads one way only before a policy decides on it: with `host_scoped` (the
@@ -75,6 +84,9 @@ impl<'a> RequestLine<'a> {
     ) -> Result<(), Unreadable> {
         if host_scoped && let Err(why) = self.host() {
             return Err(Unreadable::Host(*why));
+        }
+        if !self.may_read_otherwise {
+            return Ok(());
         }
         for reading in other_readings(self.path) {
             if !same_decision(self, &self.with_path(&reading)) {
