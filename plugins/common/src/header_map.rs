@@ -36,9 +36,16 @@ pub struct HeaderMap {
     spans: Vec<Span>,
 }
 
+thread_local! {
+    /// The table of the last map dropped, for the next one: a request's map reuses it instead of allocating.
+    static SPARE_SPANS: std::cell::RefCell<Vec<Span>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl HeaderMap {
     pub fn parse(raw: Vec<u8>) -> Result<Self, BadHeaderMap> {
-        let spans = find_spans(&raw)?;
+        let mut spans = SPARE_SPANS.try_with(std::cell::RefCell::take).unwrap_or_default();
+        spans.clear();
+        find_spans_into(&raw, &mut spans)?;
         Ok(Self { raw, spans })
     }
 
@@ -62,15 +69,34 @@ fn u32_at(bytes: [u8; 4]) -> Result<usize, BadHeaderMap> {
     usize::try_from(u32::from_le_bytes(bytes)).map_err(|_| BadHeaderMap)
 }
 
-/// Every pair's place in `buf`, each checked to lie inside it and to end with its NUL.
+impl Drop for HeaderMap {
+    fn drop(&mut self) {
+        let spans = std::mem::take(&mut self.spans);
+        // `try_with`: a map dropped while the thread's locals are torn down (native tests) just frees its table.
+        let _ = SPARE_SPANS.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spans.capacity() > spare.capacity() {
+                *spare = spans;
+            }
+        });
+    }
+}
+
 fn find_spans(buf: &[u8]) -> Result<Vec<Span>, BadHeaderMap> {
+    let mut spans = Vec::new();
+    find_spans_into(buf, &mut spans)?;
+    Ok(spans)
+}
+
+/// Every pair's place in `buf`, each checked to lie inside it and to end with its NUL, appended to `spans`.
+fn find_spans_into(buf: &[u8], spans: &mut Vec<Span>) -> Result<(), BadHeaderMap> {
     let Some((count, rest)) = buf.split_first_chunk::<4>() else {
-        return if buf.is_empty() { Ok(Vec::new()) } else { Err(BadHeaderMap) };
+        return if buf.is_empty() { Ok(()) } else { Err(BadHeaderMap) };
     };
     let count = u32_at(*count)?;
     let table_len = count.checked_mul(8).ok_or(BadHeaderMap)?;
     let table = rest.get(..table_len).ok_or(BadHeaderMap)?;
-    let mut spans = Vec::with_capacity(count);
+    spans.reserve(count);
     let mut at = 4 + table_len;
     // A place runs from `at` for `len` bytes and must be followed by a NUL inside the buffer.
     let mut take = |len: usize| -> Result<(usize, usize), BadHeaderMap> {
@@ -88,7 +114,7 @@ fn find_spans(buf: &[u8]) -> Result<Vec<Span>, BadHeaderMap> {
         let value = take(u32_at(value.try_into().map_err(|_| BadHeaderMap)?)?)?;
         spans.push(Span { key, value });
     }
-    Ok(spans)
+    Ok(())
 }
 
 impl<'a> HeaderMapView<'a> {
@@ -285,6 +311,22 @@ mod tests {
         let [authority, a] = view.find([":authority", "a"]);
         assert_eq!((authority.text(), a.count), ("h".into(), 2));
         assert!(HeaderMap::parse(b"broken".to_vec()).is_err());
+    }
+
+    #[test]
+    fn a_map_parsed_after_another_was_dropped_holds_only_its_own_pairs() {
+        let long: Vec<(String, Vec<u8>)> = (0..12).map(|i| (format!("h{i}"), vec![b'v'; i])).collect();
+        let long: Vec<(&str, &[u8])> = long.iter().map(|(k, v)| (k.as_str(), v.as_slice())).collect();
+        let first = map(&long);
+        assert_eq!(pairs_of(&first), long.iter().map(|(k, v)| (k.as_bytes(), *v)).collect::<Vec<_>>());
+        drop(first);
+        // The next map takes the dropped one's table: it must read two pairs, not twelve.
+        let second = map(&[("a", b"1"), ("b", b"2")]);
+        assert_eq!(pairs_of(&second), [(&b"a"[..], &b"1"[..]), (b"b", b"2")]);
+        assert_eq!(second.view().get("h3"), None);
+        // A buffer that fails to parse leaves no half-filled table behind.
+        assert!(HeaderMap::parse(serialize(&long)[..40].to_vec()).is_err());
+        assert_eq!(pairs_of(&map(&[("c", b"3")])), [(&b"c"[..], &b"3"[..])]);
     }
 
     #[test]
