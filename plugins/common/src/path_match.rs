@@ -111,7 +111,7 @@ pub fn other_readings(path: &str) -> Vec<String> {
 
 /// Whether the path holds `%`, `\`, `;`, `//` or `/.`, the only things another reading can come from: one pass
 /// over the bytes, since nearly every request has none.
-pub(crate) fn may_read_otherwise(path: &str) -> bool {
+fn may_read_otherwise(path: &str) -> bool {
     let mut before = 0;
     for b in path.bytes() {
         if matches!(b, b'%' | b'\\' | b';') || (before == b'/' && matches!(b, b'/' | b'.')) {

@@ -3,7 +3,7 @@
 //! string; and the check that a policy's decision does not depend on how the request is read.
 
 use crate::host_match::BadAuthority;
-use crate::path_match::{may_read_otherwise, other_readings, split_path};
+use crate::path_match::{other_readings, split_path};
 use crate::{Denial, GrpcStatus, HostPattern, normalize_host};
 use std::borrow::Cow;
 use std::cell::OnceCell;
@@ -64,13 +64,9 @@ impl<'a> RequestLine<'a> {
     pub fn with_path<'b>(&'b self, path: &'b str) -> RequestLine<'b> {
         // The host once read is kept (rebuilt, since a cell does not shorten its lifetime).
         let host = self.host.get().map_or_else(OnceCell::new, |host| OnceCell::from(host.clone()));
-        RequestLine {
-            authority: self.authority,
-            host,
-            path,
-            method: self.method,
-            may_read_otherwise: may_read_otherwise(path),
-        }
+        // Not scanned: nothing checks a reading for readings of its own, and `true` only lets `other_readings`
+        // scan it should anything ever do so.
+        RequestLine { authority: self.authority, host, path, method: self.method, may_read_otherwise: true }
     }
 
     /// Checks that the request reads one way only before a policy decides on it: with `host_scoped` (the
