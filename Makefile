@@ -183,7 +183,7 @@ e2e-kind:
 
 # cargo-fuzz targets (fuzz/): each runs FUZZ_SECONDS on its own corpus plus the committed seeds. cargo-fuzz
 # passes nightly-only -Z flags (sanitizer coverage); RUSTC_BOOTSTRAP lets the stable toolchain take them.
-FUZZ_TARGETS := authorization plugin_configs grpc_frames host_path_match inference_request tf_serving_request
+FUZZ_TARGETS := authorization plugin_configs grpc_frames host_path_match inference_request tf_serving_request decode_cost
 FUZZ_SECONDS ?= 300
 fuzz:
 	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked

@@ -5,6 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
+use wasmgate_inference::budget::Limits;
 use wasmgate_inference::model::IMAGE_VALUES;
 use wasmgate_inference::proto::tensorflow::serving::{ClassificationRequest, PredictRequest};
 use wasmgate_inference::tf_tensor::{self, Signature};
@@ -18,7 +19,9 @@ fn check(pixels: &ndarray::Array2<f32>) {
 fuzz_target!(|bytes: &[u8]| {
     if let Ok(request) = PredictRequest::decode(bytes) {
         for signature in [Signature::Predict, Signature::Classify] {
-            if let Ok((pixels, outputs)) = tf_tensor::decode_predict(signature, &request.inputs, &request.output_filter)
+            let mut budget = Limits::default().input(bytes.len());
+            if let Ok((pixels, outputs)) =
+                tf_tensor::decode_predict(signature, &request.inputs, &request.output_filter, &mut budget)
             {
                 check(&pixels);
                 assert!(!outputs.is_empty());
@@ -26,7 +29,8 @@ fuzz_target!(|bytes: &[u8]| {
         }
     }
     if let Ok(request) = ClassificationRequest::decode(bytes) {
-        if let Ok(pixels) = tf_tensor::decode_classify(request.input.as_ref().and_then(|i| i.kind.as_ref())) {
+        let kind = request.input.as_ref().and_then(|i| i.kind.as_ref());
+        if let Ok(pixels) = tf_tensor::decode_classify(kind, &mut Limits::default().input(bytes.len())) {
             check(&pixels);
         }
     }

@@ -2,26 +2,47 @@
 //! web page, the `classify` command and the `encoded_images` input of ModelInfer share, so a photo gets the same
 //! answer whichever way it comes in.
 //!
-//! The bytes are untrusted: the decoder is bounded in dimensions and memory before it allocates, so a small file
-//! that claims a huge picture (a decompression bomb) is refused instead of taking the server's memory.
+//! The bytes are untrusted. An image's header declares its size and colour type, and so what decoding it will
+//! allocate and how long it will take: [`inspect`] reads only the header, so a request's images are held to its
+//! budget ([`crate::budget`]) before any is decoded. An 8 KB palette PNG can declare 8192×8192 pixels (256 MiB
+//! decoded): it is refused unless the call can afford it. The decoder is also capped at the declared size.
 
 use crate::model::{IMAGE_SHAPE, IMAGE_VALUES};
 use crate::tensor::{InputError, invalid};
 use image::imageops::FilterType;
-use image::{ImageFormat, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use std::io::Cursor;
 
 /// Larger than any phone camera's picture, small enough that a decode is bounded (8192² RGBA is 256 MiB).
 pub const MAX_SIDE: u32 = 8192;
-/// Encoded images one request may carry: each decode can take up to a second of a core.
+/// Encoded images one request may carry.
 pub const MAX_BATCH: usize = 64;
 
-/// Decodes one PNG or JPEG and resizes it to 64×64 RGB (bilinear, like the reference's data set was made);
-/// `name` says which one in errors.
-pub fn to_pixels(bytes: &[u8], name: &str) -> Result<Vec<u8>, InputError> {
+/// An image whose header has been read and found to be PNG or JPEG within [`MAX_SIDE`].
+#[derive(Debug)]
+pub struct Encoded<'a> {
+    bytes: &'a [u8],
+    name: String,
+    format: ImageFormat,
+    width: u32,
+    height: u32,
+    bytes_per_pixel: u8,
+}
+
+/// Reads the header of `bytes` (`name` says which image in errors); decodes nothing.
+pub fn inspect(bytes: &[u8], name: String) -> Result<Encoded<'_>, InputError> {
+    let reader = reader(bytes, &name)?;
+    let format = reader.format().ok_or_else(|| InputError::new(format!("{name} is neither PNG nor JPEG")))?;
+    let decoder = reader.into_decoder().map_err(|e| InputError::new(format!("{name}: cannot read it: {e}")))?;
+    let (width, height) = decoder.dimensions();
+    let bytes_per_pixel = decoder.color_type().bytes_per_pixel();
+    Ok(Encoded { bytes, name, format, width, height, bytes_per_pixel })
+}
+
+fn reader<'a>(bytes: &'a [u8], name: &str) -> Result<ImageReader<Cursor<&'a [u8]>>, InputError> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| InputError(format!("{name}: cannot read it: {e}")))?;
+        .map_err(|e| InputError::new(format!("{name}: cannot read it: {e}")))?;
     if !matches!(reader.format(), Some(ImageFormat::Png | ImageFormat::Jpeg)) {
         return invalid(format!("{name} is neither PNG nor JPEG"));
     }
@@ -30,16 +51,53 @@ pub fn to_pixels(bytes: &[u8], name: &str) -> Result<Vec<u8>, InputError> {
     limits.max_image_height = Some(MAX_SIDE);
     limits.max_alloc = Some(u64::from(MAX_SIDE) * u64::from(MAX_SIDE) * 4);
     reader.limits(limits);
-    let image = reader.decode().map_err(|e| InputError(format!("{name}: cannot decode it as PNG or JPEG: {e}")))?;
-    let (height, width) = (IMAGE_SHAPE[0] as u32, IMAGE_SHAPE[1] as u32);
-    let image = if image.width() == width && image.height() == height {
-        image
-    } else {
-        image.resize_exact(width, height, FilterType::Triangle)
-    };
-    let pixels = image.to_rgb8().into_raw();
-    debug_assert_eq!(pixels.len(), IMAGE_VALUES);
-    Ok(pixels)
+    Ok(reader)
+}
+
+impl Encoded<'_> {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The declared pixels.
+    pub fn pixels(&self) -> u64 {
+        u64::from(self.width) * u64::from(self.height)
+    }
+
+    /// What decoding and resizing it allocates at most: the picture at its declared colour type (a JPEG's
+    /// decoder holds a second copy while it converts colours), and the resize's intermediate rows (the
+    /// picture's width × 64 rows of four f32s).
+    pub fn decode_bytes(&self) -> u64 {
+        let copies = if self.format == ImageFormat::Jpeg { 2 } else { 1 };
+        let picture = self.pixels() * u64::from(self.bytes_per_pixel) * copies;
+        picture + u64::from(self.width) * IMAGE_SHAPE[0] as u64 * 16
+    }
+
+    /// Decodes it and resizes it to 64×64 RGB (bilinear, like the reference's data set was made).
+    pub fn decode(&self) -> Result<Vec<u8>, InputError> {
+        let decoder = reader(self.bytes, &self.name)?
+            .into_decoder()
+            .map_err(|e| InputError::new(format!("{}: cannot read it: {e}", self.name)))?;
+        if decoder.dimensions() != (self.width, self.height) {
+            return invalid(format!("{}: its header changed between two reads", self.name));
+        }
+        let image = DynamicImage::from_decoder(decoder)
+            .map_err(|e| InputError::new(format!("{}: cannot decode it as PNG or JPEG: {e}", self.name)))?;
+        let (height, width) = (IMAGE_SHAPE[0] as u32, IMAGE_SHAPE[1] as u32);
+        let image = if image.width() == width && image.height() == height {
+            image
+        } else {
+            image.resize_exact(width, height, FilterType::Triangle)
+        };
+        let pixels = image.to_rgb8().into_raw();
+        debug_assert_eq!(pixels.len(), IMAGE_VALUES);
+        Ok(pixels)
+    }
+}
+
+/// Decodes one PNG or JPEG from a trusted source (a local file) into the model's 64×64×3 input.
+pub fn to_pixels(bytes: &[u8], name: &str) -> Result<Vec<u8>, InputError> {
+    inspect(bytes, name.to_owned())?.decode()
 }
 
 #[cfg(test)]
@@ -71,14 +129,22 @@ mod tests {
     }
 
     #[test]
+    fn the_header_tells_the_cost_before_decoding() {
+        let bytes = png(640, 480, |_, _| [1, 2, 3]);
+        let image = inspect(&bytes, "photo".into()).unwrap();
+        assert_eq!(image.pixels(), 640 * 480);
+        assert_eq!(image.decode_bytes(), 640 * 480 * 3 + 640 * 64 * 16);
+    }
+
+    #[test]
     fn garbage_and_bombs_are_refused_with_the_name() {
-        let error = to_pixels(b"not an image at all", "upload.png").unwrap_err().0;
+        let error = to_pixels(b"not an image at all", "upload.png").unwrap_err().to_string();
         assert_eq!(error, "upload.png is neither PNG nor JPEG");
         // A PNG header claiming 100000×100000 pixels: refused from the header, before any allocation.
         let mut bomb = png(1, 1, |_, _| [0, 0, 0]);
         bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
         bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
-        let error = to_pixels(&bomb, "bomb.png").unwrap_err().0;
-        assert!(error.starts_with("bomb.png: cannot decode it"), "{error}");
+        let error = to_pixels(&bomb, "bomb.png").unwrap_err().to_string();
+        assert!(error.starts_with("bomb.png: cannot read it"), "{error}");
     }
 }

@@ -5,15 +5,20 @@
 extern crate blas_src;
 
 pub mod blas;
+pub mod budget;
 pub mod data;
+pub mod echo;
 pub mod encoded;
 pub mod model;
 pub mod proto;
 pub mod tensor;
 pub mod tf_tensor;
+pub mod wire_cost;
 
 #[cfg(feature = "app")]
 pub mod client;
+#[cfg(feature = "app")]
+pub mod codec;
 #[cfg(feature = "app")]
 pub mod page;
 #[cfg(feature = "app")]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wasmgate_common::size::ByteSize;
+use wasmgate_inference::budget::Limits;
 use wasmgate_inference::client::{Api, Images, Target};
 use wasmgate_inference::model::{DEFAULT_SIZES, GradientDescent, Solver};
 use wasmgate_inference::model::{label, weights};
@@ -57,6 +58,10 @@ enum Command {
         /// Largest request or response message (e.g. 128Mi, 200MB).
         #[arg(long, default_value = "128Mi", value_parser = parse_size)]
         max_message_size: usize,
+        /// What decoding one call may allocate beyond a small multiple of its message (protobuf structures,
+        /// pixels, decoded images), each stage; more is refused with RESOURCE_EXHAUSTED before it is allocated.
+        #[arg(long, default_value = "64Mi", value_parser = parse_size)]
+        max_decoded_bytes: usize,
         /// HTTP/2 receive window per call: how much of a large request may be in flight before the server
         /// asks for more.
         #[arg(long, default_value = "16Mi", value_parser = parse_u32_size)]
@@ -168,6 +173,7 @@ fn run(cli: Cli) -> Result<()> {
             listen,
             model,
             max_message_size,
+            max_decoded_bytes,
             http2_stream_window,
             http2_connection_window,
             http2_max_frame,
@@ -185,14 +191,20 @@ fn run(cli: Cli) -> Result<()> {
             http2.validate().map_err(anyhow::Error::msg)?;
             let saved = weights::load(&model, Some(&DEFAULT_SIZES))
                 .with_context(|| format!("loading the model from {}", model.display()))?;
-            let service = ModelService::new(saved.network).map_err(anyhow::Error::msg)?;
+            let limits = Limits { max_decoded_bytes: max_decoded_bytes as u64 };
+            let service = ModelService::new(saved.network).map_err(anyhow::Error::msg)?.with_limits(limits);
             let stats = service.stats();
             let runtime = tokio::runtime::Runtime::new()?;
             runtime.block_on(async {
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .with_context(|| format!("listening on {listen}"))?;
-                tracing::info!(address = %listener.local_addr()?, model = %model.display(), max_message_size, "serving");
+                let listener =
+                    tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+                tracing::info!(
+                    address = %listener.local_addr()?,
+                    model = %model.display(),
+                    max_message_size,
+                    max_decoded_bytes,
+                    "serving"
+                );
                 let options = ServerOptions {
                     max_message_bytes: max_message_size,
                     http2,

@@ -30,7 +30,8 @@ pub struct PostOnly<S> {
 /// The answer to a request whose method is not POST.
 pub fn refusal<B: Default>(method: &Method) -> Response<B> {
     // A method that is not a token cannot come through hyper; the message stays ASCII either way.
-    let message = format!("gRPC requires POST; got {}", method.as_str().escape_default());
+    let message =
+        format!("gRPC requires POST; got {}", crate::echo::text(method.as_str()).to_string().escape_default());
     let mut response = Response::new(B::default());
     *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
     let headers = response.headers_mut();
@@ -59,7 +60,11 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         if request.method() != Method::POST {
-            tracing::info!(method = %request.method(), path = %request.uri().path(), "refused: gRPC requires POST");
+            tracing::info!(
+                method = %crate::echo::text(request.method().as_str()),
+                path = %crate::echo::text(request.uri().path()),
+                "refused: gRPC requires POST"
+            );
             let response = refusal(request.method());
             return Box::pin(async move { Ok(response) });
         }

@@ -20,6 +20,5 @@ pub mod tensorflow {
     }
 }
 
-/// The encoded descriptors server reflection serves.
-#[cfg(feature = "app")]
+/// The encoded descriptors server reflection serves, and the decode cost's schema ([`crate::wire_cost`]).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/inference_descriptor.bin"));

@@ -2,6 +2,7 @@
 //! on one port, with a bounded message size, POST only (see [`crate::post_only`]) and graceful shutdown; gRPC-Web
 //! for browsers and the web page ([`crate::page`]) beside them.
 
+use crate::echo;
 use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
 use crate::proto::{self, grpc_inference_service_server::GrpcInferenceServiceServer};
@@ -93,6 +94,8 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     options.http2.validate().map_err(anyhow::Error::msg)?;
     crate::blas::single_threaded_unless_configured();
+    // The generated services build their codec with `Default`: the decode limits are the process's.
+    crate::codec::configure(service.limits());
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<GrpcInferenceServiceServer<ModelService>>().await;
     health.set_serving::<PredictionServiceServer<TfServing>>().await;
@@ -143,7 +146,7 @@ pub async fn serve(
         // followed from the gateway's log to the model's.
         .trace_fn(move |request| {
             let user = request.headers().get(user_header.as_str()).and_then(|v| v.to_str().ok()).unwrap_or_default();
-            tracing::info_span!("call", method = request.uri().path(), user)
+            tracing::info_span!("call", method = %echo::text(request.uri().path()), user = %echo::text(user))
         })
         .add_routes(routes)
         .serve_with_incoming_shutdown(incoming(listener), shutdown)

@@ -1,12 +1,15 @@
 //! `inference.GRPCInferenceService` for the cat / non-cat model, and the model's run shared with
 //! [`crate::tf_serving`].
 
+use crate::budget::{Budget, Limits};
+use crate::echo;
 use crate::model::{DEFAULT_SIZES, IMAGE_SHAPE, Network};
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::model_metadata_response::TensorMetadata;
 use crate::proto::*;
 use crate::tensor::{self, INPUT, InputError, LABELS, PROBABILITIES};
 use ndarray::Array2;
+use prost::Message;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -57,6 +60,7 @@ pub struct StatsSnapshot {
 pub struct ModelService {
     network: Arc<Network<f32>>,
     stats: Arc<Stats>,
+    limits: Limits,
 }
 
 impl ModelService {
@@ -69,24 +73,35 @@ impl ModelService {
                 DEFAULT_SIZES[0]
             ));
         }
-        Ok(Self { network: Arc::new(network), stats: Arc::default() })
+        Ok(Self { network: Arc::new(network), stats: Arc::default(), limits: Limits::default() })
+    }
+
+    /// The same service, decoding each call within `limits`.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        Self { limits, ..self }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     pub fn stats(&self) -> Arc<Stats> {
         Arc::clone(&self.stats)
     }
 
-    /// Decodes a request and runs the model on it, both off the async workers (they are CPU work), counting the
-    /// call in [`Stats`] whatever API it came through. The outer error is the task's failure; the inner one the
-    /// input's, for the caller to answer in its API's terms.
+    /// Decodes a request of `message_bytes` within its input budget and runs the model on it, both off the async
+    /// workers (they are CPU work), counting the call in [`Stats`] whatever API it came through. The outer error is
+    /// the task's failure; the inner one the input's, for the caller to answer in its API's terms.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
-        decode: impl FnOnce() -> Result<(Array2<f32>, T), InputError> + Send + 'static,
+        message_bytes: usize,
+        decode: impl FnOnce(&mut Budget) -> Result<(Array2<f32>, T), InputError> + Send + 'static,
     ) -> Result<Result<(Vec<f32>, T), InputError>, Status> {
         let _in_flight = InFlight::enter(&self.stats);
         let network = Arc::clone(&self.network);
+        let mut budget = self.limits.input(message_bytes);
         let answer = tokio::task::spawn_blocking(move || {
-            let (pixels, rest) = decode()?;
+            let (pixels, rest) = decode(&mut budget)?;
             Ok((network.predict(pixels.view()).to_vec(), rest))
         })
         .await
@@ -111,15 +126,30 @@ impl ModelService {
     fn check_model(&self, name: &str, version: &str) -> Result<(), Status> {
         if name != MODEL_NAME {
             self.stats.not_found.fetch_add(1, Ordering::Relaxed);
-            return Err(Status::not_found(format!("unknown model `{name}`; this server serves `{MODEL_NAME}`")));
+            return Err(Status::not_found(format!(
+                "unknown model `{}`; this server serves `{MODEL_NAME}`",
+                echo::text(name)
+            )));
         }
         if !version.is_empty() && version != MODEL_VERSION {
             self.stats.not_found.fetch_add(1, Ordering::Relaxed);
             return Err(Status::not_found(format!(
-                "model `{MODEL_NAME}` has no version `{version}` (only `{MODEL_VERSION}`)"
+                "model `{MODEL_NAME}` has no version `{}` (only `{MODEL_VERSION}`)",
+                echo::text(version)
             )));
         }
         Ok(())
+    }
+}
+
+/// The status refusing a request's input: RESOURCE_EXHAUSTED when it would cost more than a call may,
+/// INVALID_ARGUMENT otherwise. The message quotes the client only in bounded prefixes ([`crate::echo`]).
+pub(crate) fn refusal(api: &str, error: &InputError) -> Status {
+    tracing::info!(api, error = %error, too_costly = error.is_too_costly(), "refused");
+    if error.is_too_costly() {
+        Status::resource_exhausted(error.to_string())
+    } else {
+        Status::invalid_argument(error.to_string())
     }
 }
 
@@ -194,21 +224,18 @@ impl GrpcInferenceService for ModelService {
         let raw_bytes: usize = request.raw_input_contents.iter().map(bytes::Bytes::len).sum();
         let id = request.id.clone();
         let answer = self
-            .run(move || {
+            .run(request.encoded_len(), move |budget| {
                 // The received tensor is dropped with `request` here, before the forward pass.
-                tensor::decode(&request).map(|batch| (batch.pixels, (batch.outputs, batch.raw_output)))
+                tensor::decode(&request, budget).map(|batch| (batch.pixels, (batch.outputs, batch.raw_output)))
             })
             .await?;
-        let (probabilities, (outputs, raw)) = match answer {
-            Ok(answer) => answer,
-            Err(e) => {
-                tracing::info!(request_id = id, error = %e, "refused ModelInfer");
-                return Err(Status::invalid_argument(e.to_string()));
-            }
-        };
+        let (probabilities, (outputs, raw)) = answer.map_err(|e| {
+            tracing::info!(request_id = %echo::text(&id), "refused ModelInfer");
+            refusal("ModelInfer", &e)
+        })?;
         self.stats.raw_input_bytes.fetch_add(raw_bytes as u64, Ordering::Relaxed);
         tracing::info!(
-            request_id = id,
+            request_id = %echo::text(&id),
             images = probabilities.len(),
             raw_bytes,
             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,

@@ -4,11 +4,12 @@
 //!
 //! Everything here runs on untrusted input: sizes are checked with overflow in mind before anything is allocated.
 
-use crate::encoded;
+use crate::budget::Budget;
 use crate::model::{IMAGE_SHAPE, IMAGE_VALUES, label};
 use crate::proto::model_infer_request::InferInputTensor;
 use crate::proto::model_infer_response::InferOutputTensor;
 use crate::proto::{InferTensorContents, ModelInferRequest};
+use crate::{echo, encoded};
 use bytes::{Bytes, BytesMut};
 use ndarray::Array2;
 
@@ -20,13 +21,32 @@ pub const PROBABILITIES: &str = "probabilities";
 pub const LABELS: &str = "labels";
 pub const OUTPUTS: [&str; 2] = [PROBABILITIES, LABELS];
 
-/// Why a request's input cannot be used; the message goes back to the client as INVALID_ARGUMENT.
+/// Why a request's input cannot be used; the message goes back to the client: INVALID_ARGUMENT for input that is
+/// wrong, RESOURCE_EXHAUSTED for input that would cost more than a call may (see [`crate::budget`]).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{0}")]
-pub struct InputError(pub(crate) String);
+#[error("{message}")]
+pub struct InputError {
+    message: String,
+    too_costly: bool,
+}
+
+impl InputError {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
+        Self { message: message.into(), too_costly: false }
+    }
+
+    pub(crate) fn too_costly(message: impl Into<String>) -> Self {
+        Self { message: message.into(), too_costly: true }
+    }
+
+    /// Whether the input was refused for what it would cost rather than for what it is.
+    pub fn is_too_costly(&self) -> bool {
+        self.too_costly
+    }
+}
 
 pub(crate) fn invalid<T>(message: impl Into<String>) -> Result<T, InputError> {
-    Err(InputError(message.into()))
+    Err(InputError::new(message))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +62,10 @@ impl Datatype {
         match text {
             "UINT8" => Ok(Self::Uint8),
             "FP32" => Ok(Self::Fp32),
-            other => invalid(format!("input `{INPUT}` has datatype `{other}`; send UINT8 (0-255) or FP32 (0.0-1.0)")),
+            other => invalid(format!(
+                "input `{INPUT}` has datatype `{}`; send UINT8 (0-255) or FP32 (0.0-1.0)",
+                echo::text(other)
+            )),
         }
     }
 
@@ -62,30 +85,33 @@ pub struct Batch {
     pub outputs: Vec<&'static str>,
 }
 
-pub fn decode(request: &ModelInferRequest) -> Result<Batch, InputError> {
+/// The request's images, each allocation charged to `budget` before it is made.
+pub fn decode(request: &ModelInferRequest, budget: &mut Budget) -> Result<Batch, InputError> {
     let input = match request.inputs.as_slice() {
         [only] if only.name == INPUT || only.name == ENCODED_INPUT => only,
         [only] => {
             return invalid(format!(
                 "unknown input `{}`; this model takes `{INPUT}` (UINT8 or FP32 [N, 64, 64, 3]) or `{ENCODED_INPUT}` \
                  (BYTES [N], PNG or JPEG files)",
-                only.name
+                echo::text(&only.name)
             ));
         }
         inputs => return invalid(format!("this model takes exactly one input (`{INPUT}`), got {}", inputs.len())),
     };
     if input.name == ENCODED_INPUT {
         let outputs = requested_outputs(request)?;
-        let (count, pixels) = encoded_pixels(input, &request.raw_input_contents)?;
+        let (count, pixels) = encoded_pixels(input, &request.raw_input_contents, budget)?;
         let pixels = Array2::from_shape_vec((count, IMAGE_VALUES), pixels)
-            .map_err(|e| InputError(format!("cannot arrange the input as [{count}, {IMAGE_VALUES}]: {e}")))?;
+            .map_err(|e| InputError::new(format!("cannot arrange the input as [{count}, {IMAGE_VALUES}]: {e}")))?;
         return Ok(Batch { pixels, raw_output: !request.raw_input_contents.is_empty(), outputs });
     }
     let datatype = Datatype::parse(&input.datatype)?;
     let count = batch_size(input)?;
-    let values =
-        count.checked_mul(IMAGE_VALUES).ok_or_else(|| InputError(format!("a batch of {count} images is too large")))?;
+    let values = count
+        .checked_mul(IMAGE_VALUES)
+        .ok_or_else(|| InputError::new(format!("a batch of {count} images is too large")))?;
     let outputs = requested_outputs(request)?;
+    charge_pixels(budget, count)?;
     let pixels = match request.raw_input_contents.as_slice() {
         [] => typed(input, datatype, values)?,
         [raw] => {
@@ -97,7 +123,7 @@ pub fn decode(request: &ModelInferRequest) -> Result<Batch, InputError> {
         many => return invalid(format!("raw_input_contents has {} entries for 1 input", many.len())),
     };
     let pixels = Array2::from_shape_vec((count, IMAGE_VALUES), pixels)
-        .map_err(|e| InputError(format!("cannot arrange the input as [{count}, {IMAGE_VALUES}]: {e}")))?;
+        .map_err(|e| InputError::new(format!("cannot arrange the input as [{count}, {IMAGE_VALUES}]: {e}")))?;
     Ok(Batch { pixels, raw_output: !request.raw_input_contents.is_empty(), outputs })
 }
 
@@ -108,27 +134,33 @@ fn batch_size(input: &InferInputTensor) -> Result<usize, InputError> {
         [n, rest @ ..] if rest.iter().map(|&d| usize::try_from(d).ok()).eq(IMAGE_SHAPE.iter().map(|&d| Some(d))) => {
             match usize::try_from(*n) {
                 Ok(n) if n > 0 => Ok(n),
-                _ => invalid(format!("batch size {n} in shape {:?}: must be at least 1", input.shape)),
+                _ => invalid(format!("batch size {n} in shape {}: must be at least 1", echo::list(&input.shape))),
             }
         }
-        other => invalid(format!("input `{INPUT}` has shape {other:?}; expected {}", expected())),
+        other => invalid(format!("input `{INPUT}` has shape {}; expected {}", echo::list(other), expected())),
     }
 }
 
 /// `encoded_images`: BYTES `[N]`, 1 ≤ N ≤ [`encoded::MAX_BATCH`], each element a PNG or JPEG, in `bytes_contents`
 /// or in raw form (each element a 4-byte little-endian length, then its bytes).
-fn encoded_pixels(input: &InferInputTensor, raw: &[Bytes]) -> Result<(usize, Vec<f32>), InputError> {
+///
+/// Every image's header is read first, and the whole batch's decoding charged to `budget`, before any is decoded.
+fn encoded_pixels(
+    input: &InferInputTensor,
+    raw: &[Bytes],
+    budget: &mut Budget,
+) -> Result<(usize, Vec<f32>), InputError> {
     if input.datatype != "BYTES" {
-        return invalid(format!("input `{ENCODED_INPUT}` has datatype `{}`; send BYTES", input.datatype));
+        return invalid(format!("input `{ENCODED_INPUT}` has datatype `{}`; send BYTES", echo::text(&input.datatype)));
     }
     let count = match input.shape.as_slice() {
         [n] => usize::try_from(*n).ok().filter(|n| (1..=encoded::MAX_BATCH).contains(n)),
         _ => None,
     }
     .ok_or_else(|| {
-        InputError(format!(
-            "input `{ENCODED_INPUT}` has shape {:?}; expected [N] with 1 <= N <= {}",
-            input.shape,
+        InputError::new(format!(
+            "input `{ENCODED_INPUT}` has shape {}; expected [N] with 1 <= N <= {}",
+            echo::list(&input.shape),
             encoded::MAX_BATCH
         ))
     })?;
@@ -138,9 +170,20 @@ fn encoded_pixels(input: &InferInputTensor, raw: &[Bytes]) -> Result<(usize, Vec
         many => return invalid(format!("raw_input_contents has {} entries for 1 input", many.len())),
     };
     check_count(files.len(), count, ENCODED_INPUT)?;
+    let images = files
+        .iter()
+        .enumerate()
+        .map(|(i, file)| encoded::inspect(file, format!("{ENCODED_INPUT}[{i}]")))
+        .collect::<Result<Vec<_>, _>>()?;
+    for image in &images {
+        budget.spend(image.decode_bytes(), || {
+            format!("decoding {} ({} pixels declared by its header)", image.name(), image.pixels())
+        })?;
+    }
+    charge_pixels(budget, count)?;
     let mut pixels = Vec::with_capacity(count * IMAGE_VALUES);
-    for (i, file) in files.iter().enumerate() {
-        pixels.extend(encoded::to_pixels(file, &format!("{ENCODED_INPUT}[{i}]"))?.into_iter().map(scale_u8));
+    for image in &images {
+        pixels.extend(image.decode()?.into_iter().map(scale_u8));
     }
     Ok((count, pixels))
 }
@@ -162,6 +205,12 @@ fn split_raw_bytes(mut raw: &[u8]) -> Result<Vec<&[u8]>, InputError> {
     Ok(elements)
 }
 
+/// Charges the model's input for `count` images: 12288 f32 each.
+pub(crate) fn charge_pixels(budget: &mut Budget, count: usize) -> Result<(), InputError> {
+    let bytes = (count as u64).saturating_mul((IMAGE_VALUES * size_of::<f32>()) as u64);
+    budget.spend(bytes, || format!("a batch of {count} images as the model's input"))
+}
+
 fn requested_outputs(request: &ModelInferRequest) -> Result<Vec<&'static str>, InputError> {
     if request.outputs.is_empty() {
         return Ok(OUTPUTS.to_vec());
@@ -171,7 +220,7 @@ fn requested_outputs(request: &ModelInferRequest) -> Result<Vec<&'static str>, I
         let Some(&name) = OUTPUTS.iter().find(|&&name| name == wanted.name) else {
             return invalid(format!(
                 "unknown output `{}`; this model has `{PROBABILITIES}` and `{LABELS}`",
-                wanted.name
+                echo::text(&wanted.name)
             ));
         };
         if !outputs.contains(&name) {
@@ -187,11 +236,7 @@ fn typed(input: &InferInputTensor, datatype: Datatype, values: usize) -> Result<
         Datatype::Uint8 => {
             let data = contents.map_or(&[][..], |c| c.uint_contents.as_slice());
             check_count(data.len(), values, "uint_contents")?;
-            data.iter()
-                .map(|&v| {
-                    u8::try_from(v).map(scale_u8).map_err(|_| InputError(format!("UINT8 value {v} is above 255")))
-                })
-                .collect::<Result<Vec<_>, _>>()?
+            pixel_values(data.iter().map(|&v| i64::from(v)), values, "uint_contents")?
         }
         Datatype::Fp32 => {
             let data = contents.map_or(&[][..], |c| c.fp32_contents.as_slice());
@@ -205,7 +250,7 @@ fn typed(input: &InferInputTensor, datatype: Datatype, values: usize) -> Result<
 
 pub(crate) fn raw_pixels(raw: &Bytes, datatype: Datatype, values: usize) -> Result<Vec<f32>, InputError> {
     let expected =
-        values.checked_mul(datatype.width()).ok_or_else(|| InputError(format!("{values} values are too many")))?;
+        values.checked_mul(datatype.width()).ok_or_else(|| InputError::new(format!("{values} values are too many")))?;
     if raw.len() != expected {
         return invalid(format!(
             "raw input has {} bytes; the shape and datatype need {expected} ({values} values of {} byte(s))",
@@ -219,6 +264,21 @@ pub(crate) fn raw_pixels(raw: &Bytes, datatype: Datatype, values: usize) -> Resu
     };
     if datatype == Datatype::Fp32 {
         check_range(&pixels)?;
+    }
+    Ok(pixels)
+}
+
+/// Integer pixel values (0-255) scaled to [0, 1], into exactly `count` f32s (the charge made for them).
+pub(crate) fn pixel_values(
+    values: impl Iterator<Item = i64>,
+    count: usize,
+    field: &str,
+) -> Result<Vec<f32>, InputError> {
+    let mut pixels = Vec::with_capacity(count);
+    for v in values {
+        let pixel =
+            u8::try_from(v).map_err(|_| InputError::new(format!("{field}: {v} is not a pixel value (0-255)")))?;
+        pixels.push(scale_u8(pixel));
     }
     Ok(pixels)
 }
@@ -305,8 +365,12 @@ mod tests {
         }
     }
 
+    fn unlimited() -> Budget {
+        Budget::fixed(u64::MAX)
+    }
+
     fn error(request: &ModelInferRequest) -> String {
-        decode(request).unwrap_err().0
+        decode(request, &mut unlimited()).unwrap_err().to_string()
     }
 
     fn png_64(pixel: [u8; 3]) -> Bytes {
@@ -332,7 +396,7 @@ mod tests {
     #[test]
     fn encoded_images_are_decoded_in_both_forms() {
         let files = vec![png_64([255, 0, 0]), png_64([0, 51, 0])];
-        let batch = decode(&encoded_request(vec![2], files.clone())).unwrap();
+        let batch = decode(&encoded_request(vec![2], files.clone()), &mut unlimited()).unwrap();
         assert_eq!(batch.pixels.dim(), (2, IMAGE_VALUES));
         assert_eq!((batch.pixels[[0, 0]], batch.pixels[[0, 1]], batch.pixels[[1, 1]]), (1.0, 0.0, 0.2));
         assert!(!batch.raw_output);
@@ -344,7 +408,7 @@ mod tests {
         let mut request = encoded_request(vec![2], vec![]);
         request.inputs[0].contents = None;
         request.raw_input_contents = vec![raw.into()];
-        let from_raw = decode(&request).unwrap();
+        let from_raw = decode(&request, &mut unlimited()).unwrap();
         assert_eq!(from_raw.pixels, batch.pixels);
         assert!(from_raw.raw_output);
     }
@@ -374,7 +438,7 @@ mod tests {
         let mut bytes = vec![0u8; 2 * IMAGE_VALUES];
         bytes[1] = 255;
         bytes[IMAGE_VALUES] = 51;
-        let batch = decode(&raw_request("UINT8", 2, bytes)).unwrap();
+        let batch = decode(&raw_request("UINT8", 2, bytes), &mut unlimited()).unwrap();
         assert_eq!(batch.pixels.dim(), (2, IMAGE_VALUES));
         assert_eq!(batch.pixels[[0, 1]], 1.0);
         assert_eq!(batch.pixels[[1, 0]], 0.2);
@@ -387,7 +451,7 @@ mod tests {
         let mut values = vec![0.5f32; IMAGE_VALUES];
         values[7] = 0.25;
         let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let batch = decode(&raw_request("FP32", 1, bytes.clone())).unwrap();
+        let batch = decode(&raw_request("FP32", 1, bytes.clone()), &mut unlimited()).unwrap();
         assert_eq!(batch.pixels[[0, 7]], 0.25);
 
         let mut scaled_wrong = bytes;
@@ -406,19 +470,19 @@ mod tests {
         let uint = InferTensorContents { uint_contents: vec![255; IMAGE_VALUES], ..Default::default() };
         let request =
             ModelInferRequest { inputs: vec![input("UINT8", vec![1, 64, 64, 3], Some(uint))], ..Default::default() };
-        let batch = decode(&request).unwrap();
+        let batch = decode(&request, &mut unlimited()).unwrap();
         assert!(batch.pixels.iter().all(|&v| v == 1.0));
         assert!(!batch.raw_output);
 
         let fp = InferTensorContents { fp32_contents: vec![0.0; 2 * IMAGE_VALUES], ..Default::default() };
         let request =
             ModelInferRequest { inputs: vec![input("FP32", vec![2, 64, 64, 3], Some(fp))], ..Default::default() };
-        assert_eq!(decode(&request).unwrap().pixels.nrows(), 2);
+        assert_eq!(decode(&request, &mut unlimited()).unwrap().pixels.nrows(), 2);
 
         let big = InferTensorContents { uint_contents: vec![256; IMAGE_VALUES], ..Default::default() };
         let request =
             ModelInferRequest { inputs: vec![input("UINT8", vec![1, 64, 64, 3], Some(big))], ..Default::default() };
-        assert_eq!(error(&request), "UINT8 value 256 is above 255");
+        assert_eq!(error(&request), "uint_contents: 256 is not a pixel value (0-255)");
     }
 
     #[test]
@@ -478,9 +542,9 @@ mod tests {
         ) {
             let contents = InferTensorContents { uint_contents: typed_values, ..Default::default() };
             let mut request = ModelInferRequest { inputs: vec![input(datatype, shape, Some(contents))], ..Default::default() };
-            let _ = decode(&request);
+            let _ = decode(&request, &mut unlimited());
             request.raw_input_contents = vec![Bytes::from(raw)];
-            let _ = decode(&request);
+            let _ = decode(&request, &mut unlimited());
         }
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! The model is served as version 1, labelled `stable`; its signatures are in [`crate::tf_tensor`].
 
+use crate::echo;
 use crate::proto::tensorflow::error::Code;
 use crate::proto::tensorflow::serving::model_service_server::ModelService as TfModelService;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
@@ -12,7 +13,7 @@ use crate::proto::tensorflow::serving::{
     GetModelStatusRequest, GetModelStatusResponse, ModelSpec, ModelVersionStatus, PredictRequest, PredictResponse,
     StatusProto, model_spec::VersionChoice, model_version_status::State,
 };
-use crate::service::{MODEL_NAME, ModelService};
+use crate::service::{MODEL_NAME, ModelService, refusal};
 use crate::tf_tensor::{self, Signature};
 use prost::Message;
 use std::sync::atomic::Ordering;
@@ -46,16 +47,18 @@ impl TfServing {
             Some(VersionChoice::VersionLabel(label)) if label == STABLE_LABEL => Some(VERSION),
             Some(VersionChoice::VersionLabel(label)) => {
                 return Err(Status::invalid_argument(format!(
-                    "Unrecognized servable version label: {label} (this server labels version {VERSION} \
-                     `{STABLE_LABEL}`)"
+                    "Unrecognized servable version label: {} (this server labels version {VERSION} \
+                     `{STABLE_LABEL}`)",
+                    echo::text(label)
                 )));
             }
         };
         if spec.name != MODEL_NAME || version.is_some_and(|v| v != VERSION) {
             self.model.count_not_found();
+            let name = echo::text(&spec.name);
             let request = match version {
-                None => format!("Latest({})", spec.name),
-                Some(v) => format!("Specific({}, {v})", spec.name),
+                None => format!("Latest({name})"),
+                Some(v) => format!("Specific({name}, {v})"),
             };
             return Err(Status::not_found(format!(
                 "Servable not found for request: {request}; this server serves `{MODEL_NAME}` version {VERSION}"
@@ -73,11 +76,6 @@ impl TfServing {
     }
 }
 
-fn refused(api: &str, error: &impl std::fmt::Display) -> Status {
-    tracing::info!(api, error = %error, "refused");
-    Status::invalid_argument(error.to_string())
-}
-
 #[tonic::async_trait]
 impl PredictionService for TfServing {
     async fn predict(&self, request: Request<PredictRequest>) -> Result<Response<PredictResponse>, Status> {
@@ -85,17 +83,18 @@ impl PredictionService for TfServing {
         let request = request.into_inner();
         let version = self.resolve(request.model_spec.as_ref())?;
         let name = request.model_spec.as_ref().map(|s| s.signature_name.as_str()).unwrap_or_default();
-        let signature = Signature::named(name)
-            .ok_or_else(|| Status::failed_precondition(format!("Serving signature key \"{name}\" not found.")))?;
+        let signature = Signature::named(name).ok_or_else(|| {
+            Status::failed_precondition(format!("Serving signature key \"{}\" not found.", echo::text(name)))
+        })?;
         let content_bytes: usize = request.inputs.values().map(|t| t.tensor_content.len()).sum();
         let answer = self
             .model
-            .run(move || {
+            .run(request.encoded_len(), move |budget| {
                 // The received tensors are dropped with `request` here, before the forward pass.
-                tf_tensor::decode_predict(signature, &request.inputs, &request.output_filter)
+                tf_tensor::decode_predict(signature, &request.inputs, &request.output_filter, budget)
             })
             .await?;
-        let (probabilities, outputs) = answer.map_err(|e| refused("Predict", &e))?;
+        let (probabilities, outputs) = answer.map_err(|e| refusal("Predict", &e))?;
         self.model.stats().raw_input_bytes.fetch_add(content_bytes as u64, Ordering::Relaxed);
         tracing::info!(
             api = "Predict",
@@ -129,15 +128,21 @@ impl PredictionService for TfServing {
                     Signature::Classify.name(),
                 )));
             }
-            None => return Err(Status::invalid_argument(format!("No signature was found with the name: {name}"))),
+            None => {
+                return Err(Status::invalid_argument(format!(
+                    "No signature was found with the name: {}",
+                    echo::text(name)
+                )));
+            }
         };
         let answer = self
             .model
-            .run(move || {
-                tf_tensor::decode_classify(request.input.as_ref().and_then(|i| i.kind.as_ref())).map(|p| (p, ()))
+            .run(request.encoded_len(), move |budget| {
+                tf_tensor::decode_classify(request.input.as_ref().and_then(|i| i.kind.as_ref()), budget)
+                    .map(|p| (p, ()))
             })
             .await?;
-        let (probabilities, ()) = answer.map_err(|e| refused("Classify", &e))?;
+        let (probabilities, ()) = answer.map_err(|e| refusal("Classify", &e))?;
         tracing::info!(
             api = "Classify",
             images = probabilities.len(),
@@ -165,7 +170,8 @@ impl PredictionService for TfServing {
         }
         if let Some(field) = request.metadata_field.iter().find(|f| *f != SIGNATURE_DEF) {
             return Err(Status::invalid_argument(format!(
-                "Metadata field {field} is not supported (only `{SIGNATURE_DEF}`)"
+                "Metadata field {} is not supported (only `{SIGNATURE_DEF}`)",
+                echo::text(field)
             )));
         }
         let version = self.resolve(request.model_spec.as_ref())?;
@@ -194,7 +200,7 @@ impl TfModelService for TfServing {
         };
         if spec.name != MODEL_NAME {
             self.model.count_not_found();
-            return Err(Status::not_found(format!("Could not find any versions of model {}", spec.name)));
+            return Err(Status::not_found(format!("Could not find any versions of model {}", echo::text(&spec.name))));
         }
         if let Some(v) = version.filter(|&v| v != VERSION) {
             self.model.count_not_found();

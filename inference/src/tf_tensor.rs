@@ -6,6 +6,8 @@
 //! serialized tf.Examples with an `images` feature → `classes` and `scores`, `[N, 2]`). Everything here runs on
 //! untrusted input: sizes are checked against the data before anything is allocated.
 
+use crate::budget::Budget;
+use crate::echo;
 use crate::model::{IMAGE_SHAPE, IMAGE_VALUES, LABELS, label};
 use crate::proto::tensorflow::serving::{
     Class, ClassificationResult, Classifications, ExampleList, ExampleListWithContext, SignatureDefMap, input,
@@ -15,7 +17,8 @@ use crate::proto::tensorflow::{
     tensor_shape_proto::Dim,
 };
 use crate::tensor::{
-    Datatype, INPUT, InputError, PROBABILITIES, check_count, check_range, invalid, raw_pixels, scale_u8,
+    Datatype, INPUT, InputError, PROBABILITIES, charge_pixels, check_count, check_range, invalid, pixel_values,
+    raw_pixels,
 };
 use bytes::Bytes;
 use ndarray::Array2;
@@ -129,11 +132,13 @@ fn dtype_name(dtype: i32) -> String {
     DataType::try_from(dtype).map_or_else(|_| format!("dtype {dtype}"), |d| d.as_str_name().to_owned())
 }
 
-/// The images of a Predict request's inputs on `signature`, and the outputs to answer in order.
+/// The images of a Predict request's inputs on `signature`, and the outputs to answer in order; each allocation
+/// charged to `budget` before it is made.
 pub fn decode_predict(
     signature: Signature,
     inputs: &HashMap<String, TensorProto>,
     output_filter: &[String],
+    budget: &mut Budget,
 ) -> Result<(Array2<f32>, Vec<&'static str>), InputError> {
     let expected = signature.input();
     let tensor = match inputs.get(expected) {
@@ -145,15 +150,15 @@ pub fn decode_predict(
                 "input size does not match signature: {}!=1 len({{{}}}) != len({{{expected}}}); signature `{}` \
                  takes one input, `{expected}`",
                 inputs.len(),
-                sent.join(","),
+                echo::joined(&sent, ","),
                 signature.name()
             ));
         }
     };
     let outputs = output_aliases(signature, output_filter)?;
     let pixels = match signature {
-        Signature::Predict => images(tensor)?,
-        Signature::Classify => examples_tensor(tensor)?,
+        Signature::Predict => images(tensor, budget)?,
+        Signature::Classify => examples_tensor(tensor, budget)?,
     };
     Ok((pixels, outputs))
 }
@@ -169,12 +174,13 @@ fn output_aliases(signature: Signature, filter: &[String]) -> Result<Vec<&'stati
     for alias in filter {
         let Some(&name) = all.iter().find(|&&name| name == alias) else {
             return invalid(format!(
-                "output tensor alias not found in signature: {alias} Outputs expected to be in the set {{{}}}.",
+                "output tensor alias not found in signature: {} Outputs expected to be in the set {{{}}}.",
+                echo::text(alias),
                 all.join(",")
             ));
         };
         if outputs.contains(&name) {
-            return invalid(format!("duplicate output tensor alias: {alias}"));
+            return invalid(format!("duplicate output tensor alias: {}", echo::text(alias)));
         }
         outputs.push(name);
     }
@@ -183,7 +189,7 @@ fn output_aliases(signature: Signature, filter: &[String]) -> Result<Vec<&'stati
 
 /// DT_UINT8 (0-255) or DT_FLOAT (0-1) `[N, 64, 64, 3]`, in `tensor_content` (what `tf.make_tensor_proto` sends;
 /// sliced from the received message, read once) or the typed `int_val` / `float_val`.
-fn images(tensor: &TensorProto) -> Result<Array2<f32>, InputError> {
+fn images(tensor: &TensorProto, budget: &mut Budget) -> Result<Array2<f32>, InputError> {
     let dtype = DataType::try_from(tensor.dtype).unwrap_or(DataType::DtInvalid);
     if !matches!(dtype, DataType::DtUint8 | DataType::DtFloat) {
         return invalid(format!(
@@ -192,8 +198,10 @@ fn images(tensor: &TensorProto) -> Result<Array2<f32>, InputError> {
         ));
     }
     let count = batch_size(tensor)?;
-    let values =
-        count.checked_mul(IMAGE_VALUES).ok_or_else(|| InputError(format!("a batch of {count} images is too large")))?;
+    let values = count
+        .checked_mul(IMAGE_VALUES)
+        .ok_or_else(|| InputError::new(format!("a batch of {count} images is too large")))?;
+    charge_pixels(budget, count)?;
     let pixels = if !tensor.tensor_content.is_empty() {
         let datatype = if dtype == DataType::DtUint8 { Datatype::Uint8 } else { Datatype::Fp32 };
         raw_pixels(&tensor.tensor_content, datatype, values)?
@@ -201,22 +209,14 @@ fn images(tensor: &TensorProto) -> Result<Array2<f32>, InputError> {
         // TF Serving would repeat the last value to fill a short list; a batch is refused instead, so that a few
         // bytes can never ask for gigabytes.
         check_count(tensor.int_val.len(), values, "int_val")?;
-        uint8_values(tensor.int_val.iter().map(|&v| i64::from(v)), "int_val")?
+        pixel_values(tensor.int_val.iter().map(|&v| i64::from(v)), values, "int_val")?
     } else {
         check_count(tensor.float_val.len(), values, "float_val")?;
         check_range(&tensor.float_val)?;
         tensor.float_val.clone()
     };
     Array2::from_shape_vec((count, IMAGE_VALUES), pixels)
-        .map_err(|e| InputError(format!("cannot arrange the input as [{count}, {IMAGE_VALUES}]: {e}")))
-}
-
-fn uint8_values(values: impl Iterator<Item = i64>, field: &str) -> Result<Vec<f32>, InputError> {
-    values
-        .map(|v| {
-            u8::try_from(v).map(scale_u8).map_err(|_| InputError(format!("{field}: {v} is not a pixel value (0-255)")))
-        })
-        .collect()
+        .map_err(|e| InputError::new(format!("cannot arrange the input as [{count}, {IMAGE_VALUES}]: {e}")))
 }
 
 /// `[N, 64, 64, 3]` with N ≥ 1.
@@ -227,79 +227,106 @@ fn batch_size(tensor: &TensorProto) -> Result<usize, InputError> {
         [n, rest @ ..] if rest.iter().map(|&d| usize::try_from(d).ok()).eq(IMAGE_SHAPE.iter().map(|&d| Some(d))) => {
             match usize::try_from(*n) {
                 Ok(n) if n > 0 => Ok(n),
-                _ => invalid(format!("batch size {n} in shape {dims:?}: must be at least 1")),
+                _ => invalid(format!("batch size {n} in shape {}: must be at least 1", echo::list(&dims))),
             }
         }
         _ => invalid(format!(
-            "input `{INPUT}` has shape {dims:?}; expected [N, {}, {}, {}]",
-            IMAGE_SHAPE[0], IMAGE_SHAPE[1], IMAGE_SHAPE[2]
+            "input `{INPUT}` has shape {}; expected [N, {}, {}, {}]",
+            echo::list(&dims),
+            IMAGE_SHAPE[0],
+            IMAGE_SHAPE[1],
+            IMAGE_SHAPE[2]
         )),
     }
 }
 
-/// `classify`'s input through Predict: DT_STRING `[N]` of serialized tf.Examples.
-fn examples_tensor(tensor: &TensorProto) -> Result<Array2<f32>, InputError> {
+/// `classify`'s input through Predict: DT_STRING `[N]` of serialized tf.Examples, each decoded (its cost charged
+/// first) and turned into pixels one at a time.
+fn examples_tensor(tensor: &TensorProto, budget: &mut Budget) -> Result<Array2<f32>, InputError> {
     if tensor.dtype != DataType::DtString as i32 {
         return invalid(format!(
             "input `{EXAMPLES}` has {}; send DT_STRING serialized tf.Examples",
             dtype_name(tensor.dtype)
         ));
     }
-    let examples = tensor
-        .string_val
-        .iter()
-        .enumerate()
-        .map(|(i, bytes)| {
-            Example::decode(bytes.clone()).map_err(|e| InputError(format!("example {i} is not a tf.Example: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    example_pixels(&examples, None)
+    let mut pixels = ExamplePixels::new(tensor.string_val.len(), None, budget)?;
+    for (i, bytes) in tensor.string_val.iter().enumerate() {
+        crate::wire_cost::charge::<Example>(bytes, budget)?;
+        let example = Example::decode(bytes.clone())
+            .map_err(|e| InputError::new(format!("example {i} is not a tf.Example: {e}")))?;
+        pixels.add(i, &example)?;
+    }
+    pixels.finish()
 }
 
-/// A Classify request's examples.
-pub fn decode_classify(input: Option<&input::Kind>) -> Result<Array2<f32>, InputError> {
-    match input {
-        Some(input::Kind::ExampleList(ExampleList { examples })) => example_pixels(examples, None),
+/// A Classify request's examples; each allocation charged to `budget` before it is made.
+pub fn decode_classify(input: Option<&input::Kind>, budget: &mut Budget) -> Result<Array2<f32>, InputError> {
+    let (examples, context) = match input {
+        Some(input::Kind::ExampleList(ExampleList { examples })) => (examples, None),
         Some(input::Kind::ExampleListWithContext(ExampleListWithContext { examples, context })) => {
-            example_pixels(examples, context.as_ref())
+            (examples, context.as_ref())
         }
-        None => invalid("Input is empty."),
+        None => return invalid("Input is empty."),
+    };
+    let mut pixels = ExamplePixels::new(examples.len(), context, budget)?;
+    for (i, example) in examples.iter().enumerate() {
+        pixels.add(i, example)?;
     }
+    pixels.finish()
 }
 
-/// Each example's `images` feature (its own, else the context's): the 12288 pixel values (height, width, channel)
-/// as one bytes value (uint8), an int64 list (0-255) or a float list (0-1).
-fn example_pixels(examples: &[Example], context: Option<&Example>) -> Result<Array2<f32>, InputError> {
-    if examples.is_empty() {
-        return invalid("Input is empty.");
+/// The batch built from examples: each example's `images` feature (its own, else the context's), the 12288 pixel
+/// values (height, width, channel) as one bytes value (uint8), an int64 list (0-255) or a float list (0-1).
+///
+/// The whole batch is charged up front: an empty example that takes the context's image is 2 bytes on the wire
+/// and 48 KiB of pixels.
+struct ExamplePixels<'a> {
+    count: usize,
+    context: Option<&'a Example>,
+    pixels: Vec<f32>,
+}
+
+impl<'a> ExamplePixels<'a> {
+    fn new(count: usize, context: Option<&'a Example>, budget: &mut Budget) -> Result<Self, InputError> {
+        if count == 0 {
+            return invalid("Input is empty.");
+        }
+        charge_pixels(budget, count)?;
+        Ok(Self { count, context, pixels: Vec::with_capacity(count * IMAGE_VALUES) })
     }
-    let mut pixels = Vec::new();
-    for (i, example) in examples.iter().enumerate() {
-        let feature = image_feature(example).or_else(|| context.and_then(image_feature)).ok_or_else(|| {
-            InputError(format!("example {i} has no `{INPUT}` feature (the 64x64x3 pixels, height, width, channel)"))
+
+    fn add(&mut self, i: usize, example: &Example) -> Result<(), InputError> {
+        let feature = image_feature(example).or_else(|| self.context.and_then(image_feature)).ok_or_else(|| {
+            InputError::new(format!(
+                "example {i} has no `{INPUT}` feature (the 64x64x3 pixels, height, width, channel)"
+            ))
         })?;
-        let image = match &feature.kind {
+        match &feature.kind {
             Some(feature::Kind::BytesList(list)) => match list.value.as_slice() {
-                [raw] => raw_pixels(raw, Datatype::Uint8, IMAGE_VALUES)?,
+                [raw] => self.pixels.extend(raw_pixels(raw, Datatype::Uint8, IMAGE_VALUES)?),
                 values => {
                     return invalid(format!("example {i}: `{INPUT}` as bytes holds {} values; send one", values.len()));
                 }
             },
             Some(feature::Kind::Int64List(list)) => {
                 check_count(list.value.len(), IMAGE_VALUES, "int64_list")?;
-                uint8_values(list.value.iter().copied(), "int64_list")?
+                self.pixels.extend(pixel_values(list.value.iter().copied(), IMAGE_VALUES, "int64_list")?);
             }
             Some(feature::Kind::FloatList(list)) => {
                 check_count(list.value.len(), IMAGE_VALUES, "float_list")?;
                 check_range(&list.value)?;
-                list.value.clone()
+                self.pixels.extend_from_slice(&list.value);
             }
             None => return invalid(format!("example {i}: `{INPUT}` is an empty feature")),
-        };
-        pixels.extend_from_slice(&image);
+        }
+        Ok(())
     }
-    Array2::from_shape_vec((examples.len(), IMAGE_VALUES), pixels)
-        .map_err(|e| InputError(format!("cannot arrange the examples as [{}, {IMAGE_VALUES}]: {e}", examples.len())))
+
+    fn finish(self) -> Result<Array2<f32>, InputError> {
+        let count = self.count;
+        Array2::from_shape_vec((count, IMAGE_VALUES), self.pixels)
+            .map_err(|e| InputError::new(format!("cannot arrange the examples as [{count}, {IMAGE_VALUES}]: {e}")))
+    }
 }
 
 fn image_feature(example: &Example) -> Option<&Feature> {
@@ -378,11 +405,15 @@ mod tests {
     fn predict(tensor: TensorProto, filter: &[&str]) -> Result<(Array2<f32>, Vec<&'static str>), InputError> {
         let inputs = HashMap::from([(INPUT.to_owned(), tensor)]);
         let filter: Vec<String> = filter.iter().map(|s| s.to_string()).collect();
-        decode_predict(Signature::Predict, &inputs, &filter)
+        decode_predict(Signature::Predict, &inputs, &filter, &mut unlimited())
+    }
+
+    fn unlimited() -> Budget {
+        Budget::fixed(u64::MAX)
     }
 
     fn error(result: Result<impl std::fmt::Debug, InputError>) -> String {
-        result.unwrap_err().0
+        result.unwrap_err().to_string()
     }
 
     #[test]
@@ -436,7 +467,9 @@ mod tests {
             (INPUT.to_owned(), images_tensor(DataType::DtUint8, 1, |_| {})),
             ("extra".to_owned(), TensorProto::default()),
         ]);
-        assert!(error(decode_predict(Signature::Predict, &two, &[])).contains("2!=1 len({extra,images})"));
+        assert!(
+            error(decode_predict(Signature::Predict, &two, &[], &mut unlimited())).contains("2!=1 len({extra,images})")
+        );
     }
 
     /// A few bytes announcing a huge batch must be refused before anything of that size is allocated.
@@ -475,25 +508,26 @@ mod tests {
             value: raw.iter().map(|&v| f32::from(v) / 255.0).collect(),
         }));
         let list = ExampleList { examples: vec![bytes.clone(), ints, floats] };
-        let pixels = decode_classify(Some(&input::Kind::ExampleList(list))).unwrap();
+        let pixels = decode_classify(Some(&input::Kind::ExampleList(list)), &mut unlimited()).unwrap();
         assert_eq!(pixels.dim(), (3, IMAGE_VALUES));
         assert_eq!(pixels.row(0), pixels.row(1));
         assert_eq!(pixels.row(0), pixels.row(2));
         let with_context = ExampleListWithContext { examples: vec![Example::default()], context: Some(bytes) };
-        let pixels = decode_classify(Some(&input::Kind::ExampleListWithContext(with_context))).unwrap();
+        let pixels =
+            decode_classify(Some(&input::Kind::ExampleListWithContext(with_context)), &mut unlimited()).unwrap();
         assert_eq!(pixels.dim(), (1, IMAGE_VALUES));
     }
 
     #[test]
     fn bad_examples_get_clear_errors() {
-        assert_eq!(error(decode_classify(None)), "Input is empty.");
+        assert_eq!(error(decode_classify(None, &mut unlimited())), "Input is empty.");
         let empty = input::Kind::ExampleList(ExampleList { examples: vec![] });
-        assert_eq!(error(decode_classify(Some(&empty))), "Input is empty.");
+        assert_eq!(error(decode_classify(Some(&empty), &mut unlimited())), "Input is empty.");
         let none = input::Kind::ExampleList(ExampleList { examples: vec![Example::default()] });
-        assert!(error(decode_classify(Some(&none))).contains("example 0 has no `images` feature"));
+        assert!(error(decode_classify(Some(&none), &mut unlimited())).contains("example 0 has no `images` feature"));
         let two = image_example(feature::Kind::BytesList(BytesList { value: vec![Bytes::new(), Bytes::new()] }));
         let two = input::Kind::ExampleList(ExampleList { examples: vec![two] });
-        assert!(error(decode_classify(Some(&two))).contains("holds 2 values"));
+        assert!(error(decode_classify(Some(&two), &mut unlimited())).contains("holds 2 values"));
     }
 
     #[test]
@@ -506,7 +540,10 @@ mod tests {
             ..Default::default()
         };
         let inputs = HashMap::from([(EXAMPLES.to_owned(), tensor)]);
-        assert!(error(decode_predict(Signature::Classify, &inputs, &[])).contains("example 1 is not a tf.Example"));
+        assert!(
+            error(decode_predict(Signature::Classify, &inputs, &[], &mut unlimited()))
+                .contains("example 1 is not a tf.Example")
+        );
     }
 
     #[test]
@@ -552,11 +589,11 @@ mod tests {
         fn any_predict_request_decodes_or_is_refused(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             if let Ok(request) = crate::proto::tensorflow::serving::PredictRequest::decode(bytes.as_slice()) {
                 for signature in [Signature::Predict, Signature::Classify] {
-                    let _ = decode_predict(signature, &request.inputs, &request.output_filter);
+                    let _ = decode_predict(signature, &request.inputs, &request.output_filter, &mut unlimited());
                 }
             }
             if let Ok(request) = crate::proto::tensorflow::serving::ClassificationRequest::decode(bytes.as_slice()) {
-                let _ = decode_classify(request.input.as_ref().and_then(|i| i.kind.as_ref()));
+                let _ = decode_classify(request.input.as_ref().and_then(|i| i.kind.as_ref()), &mut unlimited());
             }
         }
     }
