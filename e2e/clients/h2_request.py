@@ -2,7 +2,7 @@
 spelling, any `:authority`, repeated headers. Real clients refuse to build such requests; attackers do not.
 
 Reads a JSON request from stdin: {"address": "127.0.0.1:8080", "headers": [[name, value], ...] (pseudo-headers
-first), "body": "path of a file" or null}. Prints {"status": ..., "headers": [[name, value], ...] (response
+first), "body": "path of a file" or null, "trailers": [[name, value], ...] (optional: sent after the body)}. Prints {"status": ..., "headers": [[name, value], ...] (response
 headers then trailers), "reset": RST_STREAM error code or null, "goaway": GOAWAY error code or null, "closed": whether the connection closed before the
 answer ended} as JSON; no status when the peer refused the request at the protocol level.
 """
@@ -31,7 +31,8 @@ def main():
     conn.increment_flow_control_window(2**30)
     stream = conn.get_next_available_stream_id()
     headers = [(name.encode(), value.encode("latin-1")) for name, value in request["headers"]]
-    conn.send_headers(stream, headers, end_stream=not body)
+    trailers = [(name.encode(), value.encode("latin-1")) for name, value in request.get("trailers") or []]
+    conn.send_headers(stream, headers, end_stream=not body and not trailers)
     sock.sendall(conn.data_to_send())
 
     answer = {"status": None, "headers": [], "reset": None, "goaway": None, "closed": False}
@@ -45,7 +46,9 @@ def main():
                 break
             chunk = body[sent:sent + window]
             sent += len(chunk)
-            conn.send_data(stream, chunk, end_stream=sent == len(body))
+            conn.send_data(stream, chunk, end_stream=sent == len(body) and not trailers)
+            if sent == len(body) and trailers:
+                conn.send_headers(stream, trailers, end_stream=True)
             sock.sendall(conn.data_to_send())
         data = sock.recv(65536)
         if not data:

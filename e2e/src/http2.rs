@@ -16,6 +16,7 @@ pub struct H2Request {
     authority: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    trailers: Vec<(String, String)>,
 }
 
 /// What came back: `:status` and every header and trailer, in order. A request the peer refused at the
@@ -56,6 +57,7 @@ impl H2Request {
             authority: authority.into(),
             headers: Vec::new(),
             body: Vec::new(),
+            trailers: Vec::new(),
         }
     }
 
@@ -70,6 +72,12 @@ impl H2Request {
 
     pub fn body(mut self, body: impl Into<Vec<u8>>) -> Self {
         self.body = body.into();
+        self
+    }
+
+    /// A trailer, sent after the body (which must not be empty).
+    pub fn trailer(mut self, name: &str, value: &str) -> Self {
+        self.trailers.push((name.into(), value.into()));
         self
     }
 
@@ -95,7 +103,7 @@ impl H2Request {
             std::fs::write(&file, &self.body)?;
             Value::String(file.display().to_string())
         };
-        let request = json!({"address": addr.to_string(), "headers": headers, "body": body});
+        let request = json!({"address": addr.to_string(), "headers": headers, "body": body, "trailers": self.trailers});
         let script = workspace::root().join("e2e/clients/h2_request.py");
         let mut child = Command::new(workspace::python()?)
             .arg(&script)

@@ -26,6 +26,8 @@ pub struct RecordedRequest {
     pub path: String,
     pub authority: String,
     pub headers: Vec<(String, String)>,
+    /// The request's trailers, if it had any.
+    pub trailers: Vec<(String, String)>,
     pub body_len: u64,
     pub body_sha256: String,
     /// Whether the body arrived whole (false when the stream was reset, e.g. by a refusal).
@@ -117,11 +119,16 @@ async fn handle(
     let mut len = 0u64;
     let mut kept = Vec::new();
     let mut complete = true;
+    let mut trailers = Vec::new();
     while let Some(frame) = body.frame().await {
         let Ok(frame) = frame else {
             complete = false;
             break;
         };
+        if let Some(map) = frame.trailers_ref() {
+            trailers
+                .extend(map.iter().map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned())));
+        }
         if let Some(data) = frame.data_ref() {
             hasher.update(data);
             len += data.len() as u64;
@@ -144,6 +151,7 @@ async fn handle(
             .iter()
             .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
             .collect(),
+        trailers,
         body_len: len,
         body_sha256: hex::encode(hasher.finalize()),
         complete,

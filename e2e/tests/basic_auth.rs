@@ -345,10 +345,12 @@ fn teams_config() -> Value {
     })
 }
 
-/// The values of `x-wasmgate-user` the upstream received on its last request, in any letter case.
+/// The values of `x-wasmgate-user` the upstream received on its last request, in its headers and its trailers,
+/// in any letter case and with `_` for `-` (as CGI-style backends read names).
 fn forwarded_users(upstream: &Upstream) -> Vec<String> {
     let last = upstream.requests().pop().expect("a request reached the upstream");
-    last.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case("x-wasmgate-user")).map(|(_, v)| v.clone()).collect()
+    let identity = |name: &str| name.replace('_', "-").eq_ignore_ascii_case("x-wasmgate-user");
+    last.headers.iter().chain(&last.trailers).filter(|(k, _)| identity(k)).map(|(_, v)| v.clone()).collect()
 }
 
 /// A client's `x-wasmgate-user`, however spelled and however many, never reaches the upstream: not on an
@@ -357,11 +359,13 @@ fn forwarded_users(upstream: &Upstream) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_can_never_say_who_it_is_to_the_upstream() -> Result<()> {
     let stack = stack(Some(teams_config())).await?;
-    let spoofs: [&[(&str, &str)]; 4] = [
+    let spoofs: [&[(&str, &str)]; 6] = [
         &[("X-Wasmgate-User", "username")],
         &[("x-wasmgate-user", "username"), ("x-wasmgate-user", "admin")],
         &[("x-wasmgate-user", "")],
         &[("X-WASMGATE-USER", "username"), ("x-wasmgate-user", "reader")],
+        &[("x_wasmgate_user", "username")],
+        &[("x-wasmgate_user", "username"), ("X_Wasmgate-User", "admin")],
     ];
     for spoof in spoofs {
         let cases = [
@@ -398,6 +402,20 @@ async fn a_client_can_never_say_who_it_is_to_the_upstream() -> Result<()> {
                 assert_eq!(r.status, 200, "HTTP/2 {host}{path} {spoof:?}: {r:?}");
                 assert_eq!(forwarded_users(&stack.upstream), expected, "HTTP/2 {host}{path} {spoof:?}");
             }
+        }
+    }
+    // In HTTP/2 request trailers, in any spelling, after a body.
+    for name in ["x-wasmgate-user", "x_wasmgate_user"] {
+        for (path, credentials, expected) in
+            [("/models", Some(("reader", "r-pw")), vec!["reader".to_owned()]), ("/public/x", None, vec![])]
+        {
+            let mut h2 = wasmgate_e2e::http2::H2Request::new("POST", path, HOST).body("x").trailer(name, "username");
+            if let Some((user, password)) = credentials {
+                h2 = h2.basic_auth(user, password);
+            }
+            let r = h2.send(stack.envoy.listener).await?;
+            assert_eq!(r.status, 200, "trailer {name} on {path}: {r:?}");
+            assert_eq!(forwarded_users(&stack.upstream), expected, "trailer {name} on {path}");
         }
     }
     // A wrong password with a claimed identity reaches nothing at all.

@@ -261,6 +261,43 @@ async fn grpc_web_is_limited_like_grpc() -> Result<()> {
     Ok(())
 }
 
+/// Only `application/grpc-web-text` and `application/grpc-web-text+proto`, spelled exactly so, are decoded as
+/// base64 by tonic-web (and Envoy's grpc_web filter); other spellings reach the server's binary reader. Read as
+/// base64 by the plugin, a binary message up to 4/3 of the limit passed. Each is now limited as the binary
+/// frames the server reads, and so is a body that two content types describe two ways.
+#[tokio::test]
+async fn text_spellings_the_server_reads_as_binary_are_limited_as_binary() -> Result<()> {
+    let s = stack().await?;
+    // A prefix announcing 129 MiB, over the committed 128 MiB ModelInfer limit.
+    let mut binary = vec![0u8, 0x08, 0x10, 0, 0];
+    binary.extend_from_slice(&[7u8; 1000]);
+    let spellings: [&[&str]; 5] = [
+        &["application/grpc-web-text+json"],
+        &["Application/grpc-web-text"],
+        &["application/grpc-web-text; charset=utf-8"],
+        &["application/grpc-web-text", "application/grpc-web"],
+        &["text/plain", "application/grpc-web-text"],
+    ];
+    for content_types in spellings {
+        let mut request = RawRequest::new("POST", INFER).host(HOST).header("authorization", &authorization());
+        for content_type in content_types {
+            request = request.header("content-type", content_type);
+        }
+        let r = request.body(binary.clone()).chunked(64 * 1024).send(s.envoy.listener).await?;
+        // Envoy joins repeated content types into one value; one that starts `text/plain` is no gRPC-Web client
+        // and hears the refusal as HTTP.
+        let refused = (r.status, r.header("grpc-status")) == (200, Some("8")) || r.status == 413;
+        assert!(refused, "{content_types:?}: {} {:?}", r.status, r.text());
+    }
+    // Envoy may have passed a request's headers on before its first chunk was refused: no byte of the body, and
+    // the stream reset.
+    for seen in s.upstream.requests() {
+        assert_eq!((seen.body_len, seen.complete), (0, false), "{:?}", seen.header("content-type"));
+    }
+    assert_eq!(s.counter("refused.message_bytes").await, spellings.len() as u64);
+    Ok(())
+}
+
 #[tokio::test]
 async fn malformed_grpc_bodies_never_break_the_vm() -> Result<()> {
     let s = stack().await?;

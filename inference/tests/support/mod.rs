@@ -6,8 +6,8 @@
 use bytes::Bytes;
 use ndarray::Array2;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::Mutex;
 use std::cell::Cell;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use wasmgate_inference::budget::{INPUT_BYTES_PER_BYTE, Limits, STRUCTURE_BYTES_PER_BYTE};
 use wasmgate_inference::proto::ModelInferRequest;

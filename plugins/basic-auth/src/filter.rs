@@ -9,7 +9,8 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 use wasmgate_common::host::{
-    Loaded, Plugin, client_address, log, now_micros, request_headers, send_local_response, set_request_header,
+    Loaded, Plugin, client_address, log, now_micros, request_headers, request_trailers, send_local_response,
+    set_request_header, set_request_trailer,
 };
 use wasmgate_common::{ClientKind, Denial, GrpcStatus};
 
@@ -36,21 +37,35 @@ impl Context for Filter {}
 
 impl HttpContext for Filter {
     fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        match self.check() {
-            Ok(action) => action,
-            Err(status) => {
-                // Fail closed: a request the plugin could not inspect does not pass.
-                log(LogLevel::Error, &format!("{PLUGIN}: host call failed ({status:?}); request refused"));
-                self.state.counters.inc(self.state.host_error);
-                let denial = Denial::new(503, GrpcStatus::Unavailable, "authentication unavailable");
-                let _ = send_local_response(&denial.render(ClientKind::Http), "basic_auth_host_error");
-                Action::Pause
+        let checked = self.check();
+        self.fail_closed(checked)
+    }
+
+    /// HTTP/2 request trailers reach the upstream too: a client's identity header there goes like one in the
+    /// headers.
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        let removed = request_trailers().and_then(|trailers| {
+            for name in self.state.config.client_identities(&trailers.view()) {
+                set_request_trailer(&name, None)?;
             }
-        }
+            Ok(Action::Continue)
+        });
+        self.fail_closed(removed)
     }
 }
 
 impl Filter {
+    /// A request the plugin could not inspect does not pass.
+    fn fail_closed(&self, result: Result<Action, proxy_wasm::types::Status>) -> Action {
+        result.unwrap_or_else(|status| {
+            log(LogLevel::Error, &format!("{PLUGIN}: host call failed ({status:?}); request refused"));
+            self.state.counters.inc(self.state.host_error);
+            let denial = Denial::new(503, GrpcStatus::Unavailable, "authentication unavailable");
+            let _ = send_local_response(&denial.render(ClientKind::Http), "basic_auth_host_error");
+            Action::Pause
+        })
+    }
+
     fn check(&self) -> Result<Action, proxy_wasm::types::Status> {
         let state = &self.state;
         // One host call for every header: cheaper than one per header, and it shows duplicates.
@@ -60,8 +75,8 @@ impl Filter {
             headers.find([":authority", ":path", ":method", "authorization"]);
         let (authority, path, method) = (authority.text(), path.text(), method.text());
         // Only the gateway says who called: a client's value goes first, on every request, whatever follows.
-        if let Some(name) = state.config.client_identity(&headers) {
-            set_request_header(name, None)?;
+        for name in state.config.client_identities(&headers) {
+            set_request_header(&name, None)?;
         }
         let request = RequestLine::new(&authority, &path, &method);
         let verdict = match state.config.requirement(&request) {
@@ -111,9 +126,7 @@ impl Filter {
                         outcome.describe()
                     ),
                 );
-                let client = ClientKind::from_content_type(
-                    std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok(),
-                );
+                let client = ClientKind::from_content_types(headers.values("content-type"));
                 send_local_response(&denial.render(client), "basic_auth_denied")?;
                 Ok(Action::Pause)
             }

@@ -315,10 +315,20 @@ impl Config {
         }
     }
 
-    /// `forward_user_header` when the client sent it, in any letter case and however many times: the shell
-    /// removes it (every copy) before anything else, whatever the request's fate.
-    pub fn client_identity(&self, headers: &HeaderMapView<'_>) -> Option<&str> {
-        self.forward_user_header().filter(|name| headers.contains_ignoring_case(name))
+    /// Every spelling of `forward_user_header` the client sent (any letter case, `_` for `-`, however many
+    /// times), one name each: the shell removes them (every copy) before anything else, whatever the request's
+    /// fate. Backends that fold `_` into `-` would read `x_wasmgate_user` as the gateway's word. Empty, and no
+    /// allocation, on a request without one.
+    pub fn client_identities(&self, headers: &HeaderMapView<'_>) -> Vec<String> {
+        let Some(name) = self.forward_user_header() else { return Vec::new() };
+        let mut names: Vec<String> = Vec::new();
+        for spelling in headers.spellings_of(name) {
+            let spelling = String::from_utf8_lossy(spelling).to_ascii_lowercase();
+            if !names.contains(&spelling) {
+                names.push(spelling);
+            }
+        }
+        names
     }
 
     /// The header and user name to set for the upstream: only on an authenticated request, and only when the
@@ -812,13 +822,13 @@ mod tests {
 
     proptest! {
         /// Whatever the request and whatever its fate, a client's copy of the identity header is found for
-        /// removal, in any case and number; only an authenticated request gets the header set, to its user.
+        /// removal, in any case, with `_` for `-`, and in any number; only an authenticated request gets the header set, to its user.
         #[test]
         fn the_identity_header_is_never_the_clients(
             path in "/(admin/)?[a-z]{0,6}",
             user in "(alice|bob|carol|mallory)",
             password in "(a-pw|b-pw|c-pw|guess)",
-            spoof in "[xX]-[wW]asmgate-[uU]ser",
+            spoof in "[xX][-_][wW]asmgate[-_][uU]ser",
             copies in 0usize..3,
             value in "[ -~]{0,12}",
         ) {
@@ -827,7 +837,8 @@ mod tests {
             pairs.extend(std::iter::repeat_n((spoof.as_str(), value.as_bytes()), copies));
             let buf = headers_with(&pairs);
             let view = HeaderMapView::parse(&buf).unwrap();
-            prop_assert_eq!(c.client_identity(&view), (copies > 0).then_some("x-wasmgate-user"));
+            let expected: Vec<String> = if copies > 0 { vec![spoof.to_ascii_lowercase()] } else { vec![] };
+            prop_assert_eq!(c.client_identities(&view), expected);
             let verdict = c.decide(&RequestLine::new("h", &path, "GET"), Some(&basic(&format!("{user}:{password}"))), &Caller::ANONYMOUS);
             match c.forwarded_user(&verdict) {
                 Some((_, forwarded)) => {

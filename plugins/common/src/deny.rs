@@ -25,11 +25,15 @@ pub enum ClientKind {
     },
 }
 
+/// The content types gRPC-Web servers (tonic-web, Envoy's `grpc_web` filter) decode as base64: exactly these, in
+/// this letter case. Any other spelling (`+json`, `; charset=`, capitals) reaches the server's binary reader.
+const GRPC_WEB_TEXT: [&str; 2] = ["application/grpc-web-text", "application/grpc-web-text+proto"];
+
 impl ClientKind {
     pub fn from_content_type(content_type: Option<&str>) -> Self {
         let Some(ct) = content_type.map(str::trim_start) else { return Self::Http };
         let starts = |prefix: &str| ct.get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix));
-        if starts("application/grpc-web-text") {
+        if GRPC_WEB_TEXT.contains(&ct) {
             Self::GrpcWeb { text: true }
         } else if starts("application/grpc-web") {
             Self::GrpcWeb { text: false }
@@ -38,6 +42,25 @@ impl ClientKind {
         } else {
             Self::Http
         }
+    }
+
+    /// A request's kind from all its `content-type` values, the way the server will read its body. The most
+    /// gRPC of them counts: the server may take any one for gRPC. Base64 only when every value says base64: a
+    /// server that reads the first value as binary would otherwise get a message a third larger than the one
+    /// measured; read as frames, base64 gives prefixes far above any limit, never a way past it.
+    pub fn from_content_types<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Self {
+        let mut kind = None;
+        for value in values {
+            let this = Self::from_content_type(std::str::from_utf8(value).ok());
+            kind = Some(match (kind, this) {
+                (None, this) => this,
+                (Some(text @ Self::GrpcWeb { text: true }), Self::GrpcWeb { text: true }) => text,
+                (Some(Self::Grpc), _) | (_, Self::Grpc) => Self::Grpc,
+                (Some(Self::Http), Self::Http) => Self::Http,
+                _ => Self::GrpcWeb { text: false },
+            });
+        }
+        kind.unwrap_or(Self::Http)
     }
 
     /// Whether the body is gRPC's length-prefixed messages (gRPC, or gRPC-Web in either form).
@@ -129,15 +152,47 @@ mod tests {
         for ct in ["application/grpc", "application/grpc+proto", " application/grpc"] {
             assert_eq!(ClientKind::from_content_type(Some(ct)), ClientKind::Grpc, "{ct}");
         }
-        for ct in ["application/grpc-web", "Application/GRPC-web+proto", "application/grpc-web+json"] {
+        // What tonic-web and Envoy's grpc_web filter read as binary frames, the text spellings they do not
+        // decode as base64 among them.
+        for ct in [
+            "application/grpc-web",
+            "Application/GRPC-web+proto",
+            "application/grpc-web+json",
+            "application/GRPC-WEB-TEXT+proto",
+            "application/grpc-web-text+json",
+            "application/grpc-web-text; charset=utf-8",
+            "application/grpc-web-textual",
+        ] {
             assert_eq!(ClientKind::from_content_type(Some(ct)), ClientKind::GrpcWeb { text: false }, "{ct}");
         }
-        for ct in ["application/grpc-web-text", "application/GRPC-WEB-TEXT+proto"] {
+        for ct in ["application/grpc-web-text", "application/grpc-web-text+proto"] {
             assert_eq!(ClientKind::from_content_type(Some(ct)), ClientKind::GrpcWeb { text: true }, "{ct}");
         }
         for ct in [None, Some("application/json"), Some("application/grp"), Some("")] {
             assert_eq!(ClientKind::from_content_type(ct), ClientKind::Http, "{ct:?}");
         }
+    }
+
+    #[test]
+    fn several_values_read_as_the_server_may_read_them() {
+        let kind = |values: &[&str]| ClientKind::from_content_types(values.iter().map(|v| v.as_bytes()));
+        assert_eq!(kind(&[]), ClientKind::Http);
+        assert_eq!(kind(&["text/plain", "application/json"]), ClientKind::Http);
+        assert_eq!(kind(&["application/grpc-web-text"]), ClientKind::GrpcWeb { text: true });
+        assert_eq!(
+            kind(&["application/grpc-web-text", "application/grpc-web-text+proto"]),
+            ClientKind::GrpcWeb { text: true }
+        );
+        // Base64 only when every value says so.
+        for values in [
+            ["text/plain", "application/grpc-web-text"],
+            ["application/grpc-web-text", "application/grpc-web"],
+            ["application/grpc-web-text", "application/grpc-web-text, application/grpc-web"],
+        ] {
+            assert_eq!(kind(&values), ClientKind::GrpcWeb { text: false }, "{values:?}");
+        }
+        assert_eq!(kind(&["application/grpc-web-text", "application/grpc"]), ClientKind::Grpc);
+        assert_eq!(kind(&["text/plain", "application/grpc+proto"]), ClientKind::Grpc);
     }
 
     #[test]

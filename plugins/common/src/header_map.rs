@@ -173,6 +173,21 @@ impl<'a> HeaderMapView<'a> {
         let name = name.as_bytes();
         self.spans.iter().any(|span| span.key.1 == name.len() && self.slice(span.key).eq_ignore_ascii_case(name))
     }
+
+    /// Every name in the map that a backend may read as `name`: in any letter case, with `_` for `-` (CGI, WSGI,
+    /// Rack and PHP fold both into `HTTP_X_NAME`), once per occurrence.
+    pub fn spellings_of<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'a [u8]> + 's {
+        let name = name.as_bytes();
+        self.spans
+            .iter()
+            .filter(move |span| span.key.1 == name.len())
+            .map(|span| self.slice(span.key))
+            .filter(move |key| key.iter().zip(name).all(|(&a, &b)| fold_header_byte(a) == fold_header_byte(b)))
+    }
+}
+
+fn fold_header_byte(byte: u8) -> u8 {
+    if byte == b'_' { b'-' } else { byte.to_ascii_lowercase() }
 }
 
 /// What [`HeaderMapView::find`] found of one name.
@@ -279,6 +294,15 @@ mod tests {
     fn edited(map: &HeaderMap, edit: Edit<'_>) -> Option<HeaderMap> {
         let mut map = map.clone();
         edit.apply(&mut map).then_some(map)
+    }
+
+    #[test]
+    fn spellings_fold_case_and_underscores() {
+        let raw = map(&[("x_user", b"1"), ("X-User", b"2"), ("x-users", b"3"), ("xx-user", b"4"), ("x-uSer", b"5")]);
+        let view = raw.view();
+        let found: Vec<&[u8]> = view.spellings_of("x-user").collect();
+        assert_eq!(found, [&b"x_user"[..], b"X-User", b"x-uSer"]);
+        assert_eq!(view.spellings_of("x-absent").count(), 0);
     }
 
     #[test]

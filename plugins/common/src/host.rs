@@ -197,6 +197,17 @@ pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status>
     result
 }
 
+/// The request's trailers (HTTP/2 or chunked HTTP/1.1), in one host call, parsed.
+pub fn request_trailers() -> Result<HeaderMap, Status> {
+    let raw = header_map_raw(proxy_wasm::types::MapType::HttpRequestTrailers)?;
+    HeaderMap::parse(raw).map_err(|_| Status::ParseFailure)
+}
+
+/// Sets (`Some`) or removes (`None`) a request trailer.
+pub fn set_request_trailer(name: &str, value: Option<&str>) -> Result<(), Status> {
+    hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestTrailers, name, value)
+}
+
 /// Adds a request header value next to any it already has.
 pub fn add_request_header(name: &str, value: &str) -> Result<(), Status> {
     let result = hostcalls::add_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, value);

@@ -122,17 +122,7 @@ impl Filter {
         let headers = shared.view();
         let [authority, path, method, length] = headers.find([":authority", ":path", ":method", "content-length"]);
         let (authority, path, method) = (authority.text(), path.text(), method.text());
-        // Any gRPC content-type among several counts: the server may read that one. Base64 (gRPC-Web text) wins:
-        // read as frames, base64 would give prefixes far above any limit, never a way past it.
-        let client = headers
-            .values("content-type")
-            .map(|v| ClientKind::from_content_type(std::str::from_utf8(v).ok()))
-            .min_by_key(|kind| match kind {
-                ClientKind::GrpcWeb { text: true } => 0,
-                kind if kind.is_grpc_family() => 1,
-                _ => 2,
-            })
-            .unwrap_or(ClientKind::Http);
+        let client = ClientKind::from_content_types(headers.values("content-type"));
         let selected = match self.state.config.select(&RequestLine::new(&authority, &path, &method)) {
             Ok(Some(selected)) => selected,
             Ok(None) => return Ok(()),

@@ -75,8 +75,8 @@ impl Filter {
             Err(why) => {
                 self.state.counters.inc(self.state.config.counter_names.len());
                 log(LogLevel::Info, &format!("{PLUGIN}: refused {method} {}{path}: {why}", authority.escape_debug()));
-                let content_type = std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok();
-                send_local_response(&why.denial().render(ClientKind::from_content_type(content_type)), "host_router")?;
+                let client = ClientKind::from_content_types(headers.values("content-type"));
+                send_local_response(&why.denial().render(client), "host_router")?;
                 return Ok(Action::Pause);
             }
         };
@@ -95,10 +95,7 @@ impl Filter {
                     body,
                     grpc_status: None,
                 },
-                Response::Deny(denial) => {
-                    let content_type = std::str::from_utf8(headers.get("content-type").unwrap_or_default()).ok();
-                    denial.render(ClientKind::from_content_type(content_type))
-                }
+                Response::Deny(denial) => denial.render(ClientKind::from_content_types(headers.values("content-type"))),
             };
             send_local_response(&reply, "host_router")?;
             return Ok(Action::Pause);

@@ -115,6 +115,10 @@ impl HttpContext for Suite {
         self.each(|part| part.on_http_request_body(body_size, end_of_stream))
     }
 
+    fn on_http_request_trailers(&mut self, trailers: usize) -> Action {
+        self.each(|part| part.on_http_request_trailers(trailers))
+    }
+
     #[cfg(feature = "responses")]
     fn on_http_response_headers(&mut self, headers: usize, end_of_stream: bool) -> Action {
         if !self.responses {
