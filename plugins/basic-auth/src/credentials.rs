@@ -25,8 +25,32 @@ pub const MAX_BCRYPT_COST: u32 = 12;
 
 #[derive(Debug)]
 enum Hashed {
-    Bcrypt(String),
+    /// The hash and its cost.
+    Bcrypt(String, u32),
     Sha1([u8; 20]),
+}
+
+impl Hashed {
+    /// The work of checking a password against it, in bcrypt's units (2^cost key expansions); a SHA-1 is free
+    /// next to one.
+    fn work(&self) -> u64 {
+        match self {
+            Hashed::Bcrypt(_, cost) => 1 << cost,
+            Hashed::Sha1(_) => 0,
+        }
+    }
+
+    fn matches(&self, password: &str) -> bool {
+        #[cfg(test)]
+        tests::WORK_DONE.with(|done| done.set(done.get() + self.work()));
+        match self {
+            Hashed::Sha1(want) => {
+                let got: [u8; 20] = Sha1::digest(password.as_bytes()).into();
+                bool::from(got.ct_eq(want))
+            }
+            Hashed::Bcrypt(hash, _) => bcrypt::verify(password, hash).unwrap_or(false),
+        }
+    }
 }
 
 /// What checking a pair against a set gave.
@@ -45,10 +69,12 @@ pub struct CredentialSet {
     users: Vec<String>,
     plain: Vec<Fingerprint>,
     hashed: Vec<(String, Hashed)>,
-    /// What an unknown user's password is checked against, so that the answer takes as long as for a known
-    /// user with a wrong password and does not tell a guesser which names exist: a bcrypt hash at the highest
-    /// cost in the set (no password matches it), else a SHA-1 no password has.
-    decoy: Option<Hashed>,
+    /// Whether any entry is hashed (else a fingerprint alone decides).
+    any_hashed: bool,
+    /// The work of a wrong password for the user whose entries cost most to check, in bcrypt's units: every
+    /// wrong password costs that much ([`verify`](Self::verify)), whoever it names, so that the answer's time
+    /// tells a guesser nothing of which names exist or how their passwords are kept.
+    work: u64,
     verified: RefCell<FingerprintSet>,
     rejected: RefCell<FingerprintSet>,
 }
@@ -71,26 +97,16 @@ impl CredentialSet {
             users: Vec::new(),
             plain: Vec::new(),
             hashed: Vec::new(),
-            decoy: None,
+            any_hashed: false,
+            work: 0,
             verified: RefCell::default(),
             rejected: RefCell::default(),
         };
         for (i, entry) in entries.iter().enumerate() {
             set.add(entry).map_err(|e| e.within(&format!("[{i}]")))?;
         }
-        let max_cost = set
-            .hashed
-            .iter()
-            .filter_map(|(_, h)| match h {
-                Hashed::Bcrypt(hash) => hash.parse::<bcrypt::HashParts>().ok().map(|p| p.get_cost()),
-                Hashed::Sha1(_) => None,
-            })
-            .max();
-        set.decoy = match max_cost {
-            Some(cost) => Some(Hashed::Bcrypt(decoy_bcrypt(cost))),
-            None if !set.hashed.is_empty() => Some(Hashed::Sha1([0; 20])),
-            None => None,
-        };
+        set.any_hashed = !set.hashed.is_empty();
+        set.work = set.users.iter().map(|user| set.work_of(user)).max().unwrap_or(0);
         Ok(set)
     }
 
@@ -134,7 +150,7 @@ impl CredentialSet {
                     ),
                 ));
             }
-            self.hashed.push((user.to_string(), Hashed::Bcrypt(secret.to_string())));
+            self.hashed.push((user.to_string(), Hashed::Bcrypt(secret.to_string(), cost)));
         } else if secret.starts_with("$apr1$")
             || secret.starts_with("$1$")
             || secret.starts_with("$5$")
@@ -159,7 +175,12 @@ impl CredentialSet {
 
     /// Whether checking a wrong password against this set can cost a bcrypt verification.
     pub fn has_bcrypt(&self) -> bool {
-        matches!(self.decoy, Some(Hashed::Bcrypt(_)))
+        self.work > 0
+    }
+
+    /// The work of checking a wrong password against `user`'s hashed entries.
+    fn work_of(&self, user: &str) -> u64 {
+        self.hashed.iter().filter(|(u, _)| u == user).map(|(_, hash)| hash.work()).sum()
     }
 
     /// Empties both caches, as a full one is emptied.
@@ -177,7 +198,7 @@ impl CredentialSet {
         if bool::from(plain) {
             return Some(Check::Valid);
         }
-        if self.decoy.is_none() {
+        if !self.any_hashed {
             return Some(Check::Invalid);
         }
         if self.verified.borrow().contains(pair) {
@@ -190,8 +211,10 @@ impl CredentialSet {
     }
 
     /// Whether `credentials` (whose fingerprint is `pair`) are in this set: what [`recall`](Self::recall) knows,
-    /// else hashed entries are looked up by user name, and an unknown user is checked against the decoy so that
-    /// both take the same time. A check that needs bcrypt is handed to `slow`, which runs it and gives its
+    /// else the hashed entries of the user it names. A wrong password then costs the set's [`work`](Self::work)
+    /// whoever it names: the user's own entries, then decoy bcrypt hashes (which no password matches) for the
+    /// rest, one per power of two left, so that an unknown user, a `{SHA}` user, a cost-4 user and a user with
+    /// two entries all take as long. A check that needs bcrypt is handed to `slow`, which runs it and gives its
     /// result, or refuses (`None`: the budget is spent).
     pub fn verify(
         &self,
@@ -202,25 +225,22 @@ impl CredentialSet {
         if let Some(check) = self.recall(pair) {
             return check;
         }
-        let Some(decoy) = &self.decoy else {
-            return Check::Invalid;
-        };
-        let mut entries: Vec<&Hashed> =
+        let entries: Vec<&Hashed> =
             self.hashed.iter().filter(|(user, _)| user == credentials.user()).map(|(_, hash)| hash).collect();
         let known = !entries.is_empty();
-        if !known {
-            entries.push(decoy);
-        }
+        let padding = decoys(self.work.saturating_sub(entries.iter().map(|h| h.work()).sum()));
+        let password = credentials.password();
         let check = || {
-            entries.iter().any(|hash| match hash {
-                Hashed::Sha1(want) => {
-                    let got: [u8; 20] = Sha1::digest(credentials.password().as_bytes()).into();
-                    bool::from(got.ct_eq(want))
-                }
-                Hashed::Bcrypt(hash) => bcrypt::verify(credentials.password(), hash).unwrap_or(false),
-            })
+            if entries.iter().any(|hash| hash.matches(password)) {
+                return true;
+            }
+            // A `{SHA}`-only set: an unknown user's password is hashed too.
+            if !known {
+                let _ = Hashed::Sha1([0; 20]).matches(password);
+            }
+            padding.iter().fold(false, |any, decoy| any | decoy.matches(password))
         };
-        let matched = if entries.iter().any(|h| matches!(h, Hashed::Bcrypt(_))) {
+        let matched = if self.work > 0 {
             match slow(&check) {
                 Some(matched) => matched,
                 None => return Check::Busy,
@@ -232,6 +252,15 @@ impl CredentialSet {
         remember(if ok { &self.verified } else { &self.rejected }, *pair);
         if ok { Check::Valid } else { Check::Invalid }
     }
+}
+
+/// Decoy bcrypt hashes whose checks add up to `work` units: one at each cost whose bit is set (every entry's
+/// cost is at least 4, so the lower bits of a difference of works are clear).
+fn decoys(work: u64) -> Vec<Hashed> {
+    (4..=MAX_BCRYPT_COST + 4)
+        .filter(|cost| work & (1 << cost) != 0)
+        .map(|cost| Hashed::Bcrypt(decoy_bcrypt(cost), cost))
+        .collect()
 }
 
 fn remember(cache: &RefCell<FingerprintSet>, fingerprint: Fingerprint) {
@@ -339,6 +368,45 @@ mod tests {
         })
     }
 
+    thread_local! {
+        /// bcrypt's units of work of every hash this thread checked a password against.
+        pub(super) static WORK_DONE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    /// The work the checks of a wrong password for `user` ran, counted as each hash is checked.
+    fn work_of_a_wrong_password(set: &CredentialSet, user: &str) -> u64 {
+        set.forget_pairs();
+        WORK_DONE.set(0);
+        assert_eq!(verify_with(set, &format!("{user}:wrong"), &budget(usize::MAX)), Check::Invalid);
+        WORK_DONE.get()
+    }
+
+    /// The review's timings: an unknown user 113 ms, a cost-4 user 3.5 ms, a `{SHA}` user 0.3 ms, a user with two
+    /// entries 209 ms. Every wrong password now costs what the costliest user's does.
+    #[test]
+    fn every_wrong_password_costs_the_same_work_whoever_it_names() {
+        let sha = STANDARD.encode(Sha1::digest(b"hunter2"));
+        let set = parse(&[
+            format!("ten:{}", bcrypt_hash("a", 6)),
+            format!("four:{}", bcrypt_hash("b", 4)),
+            format!("sha:{{SHA}}{sha}"),
+            format!("two:{}", bcrypt_hash("c", 6)),
+            format!("two:{}", bcrypt_hash("d", 5)),
+            "plain:pw".into(),
+        ])
+        .unwrap();
+        assert_eq!(set.work, (1 << 6) + (1 << 5));
+        for user in ["ten", "four", "sha", "two", "plain", "nobody"] {
+            assert_eq!(work_of_a_wrong_password(&set, user), (1 << 6) + (1 << 5), "{user}");
+        }
+        assert_eq!(decoys((1 << 6) + (1 << 5) - (1 << 4)).iter().map(Hashed::work).collect::<Vec<_>>(), [16, 64]);
+        // And the checks really run: each wrong password is refused, each right one accepted.
+        let spent = budget(usize::MAX);
+        for (pair, want) in [("ten:x", Check::Invalid), ("two:d", Check::Valid), ("sha:hunter2", Check::Valid)] {
+            assert_eq!(verify_with(&set, pair, &spent), want, "{pair}");
+        }
+    }
+
     #[test]
     fn unknown_users_cost_the_same_bcrypt_check_as_known_ones() {
         let set = parse(&[format!("alice:{}", bcrypt_hash("s3cret", 5)), "bob:plain".into()]).unwrap();
@@ -351,7 +419,7 @@ mod tests {
         assert_eq!(spent.0.get(), 3, "each of the three cost one bcrypt check");
         assert_eq!(verify_with(&set, "bob:plain", &spent), Check::Valid);
         assert_eq!(spent.0.get(), 3, "plaintext entries never cost one");
-        // The decoy is a real hash at the set's cost, which no password matches.
+        // A decoy is a real hash at its cost, which no password matches.
         assert_eq!(decoy_bcrypt(5).parse::<bcrypt::HashParts>().unwrap().get_cost(), 5);
         assert!(!bcrypt::verify("", &decoy_bcrypt(4)).unwrap());
     }
