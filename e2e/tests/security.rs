@@ -119,6 +119,80 @@ async fn the_model_server_answers_only_post() -> Result<()> {
     Ok(())
 }
 
+// 1b. CSRF: a browser sends a signed-in user's cached Basic credentials with a form that another site's page
+// auto-submits (`enctype=text/plain`, urlencoded, multipart: no preflight), and tonic decoded the body, built to
+// survive form encoding, as ModelInfer. No request a browser sends cross-site without asking reaches a gRPC method:
+// the plugins refuse it on the model hosts, and the model server refuses it itself.
+
+/// The form bodies a cross-site page can make a browser send, each with the signed-in user's credentials.
+fn cross_site_forms() -> Vec<(&'static str, Option<&'static str>)> {
+    vec![
+        ("text/plain", Some("text/plain")),
+        ("urlencoded", Some("application/x-www-form-urlencoded")),
+        ("multipart", Some("multipart/form-data; boundary=wasmgate")),
+        ("no content type", None),
+    ]
+}
+
+async fn a_cross_site_form_never_reaches_a_grpc_method(filters: Filters) -> Result<()> {
+    let stack = FullStack::start_with(filters.overlay()).await?;
+    let body = infer_body(1);
+    let paths = [INFER, "/inference.GRPCInferenceService/ServerReady", "/tensorflow.serving.PredictionService/Predict"];
+    for path in paths {
+        for (what, content_type) in cross_site_forms() {
+            let mut form = RawRequest::new("POST", path)
+                .host(HOST)
+                .basic_auth(USER, PASSWORD)
+                .header("origin", "https://evil.example")
+                .header("sec-fetch-site", "cross-site");
+            if let Some(content_type) = content_type {
+                form = form.header("content-type", content_type);
+            }
+            let r = form.body(body.clone()).send(stack.envoy.listener).await?;
+            assert_eq!(r.status, 415, "{path} {what}: {:?}", r.text());
+        }
+    }
+    assert_eq!(stack.stable.stats.snapshot(), Default::default(), "nothing reached a model");
+    assert_eq!(stack.counter("grpc_limits.refused.content_type").await?, 3 * cross_site_forms().len() as u64);
+    // The signed-in page's own calls (gRPC-Web, same origin) still work.
+    let page = RawRequest::new("POST", "/inference.GRPCInferenceService/ServerReady")
+        .host(HOST)
+        .basic_auth(USER, PASSWORD)
+        .header("content-type", "application/grpc-web+proto")
+        .header("sec-fetch-site", "same-origin")
+        .body(grpc_frame(&[]))
+        .send(stack.envoy.listener)
+        .await?;
+    // gRPC-Web's answer: the message (`ready: true`), then its trailers in a frame of their own.
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.starts_with(&[0, 0, 0, 0, 2, 8, 1]) && page.text().contains("grpc-status:0"), "{page:?}");
+    Ok(())
+}
+
+/// The model server on its own refuses what is not gRPC, and a browser's cross-site call even in gRPC-Web.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_model_server_takes_only_grpc_from_its_own_site() -> Result<()> {
+    let server = wasmgate_e2e::model_server::ModelServer::start().await?;
+    let body = infer_body(1);
+    for (what, content_type) in cross_site_forms() {
+        let mut form = H2Request::new("POST", INFER, "models");
+        if let Some(content_type) = content_type {
+            form = form.header("content-type", content_type);
+        }
+        let r = form.body(body.clone()).send(server.addr).await?;
+        assert_eq!((r.status, r.grpc_status()), (415, Some(3)), "{what}: {r:?}");
+    }
+    let cross_site = H2Request::new("POST", INFER, "models")
+        .header("content-type", "application/grpc-web+proto")
+        .header("sec-fetch-site", "cross-site")
+        .body(body)
+        .send(server.addr)
+        .await?;
+    assert_eq!((cross_site.status, cross_site.grpc_status()), (403, Some(7)), "{cross_site:?}");
+    assert_eq!(server.stats.snapshot(), Default::default());
+    Ok(())
+}
+
 // 2. A wrong password for a bcrypt user cost a worker ~90 ms (cost 10), with no limit: eight guessing connections
 // made every other request wait over a second, and the time told which user names exist.
 
@@ -338,14 +412,18 @@ async fn the_message_limit_holds_whatever_the_content_type(filters: Filters) -> 
             h1 = h1.header("content-type", content_type);
             h2 = h2.header("content-type", content_type);
         }
+        // Not gRPC at all: refused for its content type (415). Said to be gRPC by one of two: held to the limit.
+        let refused = |status: u16, grpc_status: Option<u32>| matches!(status, 413 | 415) || grpc_status == Some(8);
         let r = h1.body(body.clone()).send(stack.envoy.listener).await?;
         let grpc_status = r.header("grpc-status").and_then(|s| s.parse().ok());
-        assert!(r.status == 413 || grpc_status == Some(8), "HTTP/1.1 {content_types:?}: {} {:?}", r.status, r.headers);
+        assert!(refused(r.status, grpc_status), "HTTP/1.1 {content_types:?}: {} {:?}", r.status, r.headers);
         let r = h2.body(body.clone()).send(stack.envoy.listener).await?;
-        assert!(r.status == 413 || r.grpc_status() == Some(8), "HTTP/2 {content_types:?}: {r:?}");
+        assert!(refused(r.status, r.grpc_status()), "HTTP/2 {content_types:?}: {r:?}");
     }
     assert_eq!(stack.stable.stats.snapshot(), Default::default(), "the model server decoded nothing");
-    assert_eq!(stack.counter("grpc_limits.refused.message_bytes").await?, 8);
+    let content_type = stack.counter("grpc_limits.refused.content_type").await?;
+    let message_bytes = stack.counter("grpc_limits.refused.message_bytes").await?;
+    assert_eq!((content_type + message_bytes, content_type >= 6), (8, true), "{content_type} + {message_bytes}");
     Ok(())
 }
 
@@ -485,6 +563,7 @@ async fn routes_by_user_follow_the_authenticated_user(filters: Filters) -> Resul
 
 wasmgate_e2e::for_both_layouts!(
     model_infer_needs_credentials_whatever_the_method,
+    a_cross_site_form_never_reaches_a_grpc_method,
     unknown_users_cost_the_same_bcrypt_check_as_known_ones,
     bcrypt_work_stays_within_its_share_of_the_worker,
     a_guessing_address_is_locked_before_any_bcrypt_work,

@@ -20,11 +20,11 @@ pub mod client;
 #[cfg(feature = "app")]
 pub mod codec;
 #[cfg(feature = "app")]
+pub mod grpc_only;
+#[cfg(feature = "app")]
 pub mod page;
 #[cfg(feature = "app")]
 pub mod plot;
-#[cfg(feature = "app")]
-pub mod post_only;
 #[cfg(feature = "app")]
 pub mod server;
 #[cfg(feature = "app")]

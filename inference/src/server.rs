@@ -1,5 +1,5 @@
 //! The server: the Open Inference Protocol v2, TensorFlow Serving's API, `grpc.health.v1` and server reflection
-//! on one port, with a bounded message size, POST only (see [`crate::post_only`]) and graceful shutdown; gRPC-Web
+//! on one port, with a bounded message size, gRPC only (see [`crate::grpc_only`]) and graceful shutdown; gRPC-Web
 //! for browsers and the web page ([`crate::page`]) beside them.
 
 use crate::echo;
@@ -127,7 +127,7 @@ pub async fn serve(
     // the browser's own request. Only around the services: tonic-web refuses any other HTTP/1.1 request, and the
     // page is fetched with plain GETs.
     let grpc = tower::ServiceBuilder::new()
-        .layer(crate::post_only::PostOnlyLayer)
+        .layer(crate::grpc_only::GrpcOnlyLayer)
         .layer(tonic_web::GrpcWebLayer::new())
         .map_request(|request: http::Request<tonic::body::Body>| request.map(axum::body::Body::new))
         .map_response(|response: http::Response<axum::body::Body>| response.map(tonic::body::Body::new))

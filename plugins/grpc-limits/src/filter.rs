@@ -139,6 +139,7 @@ impl Filter {
         let meter = Meter::new(selected.limits, Framing::of(client, selected.grpc_rule));
         let declared = content_length(length.first);
         self.stream = Some(Stream { meter, rule: selected.rule.to_string(), client, finished: end_of_stream });
+        selected.admit(client).map_err(Refusal::Limit)?;
         if let Some(stream) = &self.stream {
             stream.meter.check_request_headers(declared).map_err(Refusal::Limit)?;
         }

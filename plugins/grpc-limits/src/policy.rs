@@ -25,6 +25,10 @@ pub enum Violation {
     },
     /// The host or path can be read more than one way, and the readings get different limits.
     Unreadable(Unreadable),
+    /// A gRPC rule's path with a content type that is not gRPC's: what a browser can send cross-site without a
+    /// preflight (a form, `text/plain`, none at all), carrying a signed-in user's cached credentials. The server
+    /// would decode its body as gRPC all the same.
+    NotGrpc,
 }
 
 wasmgate_common::counters! {
@@ -41,6 +45,7 @@ wasmgate_common::counters! {
         /// Request bodies that ended inside a gRPC message.
         Truncated = "truncated",
         RefusedBadRequest = "refused.bad_request",
+        RefusedContentType = "refused.content_type",
     }
 }
 
@@ -52,6 +57,7 @@ impl Violation {
             Self::MessageBytes { .. } => Counter::RefusedMessageBytes,
             Self::ResponseBytes { .. } => Counter::RefusedResponseBytes,
             Self::Unreadable(_) => Counter::RefusedBadRequest,
+            Self::NotGrpc => Counter::RefusedContentType,
         }
     }
 
@@ -73,6 +79,10 @@ impl Violation {
                 (502, format!("response body is over the limit of {} (rule {rule})", ByteSize(limit)))
             }
             Self::Unreadable(why) => return why.denial(),
+            Self::NotGrpc => {
+                let message = format!("a gRPC method takes application/grpc or gRPC-Web content only (rule {rule})");
+                return Denial::new(415, GrpcStatus::InvalidArgument, message);
+            }
         };
         Denial::new(status, GrpcStatus::ResourceExhausted, message)
     }
@@ -85,6 +95,13 @@ pub struct Selected<'c> {
     pub limits: Limits,
     /// Count gRPC messages whatever the content type: the rule names a gRPC method or service.
     pub grpc_rule: bool,
+}
+
+impl Selected<'_> {
+    /// Whether a request from `client` may go on under this rule: a gRPC rule takes gRPC and gRPC-Web only.
+    pub fn admit(&self, client: ClientKind) -> Result<(), Violation> {
+        if self.grpc_rule && !client.is_grpc_family() { Err(Violation::NotGrpc) } else { Ok(()) }
+    }
 }
 
 impl Rule {
@@ -273,6 +290,20 @@ mod tests {
         assert_eq!(select(&c, "db.internal", "/").unwrap().rule, "internal");
         let no_default = Config::from_json(br#"{"rules":[{"hosts":["a"],"max_request_bytes":1}]}"#).unwrap();
         assert!(select(&no_default, "b", "/").is_none());
+    }
+
+    #[test]
+    fn a_grpc_rule_takes_grpc_and_grpc_web_only() {
+        let c = Config::from_json(CONFIG.as_bytes()).unwrap();
+        let infer = select(&c, "ml.example.com", "/inference.GRPCInferenceService/ModelInfer").unwrap();
+        for client in [ClientKind::Grpc, ClientKind::GrpcWeb { text: false }, ClientKind::GrpcWeb { text: true }] {
+            assert_eq!(infer.admit(client), Ok(()), "{client:?}");
+        }
+        assert_eq!(infer.admit(ClientKind::Http), Err(Violation::NotGrpc));
+        let denial = Violation::NotGrpc.denial("infer");
+        assert_eq!((denial.http_status, denial.grpc_status), (415, GrpcStatus::InvalidArgument));
+        // Elsewhere any content type goes on.
+        assert_eq!(select(&c, "db.internal", "/").unwrap().admit(ClientKind::Http), Ok(()));
     }
 
     fn meter(c: &Config, host: &str, path: &str, grpc: bool) -> Meter {
