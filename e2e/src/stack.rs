@@ -70,7 +70,7 @@ impl FullStack {
         let stable = ModelServer::start().await?;
         let canary = ModelServer::start().await?;
         let certificates = TestCertificates::new(&[HOST, CANARY_HOST])?;
-        let (mut deployment, registry, plugins) = deployment(overlay, sections, stable.addr, canary.addr).await?;
+        let (mut deployment, registry, plugins) = deployment(overlay, sections, &[stable.addr], canary.addr).await?;
         for name in credential_names(&deployment.istio)? {
             deployment.world = deployment.world.object(certificates.secret(&name, crate::world::GATEWAY_NAMESPACE));
         }
@@ -112,13 +112,13 @@ fn credential_names(rendered: &str) -> Result<Vec<String>> {
 }
 
 /// What istiod reads for an overlay: its resources with the `WasmPlugin`s pushed to a fresh registry and pinned
-/// (their `sections` overridden), the cluster's objects (the overlay's Services and Namespaces, the model Pods at
-/// `stable` and `canary`, the image pull secret the CRs name), and the gateway Service as the overlay's install
+/// (their `sections` overridden), the cluster's objects (the overlay's Services and Namespaces, a model Pod at each
+/// of the `stable` replicas' addresses and one at `canary`, the image pull secret the CRs name), and the gateway Service as the overlay's install
 /// creates it. The registry must outlive the gateway's start.
 pub async fn deployment(
     overlay: &str,
     sections: &Value,
-    stable: SocketAddr,
+    stable: &[SocketAddr],
     canary: SocketAddr,
 ) -> Result<(Deployment, Registry, Vec<WasmPlugin>)> {
     let rendered = render_overlay(overlay)?;
@@ -137,8 +137,8 @@ pub async fn deployment(
     for object in cluster_objects(&rendered)? {
         world = world.object(object);
     }
-    let model = |pod: &str, track: &str, addr| Endpoint {
-        pod: pod.to_string(),
+    let model = |pod: String, track: &str, addr| Endpoint {
+        pod,
         labels: BTreeMap::from([
             ("app".to_string(), "inference".to_string()),
             ("track".to_string(), track.to_string()),
@@ -150,7 +150,12 @@ pub async fn deployment(
         service,
         namespace,
         "grpc",
-        &[model("inference-stable-0", "stable", stable), model("inference-canary-0", "canary", canary)],
+        &stable
+            .iter()
+            .enumerate()
+            .map(|(i, &addr)| model(format!("inference-stable-{i}"), "stable", addr))
+            .chain([model("inference-canary-0".into(), "canary", canary)])
+            .collect::<Vec<_>>(),
     );
     let secrets: std::collections::BTreeSet<String> =
         plugins.iter().filter_map(|p| p.spec.image_pull_secret.clone()).collect();

@@ -25,7 +25,7 @@ async fn process_stack() -> Result<(wasmgate_e2e::RunningGateway, ModelProcess, 
     let (stable_addr, canary_addr) = (free_addr()?, free_addr()?);
     let stable = ModelProcess::start(stable_addr).await?;
     let canary = ModelProcess::start(canary_addr).await?;
-    let (deployment, registry, _) = deployment("eks", &serde_json::Value::Null, stable_addr, canary_addr).await?;
+    let (deployment, registry, _) = deployment("eks", &serde_json::Value::Null, &[stable_addr], canary_addr).await?;
     Ok((deployment.start(443, 1, &[]).await?, stable, canary, registry))
 }
 
@@ -141,5 +141,69 @@ async fn restarting_the_model_server_under_load_gives_right_answers_or_unavailab
     // After the restart every request is answered again.
     let mut client = client_for(envoy.listener).await?;
     assert_eq!(client.classify(&images).await?, expected);
+    Ok(())
+}
+
+/// A model replica that takes a request and dies under it: it reads what Envoy sends, then drops the connection.
+/// Counts the connections that carried a request.
+struct DyingReplica {
+    addr: std::net::SocketAddr,
+    hit: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DyingReplica {
+    async fn start() -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let hit = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hit.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counted = counted.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    // The connection preface and settings come first; a request's HEADERS follow within moments.
+                    let mut seen = 0;
+                    while seen < 200 {
+                        match tokio::time::timeout(
+                            Duration::from_millis(300),
+                            tokio::io::AsyncReadExt::read(&mut socket, &mut buf),
+                        )
+                        .await
+                        {
+                            Ok(Ok(n)) if n > 0 => seen += n,
+                            _ => break,
+                        }
+                    }
+                    if seen >= 200 {
+                        counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, hit })
+    }
+
+    fn hits(&self) -> usize {
+        self.hit.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A request that kills the replica it reaches (the review's 212 KB Classify took down all three, with the
+/// retries istiod generated from `retryOn: reset` sending it on to the next) reaches exactly one replica: the
+/// VirtualService retries only what cannot have reached a model.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_kills_its_replica_reaches_only_one() -> Result<()> {
+    let replicas = [DyingReplica::start().await?, DyingReplica::start().await?, DyingReplica::start().await?];
+    let canary = ModelProcess::start(free_addr()?).await?;
+    let addrs: Vec<_> = replicas.iter().map(|r| r.addr).collect();
+    let (deployment, _registry, _) = deployment("eks", &serde_json::Value::Null, &addrs, canary.addr).await?;
+    let envoy = deployment.start(443, 1, &[]).await?;
+    let mut client = client_for(envoy.listener).await?;
+    let status = client.infer(client::generated(1).request()).await.unwrap_err();
+    assert!(matches!(status.code(), Code::Unavailable | Code::Internal | Code::Unknown), "{status}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let hits: Vec<usize> = replicas.iter().map(DyingReplica::hits).collect();
+    assert_eq!(hits.iter().sum::<usize>(), 1, "replicas reached: {hits:?}");
     Ok(())
 }
