@@ -3,13 +3,17 @@
 //! the rule in `budget.rs`: at most 12× the message plus twice `--max-decoded-bytes` above the message itself.
 //! Each attack from the security review is here, beside the requests a client sends for real.
 
+#[path = "support/palette.rs"]
+mod palette;
 mod support;
 
 use bytes::Bytes;
+use palette::palette_png;
 use prost::Message;
 use std::collections::HashMap;
 use support::{Call, Outcome};
 use wasmgate_inference::budget::Limits;
+use wasmgate_inference::client;
 use wasmgate_inference::model::IMAGE_VALUES;
 use wasmgate_inference::proto::model_infer_request::InferInputTensor;
 use wasmgate_inference::proto::tensorflow::serving::{
@@ -52,20 +56,6 @@ fn refused_for_cost(what: &str, call: Call, message: &impl Message, most: u64) -
     error.to_string()
 }
 
-fn uint8_images(count: usize) -> ModelInferRequest {
-    ModelInferRequest {
-        model_name: "catnet".into(),
-        inputs: vec![InferInputTensor {
-            name: "images".into(),
-            datatype: "UINT8".into(),
-            shape: vec![count as i64, 64, 64, 3],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![Bytes::from(vec![7u8; count * IMAGE_VALUES])],
-        ..Default::default()
-    }
-}
-
 fn image_example(pixels: Bytes) -> Example {
     let feature = Feature { kind: Some(feature::Kind::BytesList(BytesList { value: vec![pixels] })) };
     Example { features: Some(Features { feature: HashMap::from([("images".to_owned(), feature)]) }) }
@@ -80,25 +70,6 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     let mut out = std::io::Cursor::new(Vec::new());
     image.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
-}
-
-/// A palette PNG of `side`² pixels, all index 0: a few KB that decode to `side`² × 3 bytes.
-fn palette_bomb(side: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, side, side);
-    encoder.set_color(png::ColorType::Indexed);
-    encoder.set_depth(png::BitDepth::One);
-    encoder.set_palette(vec![0, 0, 0, 255, 255, 255]);
-    encoder.set_compression(png::Compression::High);
-    let mut writer = encoder.write_header().unwrap();
-    let mut stream = writer.stream_writer().unwrap();
-    let row = vec![0u8; side.div_ceil(8) as usize];
-    for _ in 0..side {
-        std::io::Write::write_all(&mut stream, &row).unwrap();
-    }
-    stream.finish().unwrap();
-    writer.finish().unwrap();
-    out
 }
 
 fn encoded(files: Vec<Vec<u8>>) -> ModelInferRequest {
@@ -120,7 +91,7 @@ fn encoded(files: Vec<Vec<u8>>) -> ModelInferRequest {
 
 #[test]
 fn requests_clients_send_are_decoded_within_the_rule() {
-    accepted("ModelInfer, 300 raw UINT8 images", Call::ModelInfer, &uint8_images(300), 300);
+    accepted("ModelInfer, 300 raw UINT8 images", Call::ModelInfer, &client::generated(300).request(), 300);
     let typed = ModelInferRequest {
         inputs: vec![InferInputTensor {
             name: "images".into(),
@@ -209,18 +180,18 @@ fn empty_repeated_messages_are_refused_before_prost_builds_them() {
 /// Review item 5: an 8 KB palette PNG declaring 8192×8192 pixels, 16 of them in one request.
 #[test]
 fn image_bombs_are_refused_from_their_headers() {
-    let bomb = palette_bomb(8192);
+    let bomb = palette_png(8192);
     assert!(bomb.len() < 32 << 10, "the bomb is {} bytes", bomb.len());
     let error = refused_for_cost("ModelInfer, 16 palette bombs", Call::ModelInfer, &encoded(vec![bomb; 16]), 1 << 20);
     assert!(error.contains("decoding encoded_images[0] (67108864 pixels declared by its header)"), "{error}");
     // A smaller bomb fits the budget and is decoded within the rule.
-    accepted("ModelInfer, one 512² palette PNG", Call::ModelInfer, &encoded(vec![palette_bomb(512)]), 1);
+    accepted("ModelInfer, one 512² palette PNG", Call::ModelInfer, &encoded(vec![palette_png(512)]), 1);
 }
 
 /// A raw batch declaring more images than it carries is refused before any pixel is allocated.
 #[test]
 fn an_announced_batch_is_charged_before_its_pixels() {
-    let mut request = uint8_images(1);
+    let mut request = client::generated(1).request();
     request.inputs[0].shape[0] = 1_000_000;
     let error = refused_for_cost("ModelInfer, 1M images announced, 1 sent", Call::ModelInfer, &request, 1 << 20);
     assert!(error.contains("a batch of 1000000 images"), "{error}");

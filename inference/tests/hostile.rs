@@ -2,8 +2,12 @@
 //! with the right code, before it costs what it asks for, and nothing the client sent is echoed whole. The cost
 //! is read from the server process's own peak resident memory (`VmHWM`), around each request.
 
+#[path = "support/palette.rs"]
+mod palette;
+
 use anyhow::{Context, Result};
 use bytes::Bytes;
+use palette::palette_png;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use tonic::Code;
 use tonic::transport::Channel;
+use wasmgate_inference::client;
 use wasmgate_inference::model::IMAGE_VALUES;
 use wasmgate_inference::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use wasmgate_inference::proto::model_infer_request::InferInputTensor;
@@ -89,24 +94,10 @@ fn tf(channel: Channel) -> PredictionServiceClient<Channel> {
     PredictionServiceClient::new(channel).max_encoding_message_size(usize::MAX)
 }
 
-fn images(count: usize) -> ModelInferRequest {
-    ModelInferRequest {
-        model_name: "catnet".into(),
-        inputs: vec![InferInputTensor {
-            name: "images".into(),
-            datatype: "UINT8".into(),
-            shape: vec![count as i64, 64, 64, 3],
-            ..Default::default()
-        }],
-        raw_input_contents: vec![Bytes::from(vec![9u8; count * IMAGE_VALUES])],
-        ..Default::default()
-    }
-}
-
 /// A warm server (its pools and the model's first call done), and its peak memory then.
 async fn warm() -> Result<(Server, u64)> {
     let server = Server::start()?;
-    oip(server.channel().await?).model_infer(images(8)).await?;
+    oip(server.channel().await?).model_infer(client::generated(8).request()).await?;
     let peak = server.peak_rss()?;
     Ok((server, peak))
 }
@@ -197,12 +188,12 @@ async fn image_bombs_are_refused_from_their_headers() -> Result<()> {
 async fn client_text_is_never_echoed_whole() -> Result<()> {
     let (server, _) = warm().await?;
     let mut client = oip(server.channel().await?);
-    let mut request = images(1);
+    let mut request = client::generated(1).request();
     request.inputs[0].shape = vec![7; 100_000];
     request.id = "i".repeat(100_000);
     let status = client.model_infer(request).await.expect_err("refused");
     assert_refused(&status, Code::InvalidArgument, "has shape [7, 7, 7, 7, 7, 7, 7, 7, ... (100000 in all)]");
-    let mut request = images(1);
+    let mut request = client::generated(1).request();
     request.model_name = "m".repeat(1_000_000);
     let status = client.model_infer(request).await.expect_err("refused");
     assert_refused(&status, Code::NotFound, "(1000000 bytes)");
@@ -211,20 +202,4 @@ async fn client_text_is_never_echoed_whole() -> Result<()> {
     let longest = server.longest_log_line();
     assert!(longest < 2048, "a {longest}-byte log line");
     Ok(())
-}
-
-/// A palette PNG of `side`² pixels, all index 0: a few KB that decode to `side`² × 3 bytes.
-fn palette_png(side: u32) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, side, side);
-    encoder.set_color(png::ColorType::Indexed);
-    encoder.set_depth(png::BitDepth::One);
-    encoder.set_palette(vec![0, 0, 0, 255, 255, 255]);
-    encoder.set_compression(png::Compression::High);
-    let Ok(mut writer) = encoder.write_header() else { return Vec::new() };
-    let row = vec![0u8; side.div_ceil(8) as usize];
-    let data: Vec<u8> = (0..side).flat_map(|_| row.iter().copied()).collect();
-    let _ = writer.write_image_data(&data);
-    let _ = writer.finish();
-    out
 }
