@@ -103,5 +103,5 @@ fn a_response_limit_in_grpc_limits_needs_the_image_that_sees_responses() {
     assert!(!ok, "{out}");
     assert!(out.contains("at `rules[0].max_response_bytes`"), "{out}");
     assert!(out.contains("use the `grpc-limits` image"), "{out}");
-    assert!(full_ok && full_out.contains("grpc-limits, 3 rule(s)"), "{full_out}");
+    assert!(full_ok && full_out.contains("grpc-limits, 5 rule(s)"), "{full_out}");
 }
