@@ -12,7 +12,8 @@
 // istiod is told, through its own flags and mesh config, to leave out the istio-proxy extensions an upstream
 // Envoy lacks (see flags.go), so nothing needs stripping.
 //
-// On start it prints one JSON line: {"xds": "127.0.0.1:P", "control": "127.0.0.1:Q"}. The control port takes
+// On start it prints one JSON line: {"xds": "127.0.0.1:P", "control": "127.0.0.1:Q", "proxyConfig": {...}}, the
+// last being what istio-agent puts in the gateway's node metadata (see gatewayProxyConfig). The control port takes
 // PUT /config (a new set of Istio resources, applied as istiod's informers would: created, updated, deleted, then
 // pushed). It stops on SIGTERM or when its standard input closes.
 package main
@@ -32,8 +33,10 @@ import (
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	"istio.io/istio/pilot/test/xds"
 	"istio.io/istio/pkg/config/mesh"
+	agentvalidation "istio.io/istio/pkg/config/validation/agent"
 	"istio.io/istio/pkg/log"
 	"istio.io/istio/pkg/test"
+	"istio.io/istio/pkg/util/protomarshal"
 	"istio.io/istio/pkg/util/sets"
 	"istio.io/istio/pkg/wasm"
 	"sigs.k8s.io/yaml"
@@ -47,6 +50,7 @@ func main() {
 	wasmDir := flag.String("wasm-dir", "", "where istio-agent's Wasm cache keeps the modules it pulls")
 	insecure := flag.String("insecure-registries", "", "comma-separated registries pulled over plain HTTP (WASM_INSECURE_REGISTRIES)")
 	logLevel := flag.String("log-level", "warn", "istiod's and istio-agent's log level")
+	podProxyConfig := flag.String("proxy-config", "", "the gateway Pod's proxy.istio.io/config annotation (YAML or JSON)")
 	flag.Parse()
 	if *configFile == "" || *kubeFile == "" || *wasmDir == "" {
 		fail("usage: wasmgate-istiod --config FILE --kube FILE --wasm-dir DIR [--mesh FILE] [--insecure-registries H,...]")
@@ -69,6 +73,10 @@ func main() {
 		}
 	}
 	meshOverrides(meshConfig)
+	proxyConfig, err := gatewayProxyConfig(meshConfig, *podProxyConfig)
+	if err != nil {
+		fail("the gateway's proxy.istio.io/config: %v", err)
+	}
 	cache := wasm.NewLocalFileCache(*wasmDir, wasm.Options{
 		InsecureRegistries:    sets.New(splitList(*insecure)...),
 		HTTPRequestTimeout:    10 * time.Second,
@@ -78,7 +86,7 @@ func main() {
 	})
 	defer cache.Cleanup()
 
-	err := test.Wrap(func(t test.Failer) {
+	err = test.Wrap(func(t test.Failer) {
 		server := xds.NewFakeDiscoveryServer(t, xds.FakeOptions{
 			ConfigString:               config,
 			KubernetesObjectString:     kube,
@@ -101,13 +109,37 @@ func main() {
 			t.Fatalf("starting the control port: %v", err)
 		}
 		defer control.Close()
-		ready, _ := json.Marshal(map[string]string{"xds": agent.addr(), "control": control.Addr().String()})
+		ready, _ := json.Marshal(map[string]any{
+			"xds": agent.addr(), "control": control.Addr().String(), "proxyConfig": json.RawMessage(proxyConfig),
+		})
 		fmt.Println(string(ready))
 		waitForStop()
 	})
 	if err != nil {
 		fail("%v", err)
 	}
+}
+
+// gatewayProxyConfig is the ProxyConfig istio-agent puts in the gateway's node metadata (PROXY_CONFIG), as
+// pilot-agent's config.ConstructProxyConfig builds it: the mesh's defaultConfig with the Pod's
+// proxy.istio.io/config annotation merged over it by mesh.ApplyProxyConfig, then validated. istiod reads gateway
+// settings from it, gatewayTopology among them (a PROXY protocol listener filter, trusted hops).
+func gatewayProxyConfig(meshConfig *meshconfig.MeshConfig, annotation string) ([]byte, error) {
+	merged := meshConfig
+	if strings.TrimSpace(annotation) != "" {
+		var err error
+		if merged, err = mesh.ApplyProxyConfig(annotation, meshConfig); err != nil {
+			return nil, err
+		}
+	}
+	proxyConfig := merged.GetDefaultConfig()
+	if proxyConfig == nil {
+		proxyConfig = mesh.DefaultProxyConfig()
+	}
+	if result := agentvalidation.ValidateMeshConfigProxyConfig(proxyConfig); result.Err != nil {
+		return nil, result.Err
+	}
+	return protomarshal.Marshal(proxyConfig)
 }
 
 // meshFromFile reads a MeshConfig, alone or as the meshConfig of an IstioOperator, on top of Istio's defaults.

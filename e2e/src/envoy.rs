@@ -67,9 +67,9 @@ pub struct Envoy {
 }
 
 /// What istio-agent tells istiod about the gateway in Envoy's node: its Pod (see [`crate::world`]), namespace,
-/// labels, cluster and Istio version. istiod finds the Pod and its Service from these and builds the gateway's
-/// listeners at the Service's target ports.
-fn gateway_node() -> Value {
+/// labels, cluster, Istio version and proxy config. istiod finds the Pod and its Service from these and builds
+/// the gateway's listeners at the Service's target ports, as the proxy config says (e.g. `gatewayTopology`).
+fn gateway_node(proxy_config: &Value) -> Value {
     let pod = crate::world::GATEWAY_POD;
     let namespace = crate::world::GATEWAY_NAMESPACE;
     json!({
@@ -86,6 +86,7 @@ fn gateway_node() -> Value {
             "OWNER": format!("kubernetes://apis/apps/v1/namespaces/{namespace}/deployments/istio-ingressgateway"),
             "SERVICE_ACCOUNT": "istio-ingressgateway-service-account",
             "MESH_ID": "cluster.local",
+            "PROXY_CONFIG": proxy_config,
         }
     })
 }
@@ -94,9 +95,9 @@ fn gateway_node() -> Value {
 pub const ISTIO_VERSION: &str = "1.31.0";
 
 /// A bootstrap that takes everything else from ADS at `xds` (the istio-agent step in front of istiod).
-fn ads_bootstrap(xds: SocketAddr) -> Value {
+fn ads_bootstrap(xds: SocketAddr, proxy_config: &Value) -> Value {
     json!({
-        "node": gateway_node(),
+        "node": gateway_node(proxy_config),
         "admin": {"address": socket(([127, 0, 0, 1], 0).into())},
         "stats_flush_interval": "1s",
         "dynamic_resources": {
@@ -124,14 +125,16 @@ fn ads_bootstrap(xds: SocketAddr) -> Value {
 }
 
 impl Envoy {
-    /// Envoy configured over ADS from `xds`, serving (among its listeners) `listener` once it is ready.
+    /// Envoy configured over ADS from `xds` as the gateway with `proxy_config` (see [`crate::istiod::Istiod`]),
+    /// serving (among its listeners) `listener` once it is ready.
     pub async fn start_ads(
         xds: SocketAddr,
+        proxy_config: &Value,
         listener: SocketAddr,
         concurrency: u32,
         wrapper: &[String],
     ) -> Result<Self> {
-        let bootstrap = ads_bootstrap(xds);
+        let bootstrap = ads_bootstrap(xds, proxy_config);
         let wrapper = wrapper.to_vec();
         tokio::task::spawn_blocking(move || {
             let mut envoy = Self::spawn(&bootstrap, concurrency, &wrapper)?;

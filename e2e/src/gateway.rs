@@ -4,13 +4,16 @@
 
 use crate::envoy::{Envoy, PathNormalization};
 use crate::istiod::{Inputs, Istiod};
-use crate::world::{Endpoint, GatewayPort, World};
+use crate::nlb::Nlb;
+use crate::tls::TestCertificates;
+use crate::world::{Endpoint, GatewayInstall, GatewayPort, PROXY_CONFIG_ANNOTATION, World};
 use crate::{WasmPlugin, loopback, workspace};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Where the test's upstreams live, as Services.
@@ -47,10 +50,15 @@ impl Default for Gateway {
     }
 }
 
-/// A running gateway: istiod, and the Envoy it configures. Dropping it stops both.
+/// A running gateway: istiod, the Envoy it configures, and the NLB stand-in in front of it where the install puts
+/// an NLB there. Dropping it stops them.
 pub struct RunningGateway {
     pub envoy: Envoy,
     pub istiod: Istiod,
+    /// Where clients reach the Gateway's server for the port it was started for: Envoy's own listener, or the
+    /// NLB's listener in front of it (without the NLB's TLS, see [`Nlb::plain_https`]).
+    pub listener: SocketAddr,
+    pub nlb: Option<Nlb>,
     /// The Istio resources but the plugins.
     istio: String,
     modules: Modules,
@@ -67,9 +75,10 @@ pub struct Deployment {
     pub plugins: Vec<WasmPlugin>,
     /// The Kubernetes objects but the gateway's own Service and Pod.
     pub world: World,
-    /// The gateway Service's ports, with the target ports Envoy is to listen on.
-    pub ports: Vec<GatewayPort>,
-    pub annotations: BTreeMap<String, String>,
+    /// The gateway's Service and Pod, with the target ports Envoy is to listen on.
+    pub install: GatewayInstall,
+    /// The hosts' certificate, for the NLB's TLS listener where the install puts an NLB in front.
+    pub certificates: Option<Arc<TestCertificates>>,
     /// The install options (`IstioOperator`) whose mesh config istiod runs with.
     pub mesh: String,
     /// Registries istio-agent pulls from over plain HTTP.
@@ -77,26 +86,50 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// istiod for this deployment, and an Envoy configured by it, ready to serve the gateway Service's `port`.
+    /// istiod for this deployment, and an Envoy configured by it, ready to serve the gateway Service's `port`;
+    /// behind an NLB stand-in if the gateway Service's annotations ask the AWS Load Balancer Controller for one.
     pub async fn start(self, port: u16, concurrency: u32, wrapper: &[String]) -> Result<RunningGateway> {
-        let world = self.world.ingress_gateway(&self.ports, &self.annotations);
-        let istio = with_plugins(&self.istio, &follow_target_ports(self.plugins, &self.ports))?;
-        let inputs =
-            Inputs { istio, kube: world.to_yaml()?, mesh: self.mesh, insecure_registries: self.insecure_registries };
+        let world = self.world.ingress_gateway(&self.install);
+        let istio = with_plugins(&self.istio, &follow_target_ports(self.plugins, &self.install.ports))?;
+        let inputs = Inputs {
+            istio,
+            kube: world.to_yaml()?,
+            mesh: self.mesh,
+            insecure_registries: self.insecure_registries,
+            proxy_config: self.install.pod_annotations.get(PROXY_CONFIG_ANNOTATION).cloned().unwrap_or_default(),
+        };
         let ports: BTreeMap<u16, SocketAddr> = self
+            .install
             .ports
             .iter()
             .map(|p| (p.port, SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, p.target_port))))
             .collect();
         let listener = *ports.get(&port).with_context(|| format!("the gateway Service has no port {port}"))?;
         let istiod = Istiod::start(&inputs).await?;
-        let envoy = Envoy::start_ads(istiod.xds, listener, concurrency, wrapper).await?;
+        let envoy = Envoy::start_ads(istiod.xds, &istiod.proxy_config, listener, concurrency, wrapper).await?;
+        let nlb = match Nlb::in_front_of(&self.install) {
+            false => None,
+            true => {
+                let certificates = self
+                    .certificates
+                    .context("the install puts an NLB in front, which needs the hosts' certificate")?;
+                Some(Nlb::start(&ports, &self.install.service_annotations, certificates).await?)
+            }
+        };
+        let listener = match &nlb {
+            Some(nlb) if port == 443 => nlb.plain_https,
+            Some(nlb) if port == 80 => nlb.http,
+            Some(_) => bail!("the NLB forwards only the gateway Service's 80 and 443"),
+            None => listener,
+        };
         let gateway = RunningGateway {
             envoy,
             istiod,
+            listener,
+            nlb,
             istio: self.istio,
             modules: Modules::Registry { insecure: Vec::new() },
-            gateway_ports: self.ports,
+            gateway_ports: self.install.ports,
             ports,
         };
         // The listener serves before its filters' configs arrive over ECDS (istiod sets no initial fetch timeout:
@@ -106,18 +139,25 @@ impl Deployment {
     }
 }
 
-/// The gateway Service's ports as Istio's default install creates them (`http2` 80 → 8080, `https` 443 → 8443),
-/// or as the install options in `options` set them; each target port moved to a free one, so gateways run side by
-/// side.
-pub fn gateway_service(options: Option<&str>) -> Result<(Vec<GatewayPort>, BTreeMap<String, String>)> {
+/// The gateway's Service and Pod as Istio's default install creates them (ports `http2` 80 → 8080, `https` 443 →
+/// 8443), or as the install options in `options` set them (ports, Service and Pod annotations); each target port
+/// moved to a free one, so gateways run side by side.
+pub fn gateway_install(options: Option<&str>) -> Result<GatewayInstall> {
     let mut ports = vec![(String::from("http2"), 80u16, 8080u16), (String::from("https"), 443u16, 8443u16)];
-    let mut annotations = BTreeMap::new();
+    let (mut service_annotations, mut pod_annotations) = (BTreeMap::new(), BTreeMap::new());
     if let Some(text) = options {
         let operator: Value = serde_yaml_ng::from_str(text)?;
         let k8s = &operator["spec"]["components"]["ingressGateways"][0]["k8s"];
-        if let Some(map) = k8s["serviceAnnotations"].as_object() {
-            annotations = map.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect();
-        }
+        let strings = |map: &Value| -> Result<BTreeMap<String, String>> {
+            let Some(map) = map.as_object() else { return Ok(BTreeMap::new()) };
+            map.iter()
+                .map(|(k, v)| {
+                    Ok((k.clone(), v.as_str().with_context(|| format!("annotation {k} is not a string"))?.into()))
+                })
+                .collect()
+        };
+        service_annotations = strings(&k8s["serviceAnnotations"])?;
+        pod_annotations = strings(&k8s["podAnnotations"])?;
         if let Some(list) = k8s["service"]["ports"].as_array() {
             ports = list
                 .iter()
@@ -135,7 +175,7 @@ pub fn gateway_service(options: Option<&str>) -> Result<(Vec<GatewayPort>, BTree
             Ok(GatewayPort { name, port, target_port: loopback::free_port()?, install_target_port })
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((ports, annotations))
+    Ok(GatewayInstall { ports, service_annotations, pod_annotations })
 }
 
 /// The plugins with each port they match (`match[].ports`, a gateway listener's port, i.e. a target port of the
@@ -351,7 +391,7 @@ impl Gateway {
 
     pub async fn start(self) -> Result<RunningGateway> {
         let istio = self.istio_resources()?;
-        let (ports, annotations) = gateway_service(None)?;
+        let install = gateway_install(None)?;
         let mut world = World::new()
             .object(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": UPSTREAM_NAMESPACE}}));
         for object in &self.cluster_objects {
@@ -373,8 +413,8 @@ impl Gateway {
             istio,
             plugins: self.resolved_plugins()?,
             world,
-            ports,
-            annotations,
+            install,
+            certificates: None,
             mesh: mesh_options(self.normalization)?,
             insecure_registries,
         };

@@ -98,7 +98,7 @@ impl RawRequest {
         let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
         let name = rustls::pki_types::ServerName::try_from(server_name.to_owned())?;
         tokio::time::timeout(Duration::from_secs(60), async {
-            let tcp = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+            let tcp = self.connect(addr).await?;
             let mut stream = connector.connect(name, tcp).await.context("TLS handshake")?;
             stream.write_all(&self.to_bytes()).await?;
             let mut raw = Vec::new();
@@ -120,6 +120,19 @@ impl RawRequest {
         })
         .await
         .context("no response within 60 s")?
+    }
+
+    /// A connection to `addr`, from the request's source address if it has one.
+    async fn connect(&self, addr: SocketAddr) -> Result<TcpStream> {
+        match self.source {
+            None => TcpStream::connect(addr).await,
+            Some(source) => {
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind((source, 0).into())?;
+                socket.connect(addr).await
+            }
+        }
+        .with_context(|| format!("connecting to {addr}"))
     }
 
     /// Connects from `source` (any of 127.0.0.0/8 works on Linux loopback): another client address.
@@ -162,15 +175,7 @@ impl RawRequest {
     /// runs alongside writing: a proxy may answer (413, 401) before a large body is sent, and stop reading it.
     pub async fn send(&self, addr: SocketAddr) -> Result<RawResponse> {
         tokio::time::timeout(Duration::from_secs(60), async {
-            let stream = match self.source {
-                None => TcpStream::connect(addr).await,
-                Some(source) => {
-                    let socket = tokio::net::TcpSocket::new_v4()?;
-                    socket.bind((source, 0).into())?;
-                    socket.connect(addr).await
-                }
-            }
-            .with_context(|| format!("connecting to {addr}"))?;
+            let stream = self.connect(addr).await?;
             let (mut reader, mut writer) = stream.into_split();
             let bytes = self.to_bytes();
             let write = tokio::spawn(async move {

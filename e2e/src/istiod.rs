@@ -20,6 +20,8 @@ pub struct Inputs {
     pub mesh: String,
     /// Registries istio-agent pulls from over plain HTTP (`WASM_INSECURE_REGISTRIES`).
     pub insecure_registries: Vec<String>,
+    /// The gateway Pod's `proxy.istio.io/config` annotation (empty if none).
+    pub proxy_config: String,
 }
 
 /// A running istiod (with the agent step in front of it). Dropping it stops the process.
@@ -31,12 +33,17 @@ pub struct Istiod {
     /// Where Envoy's ADS connects (the agent step, which relays to istiod).
     pub xds: SocketAddr,
     control: SocketAddr,
+    /// The gateway's proxy config as istio-agent builds it (the mesh's `defaultConfig` with the Pod's annotation
+    /// merged over it), protobuf JSON: what the agent puts in Envoy's node metadata as `PROXY_CONFIG`.
+    pub proxy_config: serde_json::Value,
 }
 
 #[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct Ready {
     xds: SocketAddr,
     control: SocketAddr,
+    proxy_config: serde_json::Value,
 }
 
 /// The Go program, built by `make istiod` into `target/wasmgate-istiod` (or `$WASMGATE_ISTIOD`).
@@ -81,6 +88,8 @@ impl Istiod {
             .arg(&wasm)
             .arg("--insecure-registries")
             .arg(inputs.insecure_registries.join(","))
+            .arg("--proxy-config")
+            .arg(&inputs.proxy_config)
             .arg("--log-level")
             .arg(std::env::var("WASMGATE_ISTIOD_LOG").unwrap_or_else(|_| "warn".into()))
             .stdin(Stdio::piped())
@@ -106,7 +115,7 @@ impl Istiod {
                 bail!("istiod did not start:\n{}", tail(&dir.path().join("istiod.log"), 40));
             }
         };
-        Ok(Self { child, _stdin: stdin, dir, xds: ready.xds, control: ready.control })
+        Ok(Self { child, _stdin: stdin, dir, xds: ready.xds, control: ready.control, proxy_config: ready.proxy_config })
     }
 
     /// Replaces the Istio resources, as `kubectl apply` plus pruning would: istiod validates them (an invalid

@@ -10,6 +10,7 @@ pub mod envoy;
 pub mod fixtures;
 pub mod gateway;
 pub mod grpc;
+pub mod held_streams;
 pub mod http1;
 pub mod http2;
 pub mod istiod;

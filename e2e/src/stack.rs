@@ -2,10 +2,10 @@
 //! `kubectl kustomize`, its `WasmPlugin` images pushed to a real registry and pinned by digest, istiod's own
 //! generator turning the overlay (Gateway, VirtualService, DestinationRule, WasmPlugins) into Envoy config for
 //! the gateway, istio-agent's own fetcher pulling the modules, and two model servers as the `inference`
-//! Service's `stable` and `canary` Pods. Requests reach the Gateway's 443 server as the NLB delivers them:
-//! plain HTTP, TLS already terminated.
+//! Service's `stable` and `canary` Pods. Requests reach the Gateway's 443 server through the NLB stand-in, as the
+//! NLB delivers them: plain HTTP, TLS already terminated, each connection opened with a PROXY v2 header.
 
-use crate::gateway::{Deployment, RunningGateway, gateway_service, mesh_options};
+use crate::gateway::{Deployment, RunningGateway, gateway_install, mesh_options};
 use crate::model_server::ModelServer;
 use crate::registry::{Registry, publish};
 use crate::tls::TestCertificates;
@@ -16,6 +16,7 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
+use std::sync::Arc;
 use wasmgate::istio::{WasmPlugin, parse_wasm_plugins};
 use wasmgate_inference::client::Target;
 
@@ -28,10 +29,11 @@ pub const PASSWORD: &str = "password";
 const MODEL_SERVICE: (&str, &str) = ("inference", "ml-serving");
 
 pub struct FullStack {
-    /// istiod and the Envoy it configures; `envoy.listener` is the Gateway's 443 server.
+    /// istiod and the Envoy it configures; `envoy.listener` is the Gateway's 443 server as clients reach it (on
+    /// EKS through the NLB stand-in, `envoy.nlb`).
     pub envoy: RunningGateway,
     /// The hosts' certificate, its CA and key: what the Gateway's TLS Secret holds (kind) or the NLB presents (EKS).
-    pub certificates: TestCertificates,
+    pub certificates: Arc<TestCertificates>,
     pub stable: ModelServer,
     pub canary: ModelServer,
     /// The CRs as istiod got them: pinned to the images pushed to `registry`.
@@ -69,11 +71,8 @@ impl FullStack {
     pub async fn start_overriding(overlay: &str, sections: &Value) -> Result<Self> {
         let stable = ModelServer::start().await?;
         let canary = ModelServer::start().await?;
-        let certificates = TestCertificates::new(&[HOST, CANARY_HOST])?;
-        let (mut deployment, registry, plugins) = deployment(overlay, sections, &[stable.addr], canary.addr).await?;
-        for name in credential_names(&deployment.istio)? {
-            deployment.world = deployment.world.object(certificates.secret(&name, crate::world::GATEWAY_NAMESPACE));
-        }
+        let (deployment, registry, plugins) = deployment(overlay, sections, &[stable.addr], canary.addr).await?;
+        let certificates = deployment.certificates.clone().context("the deployment has the hosts' certificate")?;
         let envoy = deployment.start(443, 1, &[]).await?;
         Ok(Self { envoy, certificates, stable, canary, plugins, registry })
     }
@@ -89,8 +88,9 @@ impl FullStack {
     }
 }
 
-/// The install options the overlay's gateway Service comes from: `manifests/istio/eks-gateway.yaml` for the EKS
-/// overlays (the NLB's annotations and the target ports), `kind-gateway.yaml` for the kind ones (NodePorts).
+/// The install options the overlay's gateway Service and Pod come from: `manifests/istio/eks-gateway.yaml` for the
+/// EKS overlays (the NLB's annotations, the target ports, PROXY protocol), `kind-gateway.yaml` for the kind ones
+/// (NodePorts).
 fn gateway_options(overlay: &str) -> Result<Option<String>> {
     let file = match overlay.split('-').next() {
         Some("eks") => "eks-gateway.yaml",
@@ -113,8 +113,9 @@ fn credential_names(rendered: &str) -> Result<Vec<String>> {
 
 /// What istiod reads for an overlay: its resources with the `WasmPlugin`s pushed to a fresh registry and pinned
 /// (their `sections` overridden), the cluster's objects (the overlay's Services and Namespaces, a model Pod at each
-/// of the `stable` replicas' addresses and one at `canary`, the image pull secret the CRs name), and the gateway Service as the overlay's install
-/// creates it. The registry must outlive the gateway's start.
+/// of the `stable` replicas' addresses and one at `canary`, the image pull secret the CRs name, the Gateway's TLS
+/// Secrets), and the gateway Service and Pod as the overlay's install creates them; with the hosts' certificate
+/// (the NLB's, on EKS). The registry must outlive the gateway's start.
 pub async fn deployment(
     overlay: &str,
     sections: &Value,
@@ -162,13 +163,16 @@ pub async fn deployment(
     for secret in secrets {
         world = world.object(crate::world::pull_secret(&secret, &registry.host(), ("wasmgate", "unused")));
     }
-    let (ports, annotations) = gateway_service(gateway_options(overlay)?.as_deref())?;
+    let certificates = Arc::new(TestCertificates::new(&[HOST, CANARY_HOST])?);
+    for name in credential_names(&istio)? {
+        world = world.object(certificates.secret(&name, crate::world::GATEWAY_NAMESPACE));
+    }
     let deployment = Deployment {
         istio,
         plugins: plugins.clone(),
         world,
-        ports,
-        annotations,
+        install: gateway_install(gateway_options(overlay)?.as_deref())?,
+        certificates: Some(certificates),
         mesh: mesh_options(None)?,
         insecure_registries: vec![registry.host()],
     };

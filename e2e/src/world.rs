@@ -29,6 +29,19 @@ pub struct GatewayPort {
     pub install_target_port: u16,
 }
 
+/// The ingress gateway's Service and Pod as an install creates them: the Service's ports, its annotations (on EKS,
+/// the ones that make the AWS Load Balancer Controller put an NLB in front) and the Pod's annotations
+/// (`proxy.istio.io/config`, which istio-agent merges into the gateway's proxy config).
+#[derive(Debug, Clone, Default)]
+pub struct GatewayInstall {
+    pub ports: Vec<GatewayPort>,
+    pub service_annotations: BTreeMap<String, String>,
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+/// The Pod annotation istio-agent reads its proxy config overrides from.
+pub const PROXY_CONFIG_ANNOTATION: &str = "proxy.istio.io/config";
+
 /// One backend of a Service: a Pod with its labels, listening at `addr`.
 #[derive(Debug, Clone)]
 pub struct Endpoint {
@@ -59,9 +72,10 @@ impl World {
 
     /// Istio's ingress gateway as an install creates it: the `istio-ingressgateway` Service with `ports` (and the
     /// status port), and its Pod at [`GATEWAY_IP`].
-    pub fn ingress_gateway(mut self, ports: &[GatewayPort], annotations: &BTreeMap<String, String>) -> Self {
+    pub fn ingress_gateway(mut self, install: &GatewayInstall) -> Self {
         let labels = gateway_labels();
-        let mut service_ports: Vec<Value> = ports
+        let mut service_ports: Vec<Value> = install
+            .ports
             .iter()
             .map(|p| json!({"name": p.name, "port": p.port, "targetPort": p.target_port, "protocol": "TCP"}))
             .collect();
@@ -69,10 +83,12 @@ impl World {
         self.objects.push(json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "istio-ingressgateway", "namespace": GATEWAY_NAMESPACE, "labels": labels,
-                         "annotations": annotations},
+                         "annotations": install.service_annotations},
             "spec": {"type": "ClusterIP", "clusterIP": "10.96.0.10", "selector": labels, "ports": service_ports}
         }));
-        self.objects.push(pod(GATEWAY_POD, GATEWAY_NAMESPACE, &labels, GATEWAY_IP));
+        let mut gateway_pod = pod(GATEWAY_POD, GATEWAY_NAMESPACE, &labels, GATEWAY_IP);
+        gateway_pod["metadata"]["annotations"] = json!(install.pod_annotations);
+        self.objects.push(gateway_pod);
         self
     }
 

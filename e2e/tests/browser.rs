@@ -7,7 +7,6 @@ use anyhow::{Context, Result};
 use ndarray::Array1;
 use serde_json::json;
 use wasmgate_e2e::browser::PageCheck;
-use wasmgate_e2e::nlb::Nlb;
 use wasmgate_e2e::stack::{Filters, FullStack, HOST, PASSWORD, USER};
 use wasmgate_inference::data;
 
@@ -16,7 +15,7 @@ const OVERSIZED_BYTES: usize = 130 << 20;
 
 async fn a_person_signs_in_and_classifies_photos(filters: Filters, screenshot: Option<&str>) -> Result<()> {
     let mut stack = FullStack::start_with(filters.overlay()).await?;
-    let nlb = Nlb::start(&stack.envoy.ports, &stack.certificates).await?;
+    let nlb = stack.envoy.nlb.as_ref().context("the EKS install puts an NLB in front")?;
     let mut check = PageCheck::start(&json!({
         "url": format!("https://{HOST}/"),
         "host": HOST,

@@ -153,7 +153,7 @@ async fn target_refs_are_ignored_by_a_classic_gateway_as_istiod_ignores_them() -
 /// The HTTP filters of the gateway's 443 listener, by name, in order.
 async fn http_filters(gateway: &RunningGateway) -> Result<Vec<String>> {
     let dump = gateway.config_dump("dynamic_listeners").await?;
-    let port = gateway.listener.port();
+    let port = gateway.envoy.listener.port();
     let listener = dump["configs"]
         .as_array()
         .into_iter()
@@ -200,13 +200,15 @@ fn route<'a>(routes: &'a Value, name: &str) -> Option<&'a Value> {
 async fn routes_retry_as_istiod_sets_them() -> Result<()> {
     let stack = FullStack::start().await?;
     let routes = stack.envoy.config_dump("dynamic_route_configs").await?;
-    // Both routes retry only what cannot have reached a model (tests/faults.rs shows why), 2 attempts.
-    for name in ["canary", "stable"] {
+    // Every route retries only what cannot have reached a model (tests/faults.rs shows why), 2 attempts; the
+    // answer is bounded (a client's grpc-timeout cannot stretch it), health checks more tightly.
+    for (name, timeout) in [("canary", "120s"), ("stable", "120s"), ("health", "5s"), ("canary-health", "5s")] {
         let found = route(&routes, name).with_context(|| format!("no {name} route in {routes:#}"))?;
         let policy = &found["route"]["retry_policy"];
         assert_eq!(policy["retry_on"], "connect-failure,refused-stream", "{found}");
         assert_eq!(policy["num_retries"], 2, "{found}");
-        assert_eq!(found["route"]["max_grpc_timeout"], "0s");
+        assert_eq!(found["route"]["timeout"], timeout, "{found}");
+        assert_eq!(found["route"]["max_grpc_timeout"], timeout, "{found}");
     }
     Ok(())
 }

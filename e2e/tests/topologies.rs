@@ -3,10 +3,9 @@
 //! plain TCP to the gateway's 8080/8443 (the Gateway's 443 server speaks plain HTTP); and kind, where TLS ends
 //! at the gateway (the Gateway's `credentialName`, served to Envoy by istiod over SDS).
 
-use anyhow::Result;
-use std::net::SocketAddr;
+use anyhow::{Context, Result};
+use std::net::{IpAddr, SocketAddr};
 use wasmgate_e2e::clients;
-use wasmgate_e2e::nlb::Nlb;
 use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER};
 use wasmgate_e2e::{RawRequest, workspace};
 
@@ -57,7 +56,7 @@ async fn port_80_redirects_to_https(address: SocketAddr) -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn eks_behind_the_nlb_serves_tls_clients_and_redirects_plain_http() -> Result<()> {
     let stack = FullStack::start_with("eks").await?;
-    let nlb = Nlb::start(&stack.envoy.ports, &stack.certificates).await?;
+    let nlb = stack.envoy.nlb.as_ref().context("the EKS install puts an NLB in front")?;
     the_same_client_checks(&stack, nlb.https).await?;
     port_80_redirects_to_https(nlb.http).await
 }
@@ -68,6 +67,43 @@ async fn kind_with_tls_at_the_gateway_serves_the_same_clients() -> Result<()> {
     let https = stack.envoy.ports[&443];
     the_same_client_checks(&stack, https).await?;
     port_80_redirects_to_https(stack.envoy.ports[&80]).await
+}
+
+/// Behind the NLB every client arrives from the NLB's address unless the NLB says who it is: with PROXY protocol v2
+/// (the Service's annotation for the NLB, the Pod's proxy config for the gateway), basic-auth's lockout holds the
+/// client that guessed, not every client of the NLB.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_the_nlb_wrong_passwords_lock_out_only_the_client_that_sent_them() -> Result<()> {
+    // The committed config, with room for the guesses' bcrypt checks: this is about whom the lockout holds.
+    let cr = wasmgate_e2e::istio::load_wasm_plugin(&workspace::plugin_crs_dir(), "basic-auth")?;
+    let mut config = cr.spec.plugin_config.unwrap_or_default();
+    config["bcrypt_budget"] = serde_json::json!({"per_second": "100ms", "burst": "2s"});
+    let stack = FullStack::start_overriding("eks", &serde_json::json!({"basic_auth": config})).await?;
+    let nlb = stack.envoy.nlb.as_ref().context("the EKS install puts an NLB in front")?;
+    assert!(nlb.proxy_protocol, "the EKS gateway Service asks the NLB for PROXY protocol v2");
+    let (guesser, other) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3]));
+    let attempt = |from: IpAddr, user: &str, password: &str| {
+        RawRequest::get("/v2/health/ready").host(HOST).basic_auth(user, password).from(from)
+    };
+    // The shipped lockout: 20 wrong passwords from one address, for any users, lock that address.
+    for i in 0..20 {
+        let r = attempt(guesser, &format!("made-up-{i}"), "guess").send(nlb.plain_https).await?;
+        assert_eq!(r.status, 401, "guess {i}");
+    }
+    let locked = attempt(guesser, USER, PASSWORD).send(nlb.plain_https).await?;
+    assert_eq!(locked.status, 429, "the guesser is locked out, even with the right password");
+    // Another client through the same NLB (its TLS listener too) signs in at once.
+    let signed_in = attempt(other, USER, PASSWORD).send(nlb.plain_https).await?;
+    assert!(!matches!(signed_in.status, 401 | 429), "{} {:?}", signed_in.status, signed_in.headers);
+    let over_tls = attempt(other, USER, PASSWORD).send_tls(nlb.https, HOST, &stack.certificates.ca_pem).await?;
+    assert!(!matches!(over_tls.status, 401 | 429), "{} {:?}", over_tls.status, over_tls.headers);
+    assert_eq!(stack.counter("basic_auth.denied.locked").await?, 1);
+    // The gateway takes nothing that does not start with the header: a client cannot skip the NLB and name
+    // itself, and the listener is not left open to connections without it.
+    let direct =
+        RawRequest::get("/v2/health/ready").host(HOST).basic_auth(USER, PASSWORD).send(stack.envoy.ports[&443]).await;
+    assert!(direct.is_err(), "a connection without a PROXY header was answered: {:?}", direct.map(|r| r.status));
+    Ok(())
 }
 
 /// The EKS install options and the overlay agree on what the NLB forwards where: one gateway Service whose 443

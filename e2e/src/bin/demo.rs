@@ -55,7 +55,10 @@ fn describe(stack: &FullStack) {
     }
     println!("model servers stable {}  canary {}", stack.stable.addr, stack.canary.addr);
     println!("istiod        xDS {} (istiod's generator, istio-agent's Wasm step)", stack.envoy.istiod.xds);
-    println!("Envoy (V8)    {}  admin http://{}", stack.envoy.listener, stack.envoy.admin);
+    println!("Envoy (V8)    {}  admin http://{}", stack.envoy.envoy.listener, stack.envoy.admin);
+    if let Some(nlb) = &stack.envoy.nlb {
+        println!("NLB stand-in  {} (TLS), {} (plain), PROXY v2 to the gateway", nlb.https, nlb.plain_https);
+    }
     println!("web page      {}  (user {USER}, password {PASSWORD})\n", page_url(stack));
 }
 
