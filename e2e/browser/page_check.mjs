@@ -31,6 +31,9 @@ const browser = await chromium.launch({
     "--disable-component-update",
     "--disable-sync",
     `--host-resolver-rules=MAP ${options.host} ${options.address}`,
+    // The gateway is a public address in a deployment; here it is on loopback, where Chromium's Local Network
+    // Access checks would block a public page's requests to it themselves and hide what the gateway does.
+    "--disable-features=LocalNetworkAccessChecks",
   ],
 });
 
@@ -111,7 +114,56 @@ try {
     }
   }
 
-  // 4. A photo over the gateway's limit, picked like any other file: the size message. (Made in the page: Playwright
+  // 4. The signed-in person visits pages on another origin that make the browser POST to the model's gRPC method the
+  // ways a page may without a CORS preflight: a form of each enctype, auto-submitted, and a no-cors fetch. The
+  // browser adds the person's credentials. None may reach the model; the person's own page still works.
+  {
+    await wait("cross-site attack");
+    const target = new URL("/inference.GRPCInferenceService/ModelInfer", options.url).href;
+    const form = (enctype) =>
+      `<form method="POST" action="${target}" enctype="${enctype}">` +
+      `<input name="\u0000\u0000\u0000\u0000\u0010" value="payload"></form>` +
+      `<script>document.forms[0].submit();</script>`;
+    const fetchNoCors = `<script>fetch(${JSON.stringify(target)}, {method: "POST", mode: "no-cors", credentials: "include", body: "x=y"});</script>`;
+    const attacks = [
+      form("text/plain"),
+      form("application/x-www-form-urlencoded"),
+      form("multipart/form-data"),
+      fetchNoCors,
+    ];
+    const answers = [];
+    for (const [i, html] of attacks.entries()) {
+      const visit = await signedIn.newPage();
+      const attacker = `http://attacker.example/${i}`;
+      await visit.route(attacker, (route) => route.fulfill({ contentType: "text/html", body: `<!doctype html>${html}` }));
+      const finished = new Promise((resolve) => {
+        const record = async (request) => {
+          if (request.url() !== target) return;
+          const response = await request.response().catch(() => null);
+          const sent = await request.allHeaders().catch(() => ({}));
+          resolve({
+            status: response ? response.status() : 0,
+            failure: request.failure()?.errorText ?? null,
+            content_type: sent["content-type"] ?? null,
+          });
+        };
+        visit.on("requestfinished", record);
+        visit.on("requestfailed", record);
+      });
+      await visit.goto(attacker);
+      answers.push(await Promise.race([finished, new Promise((resolve) => setTimeout(() => resolve(null), 30_000))]));
+      await visit.close();
+    }
+    report({ step: "cross_site", answers });
+    await wait("cross-site attack done");
+    const buffer = Buffer.from(samples.images[0].png, "base64");
+    await page.locator("#file").setInputFiles({ name: "after-visit.png", mimeType: "image/png", buffer });
+    const answer = page.locator("#answer[data-label]");
+    await answer.waitFor({ timeout: 60_000 });
+    report({ step: "after_cross_site", label: await answer.getAttribute("data-label") });
+  }
+
+  // 5. A photo over the gateway's limit, picked like any other file: the size message. (Made in the page: Playwright
   // cannot hand a file this large to the browser. ASCII bytes: DevTools reports the request body to Playwright as
   // text, where other bytes would be escaped past what a Node string holds.)
   {
@@ -127,7 +179,7 @@ try {
     report({ step: "oversized", message: text });
   }
 
-  // 5. The password changed under an open page: its calls carry the old one.
+  // 6. The password changed under an open page: its calls carry the old one.
   {
     await page.route("**/inference.GRPCInferenceService/**", (route) =>
       route.continue({
@@ -145,13 +197,13 @@ try {
     await page.unrouteAll();
   }
 
-  // 6. A wrong password at sign-in: the challenge again, so the browser asks again.
+  // 7. A wrong password at sign-in: the challenge again, so the browser asks again.
   {
     const wrong = await contextWith({ username: options.user, password: "not-the-password" });
     report({ step: "wrong_password", ...(await load(await wrong.newPage(), options.url)) });
   }
 
-  // 7. The model server goes down under an open page.
+  // 8. The model server goes down under an open page.
   {
     await wait("stop the model server");
     const buffer = Buffer.from(samples.images[0].png, "base64");

@@ -258,6 +258,16 @@ impl Envoy {
     pub async fn counter(&self, name: &str) -> Result<u64> {
         Ok(self.stats().await?.get(name).copied().unwrap_or(0))
     }
+
+    /// A statistic of the upstream cluster `cluster` (e.g. `upstream_rq_total`), which must exist: istiod names a
+    /// cluster's stats after the cluster followed by `;` (`cluster.outbound|8500|stable|host;.upstream_rq_total`).
+    pub async fn cluster_stat(&self, cluster: &str, stat: &str) -> Result<u64> {
+        let stats = self.stats().await?;
+        [format!("cluster.{cluster};.{stat}"), format!("cluster.{cluster}.{stat}")]
+            .iter()
+            .find_map(|name| stats.get(name).copied())
+            .with_context(|| format!("Envoy has no `{stat}` for cluster `{cluster}`"))
+    }
 }
 
 /// The address of the first listener (or of the one on `port`) that has one.

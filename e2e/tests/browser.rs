@@ -25,6 +25,23 @@ async fn a_person_signs_in_and_classifies_photos(filters: Filters, screenshot: O
         "oversized_bytes": OVERSIZED_BYTES,
         "screenshot": screenshot,
     }))?;
+    // A page on another origin, visited while signed in: nothing it makes the browser send reaches the model.
+    assert_eq!(check.until_waiting().await?.as_deref(), Some("cross-site attack"), "{:?}", check.steps);
+    let before = (model_requests(&stack).await?, stack.counter("grpc_limits.refused.content_type").await?);
+    check.resume().await?;
+    assert_eq!(check.until_waiting().await?.as_deref(), Some("cross-site attack done"), "{:?}", check.steps);
+    let after = (model_requests(&stack).await?, stack.counter("grpc_limits.refused.content_type").await?);
+    let attack = PageCheck::step(&check.steps, "cross_site")?.clone();
+    let answers = attack["answers"].as_array().context("answers")?;
+    let statuses: Vec<u64> = answers.iter().map(|a| a["status"].as_u64().unwrap_or(0)).collect();
+    // The three forms went with the person's credentials and were refused by grpc-limits as not gRPC (a form's
+    // content types are not); the fetch went without them (Chromium keeps credentials from cross-site
+    // subresources) and was refused by basic-auth.
+    assert_eq!(statuses, [415, 415, 415, 401], "{attack}");
+    assert_eq!(after.1 - before.1, 3, "{attack}");
+    assert_eq!(after.0, before.0, "no request reached the model during the visits: {attack}");
+    check.resume().await?;
+
     let waiting = check.until_waiting().await?;
     assert_eq!(waiting.as_deref(), Some("stop the model server"), "{:?}", check.steps);
     // Down before the page's next call, so that call cannot race the shutdown and be answered.
@@ -70,6 +87,9 @@ async fn a_person_signs_in_and_classifies_photos(filters: Filters, screenshot: O
         assert!(tiles.iter().all(|t| t["probability"].as_f64().is_some_and(|p| (0.0..=1.0).contains(&p))));
     }
 
+    // After the visit the person's own page still classifies: the same photo, the same answer as in the gallery.
+    assert_eq!(step("after_cross_site")?["label"], tiles[0]["label"], "{steps:?}");
+
     // The page's messages for what goes wrong, in words a person can act on.
     let message = |name: &str| -> Result<String> { Ok(step(name)?["message"].as_str().unwrap_or("").to_owned()) };
     assert!(message("oversized")?.starts_with("This image is too large for the gateway"), "{steps:?}");
@@ -84,6 +104,16 @@ async fn a_person_signs_in_and_classifies_photos(filters: Filters, screenshot: O
     assert_eq!(stack.counter("grpc_limits.refused.content_length").await?, 1);
     assert!(stack.counter("basic_auth.denied.invalid").await? >= 2);
     Ok(())
+}
+
+/// Requests the gateway sent to the model Service, any subset.
+async fn model_requests(stack: &FullStack) -> Result<u64> {
+    let mut total = 0;
+    for subset in ["stable", "canary", "stable-health", "canary-health"] {
+        let cluster = format!("outbound|8500|{subset}|inference.ml-serving.svc.cluster.local");
+        total += stack.envoy.cluster_stat(&cluster, "upstream_rq_total").await?;
+    }
+    Ok(total)
 }
 
 #[tokio::test(flavor = "multi_thread")]

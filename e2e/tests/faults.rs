@@ -207,3 +207,28 @@ async fn a_request_that_kills_its_replica_reaches_only_one() -> Result<()> {
     assert_eq!(hits.iter().sum::<usize>(), 1, "replicas reached: {hits:?}");
     Ok(())
 }
+
+/// A replica that resets every request it takes is taken out of the pool by outlier detection after five in a row
+/// (the DestinationRule's `consecutive5xxErrors`), and the requests after it all reach the replica that answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replica_that_resets_every_request_is_ejected_after_five() -> Result<()> {
+    let dying = DyingReplica::start().await?;
+    let healthy = ModelServer::start().await?;
+    let canary = ModelServer::start().await?;
+    let (deployment, _registry, _) =
+        deployment("eks", &serde_json::Value::Null, &[dying.addr, healthy.addr], canary.addr).await?;
+    let envoy = deployment.start(443, 1, &[]).await?;
+    let mut client = client_for(envoy.listener).await?;
+    let mut failed = 0;
+    for _ in 0..40 {
+        if client.infer(client::generated(1).request()).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(dying.hits(), 5, "the resetting replica took five requests, then none");
+    assert_eq!(failed, 5, "only the requests it took failed");
+    assert_eq!(healthy.stats.snapshot().infer_ok, 35);
+    let cluster = "outbound|8500|stable|inference.ml-serving.svc.cluster.local";
+    assert_eq!(envoy.cluster_stat(cluster, "outlier_detection.ejections_enforced_consecutive_5xx").await?, 1);
+    Ok(())
+}

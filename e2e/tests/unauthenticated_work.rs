@@ -5,7 +5,7 @@
 
 use anyhow::Result;
 use serde_json::Value;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use wasmgate_e2e::held_streams::HeldStreams;
 use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER};
 use wasmgate_inference::client;
@@ -15,28 +15,43 @@ const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 /// The health subsets' `http2MaxRequests` + `http1MaxPendingRequests` in the committed DestinationRule: the most
 /// health streams the gateway sends on to the model at once.
 const HEALTH_POOL: usize = 32 + 32;
+/// The health routes' timeout in the committed VirtualService.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_thousand_held_health_streams_leave_signed_in_calls_served() -> Result<()> {
     let stack = FullStack::start().await?;
     // 1,000 health checks without credentials, through the NLB as any client arrives, each left unfinished.
     let grpc = [("content-type", "application/grpc"), ("te", "trailers")];
+    let opened = Instant::now();
     let mut held = HeldStreams::open(stack.envoy.listener, HOST, HEALTH_CHECK, &grpc, 1000).await?;
-    let (answers, open) = held.answers(Duration::from_secs(3)).await;
+    let (answers, open) = held.answers(Duration::from_secs(1)).await;
 
-    // Meanwhile signed-in calls go through: readiness, and a 100 MB ModelInfer.
+    // While they are held (the health route's 5 s timeout has not run out), a signed-in 100 MB ModelInfer goes
+    // through.
+    let sent = opened.elapsed();
+    assert!(sent < HEALTH_TIMEOUT - Duration::from_secs(1), "the call went {sent:?} after the streams opened");
     let mut model = stack.target(HOST, Some((USER, PASSWORD))).connect().await?;
-    let request = client::fp32_zeros(100_000_000usize.div_ceil(IMAGE_VALUES * 4));
-    let response = tokio::time::timeout(Duration::from_secs(60), model.infer(request)).await??;
-    assert_eq!(client::probabilities(&response)?.len(), 100_000_000usize.div_ceil(IMAGE_VALUES * 4));
+    let images = 100_000_000usize.div_ceil(IMAGE_VALUES * 4);
+    let response = tokio::time::timeout(Duration::from_secs(60), model.infer(client::fp32_zeros(images))).await??;
+    assert_eq!(client::probabilities(&response)?.len(), images);
     assert_eq!(stack.stable.stats.snapshot().infer_ok, 1);
-    // The health pool takes what it holds; the gateway refuses the rest at once (UNAVAILABLE, "overflow").
+
+    // The health pool took what it holds; the gateway refused the rest at once (UNAVAILABLE, "overflow").
     assert!(open <= HEALTH_POOL, "{open} streams held open past the health pool: {answers:?}");
     assert_eq!(answers.get("grpc-status 14").copied().unwrap_or(0), 1000 - open, "{answers:?}");
-    let overflow = stack.envoy.counter(&format!("cluster.{}.upstream_rq_pending_overflow", cluster("stable"))).await?;
-    assert_eq!(overflow, 0, "the model calls' pool refused nothing");
-    let (_, still_open) = held.answers(Duration::ZERO).await;
-    assert_eq!(still_open, open, "the held streams were still open during the signed-in calls");
+    // Envoy's circuit breakers count what they refused: too many active requests, or too many waiting for one.
+    let (mut model_pool, mut health_pool) = (0, 0);
+    for stat in ["upstream_rq_active_overflow", "upstream_rq_pending_overflow"] {
+        model_pool += stack.envoy.cluster_stat(&cluster("stable"), stat).await?;
+        health_pool += stack.envoy.cluster_stat(&cluster("stable-health"), stat).await?;
+    }
+    assert_eq!(model_pool, 0, "the model calls' pool refused nothing");
+    assert_eq!(health_pool, 1000 - open as u64, "the health pool refused the rest");
+    // The streams it held are cut at the route's timeout, not held for ever; none was answered as a health check.
+    let (later, still_open) = held.answers(HEALTH_TIMEOUT * 2).await;
+    assert_eq!(still_open, 0, "{later:?}");
+    assert!(!later.contains_key("grpc-status 0"), "{later:?}");
     Ok(())
 }
 

@@ -143,9 +143,11 @@ impl ModelService {
 }
 
 /// The status refusing a request's input: RESOURCE_EXHAUSTED when it would cost more than a call may,
-/// INVALID_ARGUMENT otherwise. The message quotes the client only in bounded prefixes ([`crate::echo`]).
-pub(crate) fn refusal(api: &str, error: &InputError) -> Status {
-    tracing::info!(api, error = %error, too_costly = error.is_too_costly(), "refused");
+/// INVALID_ARGUMENT otherwise; logged once, with the request's id if it has one. The message and the log quote the
+/// client only in bounded prefixes ([`crate::echo`]).
+pub(crate) fn refusal(api: &str, request_id: &str, error: &InputError) -> Status {
+    let request_id = echo::text(request_id);
+    tracing::info!(api, %request_id, error = %error, too_costly = error.is_too_costly(), "refused");
     if error.is_too_costly() {
         Status::resource_exhausted(error.to_string())
     } else {
@@ -229,10 +231,7 @@ impl GrpcInferenceService for ModelService {
                 tensor::decode(&request, budget).map(|batch| (batch.pixels, (batch.outputs, batch.raw_output)))
             })
             .await?;
-        let (probabilities, (outputs, raw)) = answer.map_err(|e| {
-            tracing::info!(request_id = %echo::text(&id), "refused ModelInfer");
-            refusal("ModelInfer", &e)
-        })?;
+        let (probabilities, (outputs, raw)) = answer.map_err(|e| refusal("ModelInfer", &id, &e))?;
         self.stats.raw_input_bytes.fetch_add(raw_bytes as u64, Ordering::Relaxed);
         tracing::info!(
             request_id = %echo::text(&id),

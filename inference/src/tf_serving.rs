@@ -94,7 +94,7 @@ impl PredictionService for TfServing {
                 tf_tensor::decode_predict(signature, &request.inputs, &request.output_filter, budget)
             })
             .await?;
-        let (probabilities, outputs) = answer.map_err(|e| refusal("Predict", &e))?;
+        let (probabilities, outputs) = answer.map_err(|e| refusal("Predict", "", &e))?;
         self.model.stats().raw_input_bytes.fetch_add(content_bytes as u64, Ordering::Relaxed);
         tracing::info!(
             api = "Predict",
@@ -142,7 +142,7 @@ impl PredictionService for TfServing {
                     .map(|p| (p, ()))
             })
             .await?;
-        let (probabilities, ()) = answer.map_err(|e| refusal("Classify", &e))?;
+        let (probabilities, ()) = answer.map_err(|e| refusal("Classify", "", &e))?;
         tracing::info!(
             api = "Classify",
             images = probabilities.len(),
