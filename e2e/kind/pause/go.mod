@@ -1,0 +1,3 @@
+module wasmgate.dev/e2e/kind/pause
+
+go 1.26
