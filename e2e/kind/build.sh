@@ -3,8 +3,9 @@
 #   - tools: kind, crictl, runc-caps, and the control plane's binaries (Kubernetes, etcd, CoreDNS, pause) from the
 #     Go module proxy;
 #   - images, into the Docker engine at $DOCKER_HOST: a Debian bookworm base (debootstrap), the kind node image
-#     (kind's own base files on it), and the control plane's images under the names kubeadm asks for
-#     (registry.k8s.io/...), which e2e/kind/run.sh serves to the node from its own registry.
+#     (kind's own base files on it), a registry (Debian's docker-registry), the control plane's images under the
+#     names kubeadm asks for (registry.k8s.io/...) and Istio's under its charts' hub, which e2e/kind/run.sh serves
+#     to the node from that registry.
 # Prints each step's time. Outputs go to target/kind/.
 #
 #   e2e/kind/build.sh
@@ -23,9 +24,10 @@ PAUSE=3.10.1
 KIND=v0.33.0
 CRICTL=v1.34.0
 NODE_IMAGE="wasmgate-kind/node:$KUBERNETES"
-# Istio's charts in the module name this hub and tag (values.yaml), so istioctl installs these images unchanged.
+# Istio's charts in the module name this hub (values.yaml); istioctl installs the images of its own version, which
+# build_istio stamps: it installs these images unchanged.
 ISTIO_HUB=registry.istio.io/testing
-ISTIO_TAG=latest
+ISTIO_TAG=1.31-dev
 BASE_IMAGE=wasmgate-kind/debian:bookworm
 
 mkdir -p "$BIN"
@@ -116,6 +118,10 @@ component_image() {
   "$DOCKER" build -q -t "$image" "$ctx" >/dev/null
 }
 
+build_registry_image() {
+  "$DOCKER" build -q -t wasmgate-kind/registry "$KIND_DIR/images/registry" >/dev/null
+}
+
 build_component_images() {
   for c in kube-apiserver kube-controller-manager kube-scheduler; do
     component_image "registry.k8s.io/$c:$KUBERNETES" "$c"
@@ -129,7 +135,7 @@ build_component_images() {
 # istiod, istio-agent and istioctl from the istio.io/istio e2e/istiod pins, stamped as Istio's build stamps them.
 build_istio() {
   local flags="-s -w" module
-  for kv in buildVersion=1.31-dev buildGitRevision=e2e-istiod-go.mod buildStatus=Clean buildTag=1.31-dev \
+  for kv in "buildVersion=$ISTIO_TAG" buildGitRevision=e2e-istiod-go.mod buildStatus=Clean "buildTag=$ISTIO_TAG" \
     "buildHub=$ISTIO_HUB" buildOS=linux buildArch=amd64; do
     flags+=" -X istio.io/istio/pkg/version.$kv"
   done
@@ -174,6 +180,7 @@ timed "etcd" build_etcd
 timed "kind, crictl, CoreDNS, pause" build_small_tools
 timed "Debian base image" build_base_image
 timed "node image" build_node_image
+timed "registry image" build_registry_image
 timed "control plane images" build_component_images
 timed "istiod, istio-agent, istioctl" build_istio
 timed "Istio images" build_istio_images

@@ -5,9 +5,10 @@
 #
 # Steps: a Docker engine of its own (Debian's dockerd, runc behind runc-caps: this VM's kernel does not grant
 # CAP_SYS_RESOURCE, which privileged containers such as kind's nodes ask for); the build; a network for the
-# cluster with a registry on its gateway address (Debian's docker-registry), which the node's containerd uses for
-# registry.k8s.io, registry.istio.io and docker.io (certs.d); the cluster; checks that it runs.
-# Not yet (issue #34): Istio's images and install, the kind overlay and the client checks.
+# cluster with a registry container on it (Debian's docker-registry), which the node's containerd uses for
+# registry.k8s.io, registry.istio.io, docker.io and localhost:5001 (certs.d); the cluster; Istio, installed as the
+# README says; checks that they run.
+# Not yet (issue #34): the kind overlay and the client checks.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -19,11 +20,9 @@ if [[ ${1:-} == --keep ]]; then KEEP=1; fi
 
 export DOCKER=${DOCKER:-/usr/bin/docker}
 export DOCKER_HOST=unix:///run/wasmgate-docker.sock
-# The cluster's network: a fixed subnet, so the registry can listen on its gateway before the cluster exists.
+# The cluster's network, made before the cluster so the registry is on it from the start.
 export KIND_EXPERIMENTAL_DOCKER_NETWORK=wasmgate-kind
-SUBNET=10.89.0.0/24
-GATEWAY=10.89.0.1
-REGISTRY="$GATEWAY:5001"
+REGISTRY=127.0.0.1:5001
 KUBECTL=(kubectl --context "kind-$CLUSTER")
 
 step() { printf '\n== %s\n' "$*"; }
@@ -33,20 +32,19 @@ die() {
 }
 elapsed() { echo "$(($(date +%s) - $1)) s"; }
 
-for tool in dockerd debootstrap docker-registry skopeo kubectl go; do
+for tool in dockerd debootstrap skopeo kubectl go curl; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is not installed (make setup installs it)"
 done
 mkdir -p "$OUT"
 
 DOCKERD_PID=""
-REGISTRY_PID=""
 cleanup() {
   if [[ $KEEP == 1 ]]; then
     echo "kept: DOCKER_HOST=$DOCKER_HOST, registry http://$REGISTRY, kubectl context kind-$CLUSTER"
     return
   fi
   "$BIN/kind" delete cluster --name "$CLUSTER" >/dev/null 2>&1 || true
-  if [[ -n $REGISTRY_PID ]]; then kill "$REGISTRY_PID" 2>/dev/null || true; fi
+  "$DOCKER" rm -f kind-registry >/dev/null 2>&1 || true
   "$DOCKER" network rm "$KIND_EXPERIMENTAL_DOCKER_NETWORK" >/dev/null 2>&1 || true
   if [[ -n $DOCKERD_PID ]]; then
     kill "$DOCKERD_PID" 2>/dev/null || true
@@ -71,34 +69,27 @@ echo "ready in $(elapsed "$start")"
 step "2. build"
 bash "$ROOT/e2e/kind/build.sh"
 
-step "3. the cluster's network and registry ($REGISTRY)"
+step "3. the cluster's network, and the registry on it (kind-registry:5000; $REGISTRY from here)"
 start=$(date +%s)
 if ! "$DOCKER" network inspect "$KIND_EXPERIMENTAL_DOCKER_NETWORK" >/dev/null 2>&1; then
-  "$DOCKER" network create -d bridge --subnet "$SUBNET" --gateway "$GATEWAY" \
-    -o com.docker.network.bridge.enable_ip_masquerade=true "$KIND_EXPERIMENTAL_DOCKER_NETWORK" >/dev/null
+  "$DOCKER" network create -d bridge -o com.docker.network.bridge.enable_ip_masquerade=true \
+    "$KIND_EXPERIMENTAL_DOCKER_NETWORK" >/dev/null
 fi
-mkdir -p "$OUT/registry"
-cat >"$OUT/registry/config.yml" <<EOF
-version: 0.1
-storage:
-  filesystem:
-    rootdirectory: $OUT/registry/data
-http:
-  addr: $REGISTRY
-EOF
-docker-registry serve "$OUT/registry/config.yml" >"$OUT/registry/log" 2>&1 &
-REGISTRY_PID=$!
+"$DOCKER" rm -f kind-registry >/dev/null 2>&1 || true
+"$DOCKER" run -d --name kind-registry --network "$KIND_EXPERIMENTAL_DOCKER_NETWORK" -p "$REGISTRY:5000" \
+  wasmgate-kind/registry >/dev/null
 for _ in $(seq 1 50); do curl -sf "http://$REGISTRY/v2/" >/dev/null && break; sleep 0.2; done
-curl -sf "http://$REGISTRY/v2/" >/dev/null || { tail "$OUT/registry/log"; die "the registry did not start"; }
+curl -sf "http://$REGISTRY/v2/" >/dev/null || { "$DOCKER" logs kind-registry; die "the registry did not start"; }
 while read -r image; do
   skopeo copy -q --src-daemon-host "$DOCKER_HOST" --dest-tls-verify=false \
     "docker-daemon:$image" "docker://$REGISTRY/${image#*/}"
 done < <(bash "$ROOT/e2e/kind/build.sh" --images)
-# The node's containerd resolves these registries at ours (mounted at /etc/containerd/certs.d).
-for upstream in registry.k8s.io registry.istio.io docker.io; do
+# The node's containerd resolves these at the registry (mounted at /etc/containerd/certs.d): the upstream
+# registries the images are named after, and localhost:5001, where overlays/kind names the model server's image.
+for upstream in registry.k8s.io registry.istio.io docker.io localhost:5001; do
   mkdir -p "$OUT/certs.d/$upstream"
-  printf 'server = "https://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
-    "$upstream" "$REGISTRY" >"$OUT/certs.d/$upstream/hosts.toml"
+  printf 'server = "http://kind-registry:5000"\n\n[host."http://kind-registry:5000"]\n  capabilities = ["pull", "resolve"]\n' \
+    >"$OUT/certs.d/$upstream/hosts.toml"
 done
 echo "ready in $(elapsed "$start")"
 
@@ -112,11 +103,24 @@ sed "s|@CERTS_D@|$OUT/certs.d|" "$ROOT/e2e/kind/cluster.yaml" >"$OUT/cluster.yam
 "${KUBECTL[@]}" -n kube-system rollout status daemonset/kube-proxy --timeout=180s
 echo "ready in $(elapsed "$start")"
 
-step "5. checks"
+step "5. Istio: istioctl install with the README's options (and e2e/kind/istio-upstream-envoy.yaml)"
+start=$(date +%s)
+"$BIN/istioctl" --context "kind-$CLUSTER" install -y -f "$ROOT/manifests/istio/istio-operator.yaml" \
+  -f "$ROOT/manifests/istio/kind-gateway.yaml" -f "$ROOT/e2e/kind/istio-upstream-envoy.yaml"
+"${KUBECTL[@]}" -n istio-system rollout status deployment/istiod --timeout=180s
+"${KUBECTL[@]}" -n istio-system rollout status deployment/istio-ingressgateway --timeout=180s
+echo "ready in $(elapsed "$start")"
+
+step "6. checks"
 "${KUBECTL[@]}" get nodes -o wide
 # A pod is scheduled, gets an address from the node's CNI, runs and completes.
 "${KUBECTL[@]}" run pod-check --image="registry.k8s.io/coredns/coredns:v1.12.1" --restart=Never --command -- \
   /usr/local/bin/coredns -version >/dev/null
 "${KUBECTL[@]}" wait --for=jsonpath='{.status.phase}'=Succeeded pod/pod-check --timeout=120s
 "${KUBECTL[@]}" get pods -A -o wide
-echo "kind e2e: the cluster runs; Istio and the client checks are not built yet (issue #34)"
+# The gateway (istio-agent and Envoy 1.40, configured by istiod) is ready: its status port, through the API
+# server's proxy to the pod.
+gateway_pod=$("${KUBECTL[@]}" -n istio-system get pod -l istio=ingressgateway -o jsonpath='{.items[0].metadata.name}')
+"${KUBECTL[@]}" get --raw "/api/v1/namespaces/istio-system/pods/$gateway_pod:15021/proxy/healthz/ready" >/dev/null ||
+  die "the ingress gateway is not ready"
+echo "kind e2e: the cluster and Istio run; the kind overlay and the client checks are not built yet (issue #34)"
