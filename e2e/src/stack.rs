@@ -218,6 +218,22 @@ impl Filters {
     }
 }
 
+/// The gateway's cluster for a subset of the model Service (`stable`, `canary`, `stable-health`, ...), as istiod
+/// names it: the name [`crate::envoy::Envoy::cluster_stat`] takes.
+pub fn model_cluster(subset: &str) -> String {
+    let (service, namespace) = MODEL_SERVICE;
+    format!("outbound|8500|{subset}|{service}.{namespace}.svc.cluster.local")
+}
+
+/// Sections for [`FullStack::start_overriding`]: the committed basic-auth config with room for many bcrypt checks,
+/// for scenarios about something other than the bcrypt budget.
+pub fn roomy_bcrypt_budget() -> Result<Value> {
+    let cr = crate::istio::load_wasm_plugin(&workspace::plugin_crs_dir(), "basic-auth")?;
+    let mut config = cr.spec.plugin_config.unwrap_or_default();
+    config["bcrypt_budget"] = serde_json::json!({"per_second": "100ms", "burst": "2s"});
+    Ok(serde_json::json!({"basic_auth": config}))
+}
+
 /// Replaces plugin configs: `sections` is an object like the suite's `pluginConfig` (`basic_auth`,
 /// `grpc_limits`, `host_router`); each section replaces the `pluginConfig` of the plugin's own CR
 /// (`basic-auth`, ...) or the section of the suite CR, whichever `plugins` holds. A `null` section removes the

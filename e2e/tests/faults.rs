@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tonic::Code;
 use wasmgate_e2e::model_server::{ModelProcess, ModelServer, free_addr};
 use wasmgate_e2e::registry::Registry;
-use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, deployment, gateway_target};
+use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, deployment, gateway_target, model_cluster};
 use wasmgate_inference::client::{self, Client};
 use wasmgate_inference::model::IMAGE_VALUES;
 use wasmgate_inference::proto::ModelInferRequest;
@@ -228,7 +228,7 @@ async fn a_replica_that_resets_every_request_is_ejected_after_five() -> Result<(
     assert_eq!(dying.hits(), 5, "the resetting replica took five requests, then none");
     assert_eq!(failed, 5, "only the requests it took failed");
     assert_eq!(healthy.stats.snapshot().infer_ok, 35);
-    let cluster = "outbound|8500|stable|inference.ml-serving.svc.cluster.local";
-    assert_eq!(envoy.cluster_stat(cluster, "outlier_detection.ejections_enforced_consecutive_5xx").await?, 1);
+    let cluster = model_cluster("stable");
+    assert_eq!(envoy.cluster_stat(&cluster, "outlier_detection.ejections_enforced_consecutive_5xx").await?, 1);
     Ok(())
 }

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use wasmgate_e2e::fixtures::INFER;
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::http2::H2Request;
-use wasmgate_e2e::stack::{CANARY_HOST, Filters, FullStack, HOST, PASSWORD, USER};
+use wasmgate_e2e::stack::{CANARY_HOST, Filters, FullStack, HOST, PASSWORD, USER, roomy_bcrypt_budget};
 use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream};
 use wasmgate_inference::client;
 
@@ -204,14 +204,6 @@ fn attempt(listener: std::net::SocketAddr, user: &str, password: &str, from: u8)
 /// Whether basic-auth let a request through (whatever the model server then made of a plain POST).
 fn passed(status: u16) -> bool {
     !matches!(status, 401 | 429)
-}
-
-/// The committed basic-auth config with room for many bcrypt checks, for scenarios about something else.
-fn roomy_bcrypt_budget() -> Result<Value> {
-    let cr = wasmgate_e2e::istio::load_wasm_plugin(&wasmgate_e2e::workspace::plugin_crs_dir(), "basic-auth")?;
-    let mut config = cr.spec.plugin_config.unwrap_or_default();
-    config["bcrypt_budget"] = json!({"per_second": "100ms", "burst": "2s"});
-    Ok(json!({"basic_auth": config}))
 }
 
 async fn unknown_users_cost_the_same_bcrypt_check_as_known_ones(filters: Filters) -> Result<()> {

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result};
 use std::net::{IpAddr, SocketAddr};
 use wasmgate_e2e::clients;
-use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER};
+use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER, roomy_bcrypt_budget};
 use wasmgate_e2e::{RawRequest, workspace};
 
 /// What a client of either deployment checks, through `address` (TLS, the hosts' certificate).
@@ -75,10 +75,7 @@ async fn kind_with_tls_at_the_gateway_serves_the_same_clients() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_the_nlb_wrong_passwords_lock_out_only_the_client_that_sent_them() -> Result<()> {
     // The committed config, with room for the guesses' bcrypt checks: this is about whom the lockout holds.
-    let cr = wasmgate_e2e::istio::load_wasm_plugin(&workspace::plugin_crs_dir(), "basic-auth")?;
-    let mut config = cr.spec.plugin_config.unwrap_or_default();
-    config["bcrypt_budget"] = serde_json::json!({"per_second": "100ms", "burst": "2s"});
-    let stack = FullStack::start_overriding("eks", &serde_json::json!({"basic_auth": config})).await?;
+    let stack = FullStack::start_overriding("eks", &roomy_bcrypt_budget()?).await?;
     let nlb = stack.envoy.nlb.as_ref().context("the EKS install puts an NLB in front")?;
     assert!(nlb.proxy_protocol, "the EKS gateway Service asks the NLB for PROXY protocol v2");
     let (guesser, other) = (IpAddr::from([127, 0, 0, 2]), IpAddr::from([127, 0, 0, 3]));

@@ -7,7 +7,7 @@ use anyhow::Result;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use wasmgate_e2e::held_streams::HeldStreams;
-use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER};
+use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, model_cluster};
 use wasmgate_inference::client;
 use wasmgate_inference::model::IMAGE_VALUES;
 
@@ -43,8 +43,8 @@ async fn a_thousand_held_health_streams_leave_signed_in_calls_served() -> Result
     // Envoy's circuit breakers count what they refused: too many active requests, or too many waiting for one.
     let (mut model_pool, mut health_pool) = (0, 0);
     for stat in ["upstream_rq_active_overflow", "upstream_rq_pending_overflow"] {
-        model_pool += stack.envoy.cluster_stat(&cluster("stable"), stat).await?;
-        health_pool += stack.envoy.cluster_stat(&cluster("stable-health"), stat).await?;
+        model_pool += stack.envoy.cluster_stat(&model_cluster("stable"), stat).await?;
+        health_pool += stack.envoy.cluster_stat(&model_cluster("stable-health"), stat).await?;
     }
     assert_eq!(model_pool, 0, "the model calls' pool refused nothing");
     assert_eq!(health_pool, 1000 - open as u64, "the health pool refused the rest");
@@ -53,11 +53,6 @@ async fn a_thousand_held_health_streams_leave_signed_in_calls_served() -> Result
     assert_eq!(still_open, 0, "{later:?}");
     assert!(!later.contains_key("grpc-status 0"), "{later:?}");
     Ok(())
-}
-
-/// The gateway's cluster for a subset of the model Service, as istiod names it.
-fn cluster(subset: &str) -> String {
-    format!("outbound|8500|{subset}|inference.ml-serving.svc.cluster.local")
 }
 
 /// On istiod's config: every HTTP connection manager of the gateway bounds how long a client may take (the
