@@ -54,7 +54,7 @@ help:
 	@echo "make check   check every WasmPlugin's pluginConfig under manifests/ with the plugins' own parsers"
 	@echo "make manifests  render every overlay, validate it offline (Kubernetes and Istio schemas, strict) and check its pluginConfigs"
 	@echo "make test    lint, unit/property tests (native and wasm32), e2e tests through a real Envoy"
-	@echo "make e2e-kind  a kind cluster built here from source (Istio and the overlay on it: not yet)"
+	@echo "make e2e-kind  a kind cluster built here from source, Istio and the kind overlay on it, real clients through it"
 	@echo "make soak    mixed traffic through the whole gateway for SOAK_SECONDS (default 600); make test runs 15 s"
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default 300); make test runs 20 s each"
 	@echo "make train   train the cat / non-cat model (needs the catvnoncat data) into inference/model/"

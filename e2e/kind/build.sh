@@ -4,8 +4,9 @@
 #     Go module proxy;
 #   - images, into the Docker engine at $DOCKER_HOST: a Debian bookworm base (debootstrap), the kind node image
 #     (kind's own base files on it), a registry (Debian's docker-registry), the control plane's images under the
-#     names kubeadm asks for (registry.k8s.io/...) and Istio's under its charts' hub, which e2e/kind/run.sh serves
-#     to the node from that registry.
+#     names kubeadm asks for (registry.k8s.io/...) and Istio's under its charts' hub, and the model server from
+#     inference/Dockerfile (on stand-ins for its Docker Hub bases), which e2e/kind/run.sh serves to the node from
+#     that registry.
 # Prints each step's time. Outputs go to target/kind/.
 #
 #   e2e/kind/build.sh
@@ -29,6 +30,8 @@ NODE_IMAGE="wasmgate-kind/node:$KUBERNETES"
 ISTIO_HUB=registry.istio.io/testing
 ISTIO_TAG=1.31-dev
 BASE_IMAGE=wasmgate-kind/debian:bookworm
+# The model server, as overlays/kind names it (the node's containerd finds localhost:5001 at run.sh's registry).
+INFERENCE_IMAGE=localhost:5001/wasmgate/inference:0.1.0
 
 mkdir -p "$BIN"
 export CGO_ENABLED=0
@@ -38,7 +41,7 @@ timed() {
   shift
   start=$(date +%s)
   "$@"
-  printf '  %-28s %4d s\n' "$name" $(($(date +%s) - start))
+  printf '  %-34s %4d s\n' "$name" $(($(date +%s) - start))
 }
 
 # The kubeadm, client-go and component-base version stamps, as Kubernetes' own build sets them: kubeadm and kind
@@ -157,16 +160,44 @@ build_istio_images() {
   "$DOCKER" build -q -t "$ISTIO_HUB/proxyv2:$ISTIO_TAG" -f "$ctx/Dockerfile.proxyv2" "$ctx" >/dev/null
 }
 
-# The images run.sh pushes to its registry for the node to pull.
-control_plane_images() {
+# Stand-ins for the Docker Hub images inference/Dockerfile builds on (e2e/kind/images/builders): the toolchains
+# installed on this machine, on the Debian base.
+build_builder_images() {
+  local ctx="$OUT/builders" sysroot ca=/etc/ssl/certs/ca-certificates.crt
+  sysroot=$(rustc --print sysroot)
+  rm -rf "$ctx" && mkdir -p "$ctx/rust/bin" "$ctx/rust/lib/rustlib"
+  cp "$KIND_DIR"/images/builders/Dockerfile.* "$ca" "$ctx/"
+  mv "$ctx/ca-certificates.crt" "$ctx/ca.pem"
+  # Hard links: the compiler and the host's standard library, not the other targets' or the docs.
+  cp -l "$sysroot"/bin/cargo "$sysroot"/bin/rustc "$ctx/rust/bin/"
+  cp -l "$sysroot"/lib/*.so* "$ctx/rust/lib/"
+  cp -al "$sysroot/lib/rustlib/x86_64-unknown-linux-gnu" "$ctx/rust/lib/rustlib/"
+  cp -l "$(command -v node)" "$ctx/node"
+  cp -a "$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")" "$ctx/npm"
+  chmod -R a+rX "$ctx"
+  "$DOCKER" build -q -t wasmgate-kind/rust:1.95-bookworm -f "$ctx/Dockerfile.rust" "$ctx" >/dev/null
+  "$DOCKER" build -q -t wasmgate-kind/node:20-bookworm -f "$ctx/Dockerfile.node" "$ctx" >/dev/null
+  rm -rf "$ctx"
+}
+
+# The model server from the repository's own Dockerfile, on the stand-ins.
+build_inference_image() {
+  "$DOCKER" build -t "$INFERENCE_IMAGE" -f "$ROOT/inference/Dockerfile" \
+    --build-arg NODE_IMAGE=wasmgate-kind/node:20-bookworm --build-arg RUST_IMAGE=wasmgate-kind/rust:1.95-bookworm \
+    --build-arg RUNTIME_IMAGE="$BASE_IMAGE" "$ROOT" >"$OUT/inference-build.log" 2>&1 ||
+    { tail -30 "$OUT/inference-build.log"; return 1; }
+}
+
+# The images run.sh pushes to its registry for the node to pull: the control plane's, Istio's and the model server's.
+pushed_images() {
   printf '%s\n' "registry.k8s.io/kube-apiserver:$KUBERNETES" "registry.k8s.io/kube-controller-manager:$KUBERNETES" \
     "registry.k8s.io/kube-scheduler:$KUBERNETES" "registry.k8s.io/kube-proxy:$KUBERNETES" \
     "registry.k8s.io/etcd:$ETCD_IMAGE" "registry.k8s.io/coredns/coredns:$COREDNS" "registry.k8s.io/pause:$PAUSE" \
-    "$ISTIO_HUB/pilot:$ISTIO_TAG" "$ISTIO_HUB/proxyv2:$ISTIO_TAG"
+    "$ISTIO_HUB/pilot:$ISTIO_TAG" "$ISTIO_HUB/proxyv2:$ISTIO_TAG" "$INFERENCE_IMAGE"
 }
 
 if [[ ${1:-} == --images ]]; then
-  control_plane_images
+  pushed_images
   exit 0
 fi
 if [[ ${1:-} == --node-image ]]; then
@@ -184,3 +215,5 @@ timed "registry image" build_registry_image
 timed "control plane images" build_component_images
 timed "istiod, istio-agent, istioctl" build_istio
 timed "Istio images" build_istio_images
+timed "Rust and Node.js builder images" build_builder_images
+timed "model server image" build_inference_image

@@ -7,8 +7,8 @@
 # CAP_SYS_RESOURCE, which privileged containers such as kind's nodes ask for); the build; a network for the
 # cluster with a registry container on it (Debian's docker-registry), which the node's containerd uses for
 # registry.k8s.io, registry.istio.io, docker.io and localhost:5001 (certs.d); the cluster; Istio, installed as the
-# README says; checks that they run.
-# Not yet (issue #34): the kind overlay and the client checks.
+# README says; checks that they run; our plugins pushed (make push); the tests through the cluster
+# (e2e/tests/kind.rs), which apply the kind overlay unchanged.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -123,4 +123,19 @@ step "6. checks"
 gateway_pod=$("${KUBECTL[@]}" -n istio-system get pod -l istio=ingressgateway -o jsonpath='{.items[0].metadata.name}')
 "${KUBECTL[@]}" get --raw "/api/v1/namespaces/istio-system/pods/$gateway_pod:15021/proxy/healthz/ready" >/dev/null ||
   die "the ingress gateway is not ready"
-echo "kind e2e: the cluster and Istio run; the kind overlay and the client checks are not built yet (issue #34)"
+
+step "7. our plugins, pushed as the README says (make push), for the gateway's istio-agent to pull"
+start=$(date +%s)
+make -s -C "$ROOT" push REGISTRY="$REGISTRY/wasmgate" INSECURE=1
+echo "ready in $(elapsed "$start")"
+
+step "8. the kind overlay applied unchanged, and the tests through the cluster (e2e/tests/kind.rs)"
+start=$(date +%s)
+WASMGATE_KIND_CONTEXT="kind-$CLUSTER" WASMGATE_KUBECTL="$BIN/kubectl" \
+  cargo test -p wasmgate-e2e --test kind -- --ignored --test-threads=1 ||
+  {
+    "${KUBECTL[@]}" get pods -A -o wide || true
+    "${KUBECTL[@]}" -n istio-system logs -l istio=ingressgateway --tail=60 || true
+    die "the tests through the cluster failed"
+  }
+echo "done in $(elapsed "$start")"

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod browser;
 pub mod clients;
+pub mod deployment_checks;
 pub mod envoy;
 pub mod fixtures;
 pub mod gateway;
@@ -14,6 +15,7 @@ pub mod held_streams;
 pub mod http1;
 pub mod http2;
 pub mod istiod;
+pub mod kind;
 pub mod loopback;
 pub mod model_server;
 pub mod nlb;

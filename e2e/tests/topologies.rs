@@ -4,69 +4,26 @@
 //! at the gateway (the Gateway's `credentialName`, served to Envoy by istiod over SDS).
 
 use anyhow::{Context, Result};
-use std::net::{IpAddr, SocketAddr};
-use wasmgate_e2e::clients;
-use wasmgate_e2e::stack::{CANARY_HOST, FullStack, HOST, PASSWORD, USER, roomy_bcrypt_budget};
-use wasmgate_e2e::{RawRequest, workspace};
-
-/// What a client of either deployment checks, through `address` (TLS, the hosts' certificate).
-async fn the_same_client_checks(stack: &FullStack, address: SocketAddr) -> Result<()> {
-    let ca = stack.certificates.ca_file().display().to_string();
-    let credentials = format!("{USER}:{PASSWORD}");
-    // tritonclient over TLS, HTTP/2 by ALPN: health, metadata, classifications, a 100 MB batch accepted.
-    let args = clients::args(address, &["--authority", HOST, "--basic-auth", &credentials, "--tls-ca", &ca]);
-    clients::classified("triton_check.py", args).await?;
-    // The gateway's own answers: wrong password UNAUTHENTICATED, 130 MiB RESOURCE_EXHAUSTED, health without
-    // credentials, the canary host.
-    let checks = clients::run(
-        "gateway_check.py",
-        vec![
-            address.to_string(),
-            "--host".into(),
-            HOST.into(),
-            "--canary-host".into(),
-            CANARY_HOST.into(),
-            "--basic-auth".into(),
-            credentials,
-            "--tls-ca".into(),
-            ca,
-        ],
-    )
-    .await?;
-    assert_eq!(checks.lines().filter(|l| l.starts_with("ok: ")).count(), 5, "{checks}");
-    // An HTTP/1.1 client over TLS reaches the plugins too, and is never redirected: on the 443 path a redirect
-    // would be to itself, for ever.
-    let ca_pem = &stack.certificates.ca_pem;
-    let refused = RawRequest::get("/").host(HOST).send_tls(address, HOST, ca_pem).await?;
-    assert_eq!(refused.status, 401, "{:?} {}", refused.headers, refused.text());
-    let passed = RawRequest::get("/").host(HOST).basic_auth(USER, PASSWORD).send_tls(address, HOST, ca_pem).await?;
-    assert!(!matches!(passed.status, 301 | 302 | 307 | 308 | 401 | 403), "{} {:?}", passed.status, passed.headers);
-    assert_eq!(stack.stable.stats.snapshot().infer_ok, 3, "UINT8, FP32 and the 100 MB batch");
-    Ok(())
-}
-
-/// Plain HTTP on port 80 is redirected to https, path and query kept.
-async fn port_80_redirects_to_https(address: SocketAddr) -> Result<()> {
-    let r = RawRequest::get("/v2/models/catnet?x=1").host(HOST).send(address).await?;
-    assert_eq!(r.status, 301);
-    assert_eq!(r.header("location"), Some("https://ml.example.com/v2/models/catnet?x=1"));
-    Ok(())
-}
+use std::net::IpAddr;
+use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, roomy_bcrypt_budget};
+use wasmgate_e2e::{RawRequest, deployment_checks, workspace};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn eks_behind_the_nlb_serves_tls_clients_and_redirects_plain_http() -> Result<()> {
     let stack = FullStack::start_with("eks").await?;
     let nlb = stack.envoy.nlb.as_ref().context("the EKS install puts an NLB in front")?;
-    the_same_client_checks(&stack, nlb.https).await?;
-    port_80_redirects_to_https(nlb.http).await
+    deployment_checks::over_tls(nlb.https, &stack.certificates).await?;
+    assert_eq!(stack.stable.stats.snapshot().infer_ok, 3, "UINT8, FP32 and the 100 MB batch");
+    deployment_checks::port_80_redirects_to_https(nlb.http).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kind_with_tls_at_the_gateway_serves_the_same_clients() -> Result<()> {
     let stack = FullStack::start_with("kind").await?;
     let https = stack.envoy.ports[&443];
-    the_same_client_checks(&stack, https).await?;
-    port_80_redirects_to_https(stack.envoy.ports[&80]).await
+    deployment_checks::over_tls(https, &stack.certificates).await?;
+    assert_eq!(stack.stable.stats.snapshot().infer_ok, 3, "UINT8, FP32 and the 100 MB batch");
+    deployment_checks::port_80_redirects_to_https(stack.envoy.ports[&80]).await
 }
 
 /// Behind the NLB every client arrives from the NLB's address unless the NLB says who it is: with PROXY protocol v2
