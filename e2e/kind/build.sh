@@ -166,8 +166,8 @@ build_builder_images() {
   local ctx="$OUT/builders" sysroot ca=/etc/ssl/certs/ca-certificates.crt
   sysroot=$(rustc --print sysroot)
   rm -rf "$ctx" && mkdir -p "$ctx/rust/bin" "$ctx/rust/lib/rustlib"
-  cp "$KIND_DIR"/images/builders/Dockerfile.* "$ca" "$ctx/"
-  mv "$ctx/ca-certificates.crt" "$ctx/ca.pem"
+  cp "$KIND_DIR"/images/builders/Dockerfile.* "$ctx/"
+  cp "$ca" "$ctx/ca.pem"
   # Hard links: the compiler and the host's standard library, not the other targets' or the docs.
   cp -l "$sysroot"/bin/cargo "$sysroot"/bin/rustc "$ctx/rust/bin/"
   cp -l "$sysroot"/lib/*.so* "$ctx/rust/lib/"

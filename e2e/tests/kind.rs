@@ -10,7 +10,7 @@ use wasmgate_e2e::RawRequest;
 use wasmgate_e2e::clients;
 use wasmgate_e2e::deployment_checks;
 use wasmgate_e2e::kind::{self, Cluster, GATEWAY_NAMESPACE, MODEL_NAMESPACE, eventually};
-use wasmgate_e2e::stack::{CANARY_HOST, HOST, PASSWORD, USER};
+use wasmgate_e2e::stack::{CANARY_HOST, HOST, PASSWORD, USER, model_cluster};
 use wasmgate_e2e::tls::TestCertificates;
 
 const ROLLOUT: Duration = Duration::from_secs(300);
@@ -24,18 +24,20 @@ async fn deployed() -> Result<(Cluster, &'static TestCertificates)> {
     static CERTS: OnceLock<TestCertificates> = OnceLock::new();
     static SETUP: Mutex<()> = Mutex::new(());
     let cluster = Cluster::from_env()?;
-    if let Some(certs) = CERTS.get() {
-        return Ok((cluster, certs));
-    }
     let certs = {
         let _once = SETUP.lock().map_err(|_| anyhow::anyhow!("an earlier setup panicked"))?;
-        let certs = TestCertificates::new(&[HOST, CANARY_HOST])?;
-        cluster.apply(&certs.secret("ml-example-com-tls", GATEWAY_NAMESPACE))?;
-        cluster.apply_overlay("kind")?;
-        for deployment in ["inference", "inference-canary"] {
-            cluster.rolled_out(MODEL_NAMESPACE, deployment, ROLLOUT)?;
+        match CERTS.get() {
+            Some(certs) => certs,
+            None => {
+                let certs = TestCertificates::new(&[HOST, CANARY_HOST])?;
+                cluster.apply(&certs.secret("ml-example-com-tls", GATEWAY_NAMESPACE))?;
+                cluster.apply_overlay("kind")?;
+                for deployment in ["inference", "inference-canary"] {
+                    cluster.rolled_out(MODEL_NAMESPACE, deployment, ROLLOUT)?;
+                }
+                CERTS.get_or_init(|| certs)
+            }
         }
-        CERTS.get_or_init(|| certs)
     };
     eventually(PLUGINS_PULLED, || async { plugins_answer(&cluster, certs).await }).await?;
     Ok((cluster, certs))
@@ -98,19 +100,16 @@ async fn model_pods_run_with_a_sidecar_and_the_gateway_reaches_them_over_mutual_
         assert!(containers.contains(&"istio-proxy"), "{}: {containers:?}", pod["metadata"]["name"]);
     }
 
-    // A 100 MB call (tritonclient's batch) after which each model cluster the gateway used has done TLS
-    // handshakes, with Istio's mutual-TLS transport socket in its config.
-    let ca = certs.ca_file().display().to_string();
-    let credentials = format!("{USER}:{PASSWORD}");
-    let args = ["--authority", HOST, "--basic-auth", &credentials, "--tls-ca", &ca];
-    clients::classified("triton_check.py", clients::args(kind::HTTPS, &args)).await?;
-    // Istio's stats matcher keeps no cluster stats; the admin's per-host counters show where calls went.
-    let stable = "outbound|8500|stable|inference.ml-serving.svc.cluster.local";
-    let hosts = cluster.gateway_admin("/clusters")?;
-    let requests: u64 = hosts
+    // tritonclient's calls, a 100 MB one among them, reach the stable pods through a cluster whose transport is
+    // Istio's mutual TLS. Istio's stats matcher keeps no cluster stats; the admin's per-host counters show where
+    // the calls went.
+    deployment_checks::tritonclient(kind::HTTPS, certs).await?;
+    let stable = model_cluster("stable");
+    let host_prefix = format!("{stable}::");
+    let requests: u64 = cluster
+        .gateway_admin("/clusters")?
         .lines()
-        .filter(|l| l.starts_with(&format!("{stable}::")) && l.ends_with(|c: char| c.is_ascii_digit()))
-        .filter_map(|l| l.strip_prefix(stable)?.split_once("::rq_total::")?.1.parse::<u64>().ok())
+        .filter_map(|l| l.strip_prefix(&host_prefix)?.split_once("::rq_total::")?.1.parse::<u64>().ok())
         .sum();
     assert!(requests >= 10, "{requests} requests to the stable pods");
     let clusters = cluster.gateway_admin("/config_dump?resource=dynamic_active_clusters")?;
@@ -119,7 +118,7 @@ async fn model_pods_run_with_a_sidecar_and_the_gateway_reaches_them_over_mutual_
         .as_array()
         .into_iter()
         .flatten()
-        .find(|c| c["cluster"]["name"].as_str() == Some(stable))
+        .find(|c| c["cluster"]["name"].as_str() == Some(stable.as_str()))
         .context("no stable cluster in the config dump")?;
     // Istio's mutual TLS: the workload certificate (SDS `default`) and the mesh's root (`ROOTCA`).
     let tls = serde_json::to_string(&stable_cluster["cluster"])?;
