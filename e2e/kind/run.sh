@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The kind e2e: a real Kubernetes cluster (kind) on this machine, everything it runs built here (e2e/kind/build.sh).
 #
-#   e2e/kind/run.sh [--keep]     --keep leaves the Docker engine, the registry and the cluster running afterwards
+#   e2e/kind/run.sh [--keep | --keep-images]
+#
+# At the end, also on failure, it deletes the cluster, the registry and the network, stops the Docker engine it
+# started and removes that engine's images (its data root). --keep leaves all of it running; --keep-images removes
+# all but the images, so that the next run builds only what changed.
 #
 # Steps: a Docker engine of its own (Debian's dockerd, runc behind runc-caps: this VM's kernel does not grant
 # CAP_SYS_RESOURCE, which privileged containers such as kind's nodes ask for); the build; a network for the
@@ -15,11 +19,20 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 OUT="$ROOT/target/kind"
 BIN="$OUT/bin"
 CLUSTER=${KIND_CLUSTER:-wasmgate}
-KEEP=0
-if [[ ${1:-} == --keep ]]; then KEEP=1; fi
+KEEP=none
+case ${1:-} in
+--keep) KEEP=all ;;
+--keep-images) KEEP=images ;;
+"") ;;
+*)
+  echo "usage: e2e/kind/run.sh [--keep | --keep-images]" >&2
+  exit 2
+  ;;
+esac
 
 export DOCKER=${DOCKER:-/usr/bin/docker}
 export DOCKER_HOST=unix:///run/wasmgate-docker.sock
+DOCKER_ROOT=/var/lib/wasmgate-docker
 # The cluster's network, made before the cluster so the registry is on it from the start.
 export KIND_EXPERIMENTAL_DOCKER_NETWORK=wasmgate-kind
 REGISTRY=127.0.0.1:5001
@@ -38,8 +51,10 @@ done
 mkdir -p "$OUT"
 
 DOCKERD_PID=""
+RUN_START=$(date +%s)
 cleanup() {
-  if [[ $KEEP == 1 ]]; then
+  local status=$?
+  if [[ $KEEP == all ]]; then
     echo "kept: DOCKER_HOST=$DOCKER_HOST, registry http://$REGISTRY, kubectl context kind-$CLUSTER"
     return
   fi
@@ -48,8 +63,17 @@ cleanup() {
   "$DOCKER" network rm "$KIND_EXPERIMENTAL_DOCKER_NETWORK" >/dev/null 2>&1 || true
   if [[ -n $DOCKERD_PID ]]; then
     kill "$DOCKERD_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
+    for _ in $(seq 1 150); do kill -0 "$DOCKERD_PID" 2>/dev/null || break; sleep 0.2; done
+    # The engine is ours alone (its own socket and data root): its images go with it unless asked to stay.
+    if [[ $KEEP == none ]] && ! kill -0 "$DOCKERD_PID" 2>/dev/null; then
+      if grep -q " $DOCKER_ROOT/" /proc/self/mounts; then
+        echo "left $DOCKER_ROOT in place: something is still mounted under it" >&2
+      else
+        rm -rf "$DOCKER_ROOT"
+      fi
+    fi
   fi
+  echo "kind e2e: $(elapsed "$RUN_START") in all (exit $status)"
 }
 trap cleanup EXIT
 
@@ -57,7 +81,7 @@ step "1. Docker engine (runc behind runc-caps), log in target/kind/dockerd.log"
 start=$(date +%s)
 (cd "$ROOT/e2e/kind/runc-caps" && CGO_ENABLED=0 go build -trimpath -o "$BIN/runc-caps" .)
 if ! "$DOCKER" info >/dev/null 2>&1; then
-  dockerd --host "$DOCKER_HOST" --data-root /var/lib/wasmgate-docker --exec-root /run/wasmgate-docker \
+  dockerd --host "$DOCKER_HOST" --data-root "$DOCKER_ROOT" --exec-root /run/wasmgate-docker \
     --pidfile /run/wasmgate-docker.pid --add-runtime "caps=$BIN/runc-caps" --default-runtime caps \
     >"$OUT/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
