@@ -10,10 +10,9 @@ use crate::model_server::ModelServer;
 use crate::registry::{Registry, publish};
 use crate::tls::TestCertificates;
 use crate::workspace;
-use crate::world::{Endpoint, World, cluster_objects};
+use crate::world::{Endpoint, ServedPods, World, cluster_objects, served_pods};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
@@ -138,26 +137,20 @@ pub async fn deployment(
     for object in cluster_objects(&rendered)? {
         world = world.object(object);
     }
-    let model = |pod: String, track: &str, addr| Endpoint {
-        pod,
-        labels: BTreeMap::from([
-            ("app".to_string(), "inference".to_string()),
-            ("track".to_string(), track.to_string()),
-        ]),
-        addr,
-    };
+    // The model pods as the overlay's Deployments make them: their labels (which the DestinationRule's subsets
+    // select) and the Service's port, so that a label or port name the cluster would not match fails here too.
     let (service, namespace) = MODEL_SERVICE;
-    world = world.endpoints(
-        service,
-        namespace,
-        "grpc",
-        &stable
-            .iter()
-            .enumerate()
-            .map(|(i, &addr)| model(format!("inference-stable-{i}"), "stable", addr))
-            .chain([model("inference-canary-0".into(), "canary", canary)])
-            .collect::<Vec<_>>(),
-    );
+    let stable_pods = served_pods(&rendered, namespace, service, "inference")?;
+    let canary_pods = served_pods(&rendered, namespace, service, "inference-canary")?;
+    let pod = |name: String, served: &ServedPods, addr| Endpoint { pod: name, labels: served.labels.clone(), addr };
+    let endpoints: Vec<Endpoint> = stable
+        .iter()
+        .enumerate()
+        .map(|(i, &addr)| pod(format!("inference-stable-{i}"), &stable_pods, addr))
+        .chain([pod("inference-canary-0".into(), &canary_pods, canary)])
+        .collect();
+    anyhow::ensure!(stable_pods.port_name == canary_pods.port_name, "one Service, one port");
+    world = world.endpoints(service, namespace, &stable_pods.port_name, &endpoints);
     let secrets: std::collections::BTreeSet<String> =
         plugins.iter().filter_map(|p| p.spec.image_pull_secret.clone()).collect();
     for secret in secrets {

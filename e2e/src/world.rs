@@ -2,7 +2,7 @@
 //! and Pod (so istiod binds the Gateway's ports at the Service's target ports), and for each upstream a Service
 //! with its Pods and EndpointSlices at the addresses where the harness's servers listen.
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -157,13 +157,96 @@ pub fn pull_secret(name: &str, registry: &str, (user, password): (&str, &str)) -
 /// The Kubernetes objects istiod would read from a rendered manifest (`Namespace`, `Service`, `Secret`); the
 /// rest (Deployments, autoscalers, Istio resources) is not istiod's to read as Kubernetes objects.
 pub fn cluster_objects(rendered: &str) -> Result<Vec<Value>> {
-    let mut objects = Vec::new();
-    for doc in serde_yaml_ng::Deserializer::from_str(rendered) {
-        let value = <Value as serde::Deserialize>::deserialize(doc)?;
-        let core = value.get("apiVersion").and_then(Value::as_str) == Some("v1");
-        if core && matches!(value.get("kind").and_then(Value::as_str), Some("Namespace" | "Service" | "Secret")) {
-            objects.push(value);
+    Ok(objects(rendered)?
+        .into_iter()
+        .filter(|o| o["apiVersion"] == "v1" && matches!(o["kind"].as_str(), Some("Namespace" | "Service" | "Secret")))
+        .collect())
+}
+
+fn objects(rendered: &str) -> Result<Vec<Value>> {
+    serde_yaml_ng::Deserializer::from_str(rendered)
+        .map(|doc| Ok(<Value as serde::Deserialize>::deserialize(doc)?))
+        .filter(|o: &Result<Value>| o.as_ref().map_or(true, |o| !o.is_null()))
+        .collect()
+}
+
+/// How a cluster would put a Deployment's pods behind a Service: the labels the pods get (what the Service's
+/// selector and a DestinationRule's subsets match) and the name of the Service port their EndpointSlices carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServedPods {
+    pub labels: BTreeMap<String, String>,
+    pub port_name: String,
+}
+
+/// The pods of `deployment` behind `service` (both in `namespace`) as a rendered manifest makes them, or why a
+/// cluster would leave the Service without them: a selector the pod template's labels do not match, or a
+/// `targetPort` that names no container port.
+pub fn served_pods(rendered: &str, namespace: &str, service: &str, deployment: &str) -> Result<ServedPods> {
+    let objects = objects(rendered)?;
+    let find = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name && o["metadata"]["namespace"] == namespace)
+            .with_context(|| format!("no {kind} {namespace}/{name} in the manifest"))
+    };
+    let (service_object, deployment_object) = (find("Service", service)?, find("Deployment", deployment)?);
+    let labels: BTreeMap<String, String> =
+        serde_json::from_value(deployment_object["spec"]["template"]["metadata"]["labels"].clone())
+            .with_context(|| format!("Deployment {deployment}: its pod template's labels"))?;
+    let selector: BTreeMap<String, String> = serde_json::from_value(service_object["spec"]["selector"].clone())
+        .with_context(|| format!("Service {service}: its selector"))?;
+    if let Some((key, value)) = selector.iter().find(|(k, v)| labels.get(*k) != Some(*v)) {
+        bail!("Service {service} selects {key}={value}, which Deployment {deployment}'s pods ({labels:?}) lack");
+    }
+    let port = service_object["spec"]["ports"].get(0).with_context(|| format!("Service {service} has no port"))?;
+    let port_name = port["name"].as_str().with_context(|| format!("Service {service}: an unnamed port"))?;
+    if let Some(target) = port["targetPort"].as_str() {
+        let containers = deployment_object["spec"]["template"]["spec"]["containers"].as_array();
+        let named = containers.into_iter().flatten().flat_map(|c| c["ports"].as_array().into_iter().flatten());
+        if !named.into_iter().any(|p| p["name"] == target) {
+            bail!("Service {service} targets port `{target}`, which no container of Deployment {deployment} names");
         }
     }
-    Ok(objects)
+    Ok(ServedPods { labels, port_name: port_name.to_owned() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::served_pods;
+
+    const RENDERED: &str = "\
+apiVersion: v1
+kind: Service
+metadata: {name: inference, namespace: ml}
+spec:
+  selector: {app: inference}
+  ports: [{name: grpc, port: 8500, targetPort: grpc}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: inference, namespace: ml}
+spec:
+  template:
+    metadata: {labels: {app: inference, track: stable}}
+    spec:
+      containers: [{name: server, ports: [{name: grpc, containerPort: 8500}]}]
+";
+
+    #[test]
+    fn the_pods_get_their_templates_labels_and_the_services_port_name() {
+        let served = served_pods(RENDERED, "ml", "inference", "inference").unwrap();
+        assert_eq!(served.labels["track"], "stable");
+        assert_eq!(served.port_name, "grpc");
+    }
+
+    #[test]
+    fn a_selector_the_pods_do_not_match_or_an_unnamed_target_port_is_an_error() {
+        let typo = RENDERED.replace("labels: {app: inference,", "labels: {app: inferense,");
+        let error = served_pods(&typo, "ml", "inference", "inference").unwrap_err().to_string();
+        assert!(error.contains("selects app=inference"), "{error}");
+        let port = RENDERED.replace("{name: grpc, containerPort", "{name: http, containerPort");
+        let error = served_pods(&port, "ml", "inference", "inference").unwrap_err().to_string();
+        assert!(error.contains("targets port `grpc`"), "{error}");
+        assert!(served_pods(RENDERED, "ml", "inference", "missing").is_err());
+    }
 }
