@@ -172,7 +172,7 @@ manifests:
 
 # Istio's own analyzers (istioctl from the istio.io/istio e2e/istiod pins) on each rendered overlay together with
 # the Istio install it goes with (istioctl manifest generate from manifests/istio), offline, every namespace: any
-# Error fails. The one warning expected is IST0133 on the EnvoyFilter gateway-timeouts (see the README).
+# Error fails. The one warning expected is IST0133 on the EnvoyFilter gateway-timeouts (docs/deployment.md says why).
 ISTIOCTL := target/istioctl
 $(ISTIOCTL): e2e/istiod/go.mod e2e/istiod/go.sum
 	@mkdir -p target
@@ -202,7 +202,7 @@ bench: setup build istiod
 	cargo run --release -p wasmgate-e2e --bin bench
 
 # A kind cluster built here from source (e2e/kind/build.sh), with its own Docker engine and registry, Istio
-# installed as the README says, the kind overlay applied unchanged and real clients through it (e2e/kind/run.sh).
+# installed as docs/deployment.md says, the kind overlay applied unchanged and real clients through it (e2e/kind/run.sh).
 # KIND_ARGS=--keep leaves it all running; --keep-images keeps only the engine's images (a faster next run).
 e2e-kind:
 	bash e2e/kind/run.sh $(KIND_ARGS)

@@ -1,7 +1,7 @@
-//! The whole gateway from the kind overlay's CRs (three plugins pulled from a real registry by digest, routes from
+//! The whole gateway from the EKS overlay's CRs (three plugins pulled from a real registry by digest, routes from
 //! the VirtualService) in front of two real model servers, driven by real clients. Every scenario runs twice: with
-//! the three plugin filters (`kind`) and with the one suite filter (`kind-suite`), which must behave the same,
-//! down to the counters.
+//! the three plugin filters (`eks`) and with the one suite filter (`eks-suite`), which must behave the same, down
+//! to the counters.
 
 use anyhow::{Context, Result};
 use tonic::Code;

@@ -1,7 +1,7 @@
-//! The two topologies the manifests deploy, each configured by istiod from its overlay and driven by the same
-//! real clients over TLS: EKS, where an NLB (a stand-in here) terminates TLS with ALPN `h2,http/1.1` and forwards
-//! plain TCP to the gateway's 8080/8443 (the Gateway's 443 server speaks plain HTTP); and kind, where TLS ends
-//! at the gateway (the Gateway's `credentialName`, served to Envoy by istiod over SDS).
+//! The EKS topology, configured by istiod from its overlay and driven by real clients over TLS: an NLB (a stand-in
+//! here) terminates TLS with ALPN `h2,http/1.1` and forwards plain TCP to the gateway's 8080/8443 (the Gateway's 443
+//! server speaks plain HTTP). The kind topology (TLS at the gateway from the Gateway's `credentialName`) runs the
+//! same clients on a real cluster: e2e/tests/kind.rs.
 
 use anyhow::{Context, Result};
 use std::net::IpAddr;
@@ -15,15 +15,6 @@ async fn eks_behind_the_nlb_serves_tls_clients_and_redirects_plain_http() -> Res
     deployment_checks::over_tls(nlb.https, &stack.certificates).await?;
     assert_eq!(stack.stable.stats.snapshot().infer_ok, 3, "UINT8, FP32 and the 100 MB batch");
     deployment_checks::port_80_redirects_to_https(nlb.http).await
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn kind_with_tls_at_the_gateway_serves_the_same_clients() -> Result<()> {
-    let stack = FullStack::start_with("kind").await?;
-    let https = stack.envoy.ports[&443];
-    deployment_checks::over_tls(https, &stack.certificates).await?;
-    assert_eq!(stack.stable.stats.snapshot().infer_ok, 3, "UINT8, FP32 and the 100 MB batch");
-    deployment_checks::port_80_redirects_to_https(stack.envoy.ports[&80]).await
 }
 
 /// Behind the NLB every client arrives from the NLB's address unless the NLB says who it is: with PROXY protocol v2

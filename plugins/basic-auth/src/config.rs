@@ -1,24 +1,8 @@
 //! The plugin's configuration: the `pluginConfig` of Istio's basic_auth extension, unchanged, plus
 //! hashed credentials (see [`crate::credentials`]) and `exempt_paths` per rule.
 //!
-//! ```yaml
-//! basic_auth_rules:
-//!   - prefix: /                      # exactly one of prefix / exact / suffix
-//!     request_methods: ["*"]         # every method; or a list, which leaves every other method open
-//!     credentials: ["user:pass", "alice:$2y$10$..."]
-//!     hosts: [ml.example.com]        # optional; `*.example.com`, `ml.*`; empty = every host
-//!     exempt_paths: [{prefix: /grpc.health.v1.Health/}]   # optional
-//!     allow: [alice]                 # optional: only these of the rule's users; others get 403
-//! realm: istio                       # optional
-//! forward_user_header: x-wasmgate-user   # optional: the authenticated user, for the upstream
-//! lockout:                           # optional: refuse an address after repeated wrong passwords
-//!   max_failures: 5                  # for one user
-//!   max_address_failures: 20         # for any users (default 4 × max_failures)
-//!   window: 1m
-//!   duration: 5m
-//! bcrypt_budget: {per_second: 10ms, burst: 100ms}   # optional; the default (see `crate::budget`)
-//! allow_all: true                    # only without rules: run the plugin deliberately open
-//! ```
+//! Every field, with an example, is in the plugin's reference, `plugins/basic-auth/README.md`
+//! (cli/tests/plugin_readmes.rs checks that the two agree).
 //!
 //! Refused at load, with the field named: a config with no rules (Istio's plugin then lets everything through,
 //! which is never what a deployment wants; `allow_all: true` says it is), an exempt path that covers all of its

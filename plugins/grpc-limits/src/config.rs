@@ -1,16 +1,7 @@
 //! The plugin's configuration: a default and an ordered list of rules, first match wins.
 //!
-//! ```yaml
-//! default: {max_request_bytes: 4Mi, max_message_bytes: 4Mi}
-//! rules:
-//!   - name: infer                          # optional; shown in logs and denials
-//!     hosts: [ml.example.com]              # optional; `*.example.com`; any port
-//!     grpc_method: inference.GRPCInferenceService/ModelInfer   # or grpc_service, path_prefix; optional
-//!     methods: [POST]                      # optional; not on grpc_method / grpc_service rules
-//!     max_request_bytes: 130Mi             # each limit optional, at least one per rule
-//!     max_message_bytes: 128Mi
-//!     max_response_bytes: 16Mi
-//! ```
+//! Every field, with an example, is in the plugin's reference, `plugins/grpc-limits/README.md`
+//! (cli/tests/plugin_readmes.rs checks that the two agree).
 //!
 //! A `grpc_method` or `grpc_service` rule is a gRPC rule: it applies whatever the HTTP method and the content
 //! type, and counts the body's gRPC messages against `max_message_bytes` even when the client does not say it

@@ -1,28 +1,8 @@
 //! The plugin's configuration: an ordered list of hosts, each with ordered rules, a per-host default and a
 //! global default. First matching host, then first matching rule, wins.
 //!
-//! ```yaml
-//! hosts:
-//!   - host: canary.ml.example.com        # exact or `*.suffix`; any port; case-insensitive
-//!     rules:
-//!       - name: infer-to-canary          # optional; names the rule's counter
-//!         match:                         # optional; all given conditions must hold
-//!           prefix: /inference.          # or exact: / regex:
-//!           methods: [POST]
-//!           headers: [{name: x-debug, present: true}, {name: x-user, exact: alice}]
-//!         set_headers: {x-wasmgate-route: canary}
-//!         append_headers: {x-trace: gw}
-//!         remove_headers: [x-internal]
-//!         rewrite: {prefix: {from: /v1/, to: /v2/}}        # or {regex: {pattern: ..., substitution: ...}}
-//!         host: models-b.internal
-//!         # at most one answer instead of forwarding:
-//!         redirect: {status: 308, https: true, host: ..., path: ...}
-//!         direct_response: {status: 200, body: ok, content_type: text/plain}
-//!         deny: {status: 403, message: no}
-//!     default: {set_headers: {x-wasmgate-route: canary}}
-//! default: {set_headers: {x-wasmgate-route: stable}}
-//! gateway_headers: [x-wasmgate-route]    # removed from every client request before the rules run
-//! ```
+//! Every field, with an example, is in the plugin's reference, `plugins/host-router/README.md`
+//! (cli/tests/plugin_readmes.rs checks that the two agree).
 //!
 //! `gateway_headers` are headers only the gateway may set: a route header that a VirtualService matches on is
 //! otherwise the client's to choose. They are removed from every request (matched by a rule or not) and rules
