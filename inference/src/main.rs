@@ -5,7 +5,6 @@ use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wasmgate_common::size::ByteSize;
 use wasmgate_inference::budget::Limits;
 use wasmgate_inference::client::{Api, Images, Target};
 use wasmgate_inference::model::{DEFAULT_SIZES, GradientDescent, Solver};
@@ -103,14 +102,18 @@ enum Command {
     },
 }
 
+/// A size as the gateway's configs write it (`128Mi`, `4MB`, `1048576`).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let size: bytesize::ByteSize = text.parse().map_err(|e| format!("size `{text}`: {e} (e.g. 128Mi, 4MB, 1048576)"))?;
+    Ok(size.as_u64())
+}
+
 fn parse_u32_size(text: &str) -> Result<u32, String> {
-    let size = ByteSize::parse(text)?;
-    u32::try_from(size.0).map_err(|_| format!("{text} is too large"))
+    u32::try_from(parse_bytes(text)?).map_err(|_| format!("{text} is too large"))
 }
 
 fn parse_size(text: &str) -> Result<usize, String> {
-    let size = ByteSize::parse(text)?;
-    usize::try_from(size.0).map_err(|_| format!("{text} is too large"))
+    usize::try_from(parse_bytes(text)?).map_err(|_| format!("{text} is too large"))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
