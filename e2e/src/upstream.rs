@@ -65,7 +65,7 @@ impl Upstream {
                         hyper::service::service_fn(move |req| handle(req, name.clone(), seen.clone(), grpc.clone()));
                     let mut builder = auto::Builder::new(TokioExecutor::new());
                     // HTTP/2 as the model server speaks it, so a large message meets the same flow control.
-                    let http2 = wasmgate_inference::server::Http2Settings::DEFAULT;
+                    let http2 = wasmgate_inference::http2_settings::Http2Settings::DEFAULT;
                     builder
                         .http2()
                         .initial_stream_window_size(http2.stream_window)

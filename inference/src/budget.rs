@@ -11,7 +11,7 @@
 //! So a call's peak is at most the message, plus 12× the message, plus twice the budget. Decoded image pixels are
 //! what a call's CPU grows with, so the same count bounds its CPU.
 
-use crate::tensor::InputError;
+use crate::input_error::InputError;
 
 /// 64 MiB: a few hundred 64×64 images' worth of work for a request that does not carry them itself.
 pub const DEFAULT_MAX_DECODED_BYTES: u64 = 64 << 20;

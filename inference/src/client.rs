@@ -122,7 +122,7 @@ impl Target {
     pub async fn connect(&self) -> Result<Client> {
         // The server's HTTP/2 settings on this side too: large answers (a big batch's probabilities) come back
         // without waiting on window updates.
-        let http2 = crate::server::Http2Settings::DEFAULT;
+        let http2 = crate::http2_settings::Http2Settings::DEFAULT;
         let mut endpoint = Endpoint::from_shared(self.address.clone())
             .with_context(|| format!("`{}` is not an address like http://127.0.0.1:8500", self.address))?
             .initial_stream_window_size(http2.stream_window)

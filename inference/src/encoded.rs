@@ -7,8 +7,8 @@
 //! budget ([`crate::budget`]) before any is decoded. An 8 KB palette PNG can declare 8192×8192 pixels (256 MiB
 //! decoded): it is refused unless the call can afford it. The decoder is also capped at the declared size.
 
+use crate::input_error::{InputError, invalid};
 use crate::model::{IMAGE_SHAPE, IMAGE_VALUES};
-use crate::tensor::{InputError, invalid};
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use std::io::Cursor;

@@ -9,6 +9,8 @@ pub mod budget;
 pub mod data;
 pub mod echo;
 pub mod encoded;
+pub mod http2_settings;
+pub mod input_error;
 pub mod model;
 pub mod proto;
 pub mod tensor;

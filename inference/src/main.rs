@@ -9,7 +9,8 @@ use wasmgate_inference::budget::Limits;
 use wasmgate_inference::client::{Api, Images, Target};
 use wasmgate_inference::model::{DEFAULT_SIZES, GradientDescent, Solver};
 use wasmgate_inference::model::{label, weights};
-use wasmgate_inference::server::{self, Http2Settings, ServerOptions};
+use wasmgate_inference::http2_settings::Http2Settings;
+use wasmgate_inference::server::{self, ServerOptions};
 use wasmgate_inference::service::ModelService;
 use wasmgate_inference::{data, train};
 
@@ -104,7 +105,8 @@ enum Command {
 
 /// A size as the gateway's configs write it (`128Mi`, `4MB`, `1048576`).
 fn parse_bytes(text: &str) -> Result<u64, String> {
-    let size: bytesize::ByteSize = text.parse().map_err(|e| format!("size `{text}`: {e} (e.g. 128Mi, 4MB, 1048576)"))?;
+    let size: bytesize::ByteSize =
+        text.parse().map_err(|e| format!("size `{text}`: {e} (e.g. 128Mi, 4MB, 1048576)"))?;
     Ok(size.as_u64())
 }
 

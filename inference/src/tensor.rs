@@ -5,6 +5,7 @@
 //! Everything here runs on untrusted input: sizes are checked with overflow in mind before anything is allocated.
 
 use crate::budget::Budget;
+use crate::input_error::{InputError, invalid};
 use crate::model::{IMAGE_SHAPE, IMAGE_VALUES, label};
 use crate::proto::model_infer_request::InferInputTensor;
 use crate::proto::model_infer_response::InferOutputTensor;
@@ -20,34 +21,6 @@ pub const ENCODED_INPUT: &str = "encoded_images";
 pub const PROBABILITIES: &str = "probabilities";
 pub const LABELS: &str = "labels";
 pub const OUTPUTS: [&str; 2] = [PROBABILITIES, LABELS];
-
-/// Why a request's input cannot be used; the message goes back to the client: INVALID_ARGUMENT for input that is
-/// wrong, RESOURCE_EXHAUSTED for input that would cost more than a call may (see [`crate::budget`]).
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{message}")]
-pub struct InputError {
-    message: String,
-    too_costly: bool,
-}
-
-impl InputError {
-    pub(crate) fn new(message: impl Into<String>) -> Self {
-        Self { message: message.into(), too_costly: false }
-    }
-
-    pub(crate) fn too_costly(message: impl Into<String>) -> Self {
-        Self { message: message.into(), too_costly: true }
-    }
-
-    /// Whether the input was refused for what it would cost rather than for what it is.
-    pub fn is_too_costly(&self) -> bool {
-        self.too_costly
-    }
-}
-
-pub(crate) fn invalid<T>(message: impl Into<String>) -> Result<T, InputError> {
-    Err(InputError::new(message))
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Datatype {

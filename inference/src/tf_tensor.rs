@@ -8,6 +8,7 @@
 
 use crate::budget::Budget;
 use crate::echo;
+use crate::input_error::{InputError, invalid};
 use crate::model::{IMAGE_SHAPE, IMAGE_VALUES, LABELS, label};
 use crate::proto::tensorflow::serving::{
     Class, ClassificationResult, Classifications, ExampleList, ExampleListWithContext, SignatureDefMap, input,
@@ -17,8 +18,7 @@ use crate::proto::tensorflow::{
     tensor_shape_proto::Dim,
 };
 use crate::tensor::{
-    Datatype, INPUT, InputError, PROBABILITIES, charge_pixels, check_count, check_range, invalid, pixel_values,
-    raw_pixels,
+    Datatype, INPUT, PROBABILITIES, charge_pixels, check_count, check_range, pixel_values, raw_pixels,
 };
 use bytes::Bytes;
 use ndarray::Array2;

@@ -9,7 +9,7 @@
 //! `tests/decode_cost.rs` and the `decode_cost` fuzz target.
 
 use crate::budget::{Budget, Limits};
-use crate::tensor::InputError;
+use crate::input_error::InputError;
 use prost::{Message, Name};
 use prost_types::field_descriptor_proto::{Label, Type};
 use prost_types::{DescriptorProto, FileDescriptorSet};
