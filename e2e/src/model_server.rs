@@ -7,8 +7,8 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use wasmgate_inference::model::{DEFAULT_SIZES, Network, weights};
+use wasmgate_inference::oip::service::{ModelService, Stats};
 use wasmgate_inference::server::{self, ServerOptions};
-use wasmgate_inference::service::{ModelService, Stats};
 
 pub struct ModelServer {
     pub addr: SocketAddr,

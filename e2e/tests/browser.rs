@@ -57,7 +57,7 @@ async fn a_person_signs_in_and_classifies_photos(filters: Filters, screenshot: O
 }
 
 /// What the model servers (stable and canary) counted: every call of a gRPC method that names the model.
-fn model_calls(stack: &FullStack) -> [wasmgate_inference::service::StatsSnapshot; 2] {
+fn model_calls(stack: &FullStack) -> [wasmgate_inference::oip::service::StatsSnapshot; 2] {
     [stack.stable.stats.snapshot(), stack.canary.stats.snapshot()]
 }
 

@@ -7,7 +7,7 @@ use prost::Message;
 use wasmgate_inference::budget::Limits;
 use wasmgate_inference::model::IMAGE_VALUES;
 use wasmgate_inference::proto::ModelInferRequest;
-use wasmgate_inference::tensor;
+use wasmgate_inference::oip::tensor;
 
 fuzz_target!(|bytes: &[u8]| {
     let Ok(request) = ModelInferRequest::decode(bytes) else { return };

@@ -8,7 +8,7 @@ use prost::Message;
 use wasmgate_inference::budget::Limits;
 use wasmgate_inference::model::IMAGE_VALUES;
 use wasmgate_inference::proto::tensorflow::serving::{ClassificationRequest, PredictRequest};
-use wasmgate_inference::tf_tensor::{self, Signature};
+use wasmgate_inference::tf_serving::tensor::{self as tf_tensor, Signature};
 
 fn check(pixels: &ndarray::Array2<f32>) {
     assert_eq!(pixels.ncols(), IMAGE_VALUES);

@@ -2,14 +2,14 @@
 //! the Open Inference Protocol or TF Serving's Predict, and returns each image's probability of being a cat.
 
 use crate::model::{IMAGE_SHAPE, IMAGE_VALUES};
+use crate::oip::service::MODEL_NAME;
+use crate::oip::tensor::{INPUT, PROBABILITIES};
 use crate::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use crate::proto::model_infer_request::InferInputTensor;
 use crate::proto::tensorflow::serving::prediction_service_client::PredictionServiceClient;
 use crate::proto::tensorflow::serving::{ModelSpec, PredictRequest, PredictResponse};
 use crate::proto::tensorflow::{DataType, TensorProto, TensorShapeProto, tensor_shape_proto::Dim};
 use crate::proto::{ModelInferRequest, ModelInferResponse};
-use crate::service::MODEL_NAME;
-use crate::tensor::{INPUT, PROBABILITIES};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
 use bytes::Bytes;

@@ -12,9 +12,9 @@ pub mod encoded;
 pub mod http2_settings;
 pub mod input_error;
 pub mod model;
+pub mod oip;
 pub mod proto;
-pub mod tensor;
-pub mod tf_tensor;
+pub mod tf_serving;
 pub mod wire_cost;
 
 #[cfg(feature = "app")]
@@ -29,9 +29,5 @@ pub mod page;
 pub mod plot;
 #[cfg(feature = "app")]
 pub mod server;
-#[cfg(feature = "app")]
-pub mod service;
-#[cfg(feature = "app")]
-pub mod tf_serving;
 #[cfg(feature = "app")]
 pub mod train;

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use wasmgate_inference::budget::Limits;
 use wasmgate_inference::client::{Api, Images, Target};
+use wasmgate_inference::http2_settings::Http2Settings;
 use wasmgate_inference::model::{DEFAULT_SIZES, GradientDescent, Solver};
 use wasmgate_inference::model::{label, weights};
-use wasmgate_inference::http2_settings::Http2Settings;
+use wasmgate_inference::oip::service::ModelService;
 use wasmgate_inference::server::{self, ServerOptions};
-use wasmgate_inference::service::ModelService;
 use wasmgate_inference::{data, train};
 
 #[derive(Parser)]

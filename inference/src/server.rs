@@ -4,11 +4,11 @@
 
 use crate::echo;
 use crate::http2_settings::Http2Settings;
+use crate::oip::service::ModelService;
 use crate::proto::tensorflow::serving::model_service_server::ModelServiceServer;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionServiceServer;
 use crate::proto::{self, grpc_inference_service_server::GrpcInferenceServiceServer};
-use crate::service::ModelService;
-use crate::tf_serving::TfServing;
+use crate::tf_serving::service::TfServing;
 use std::future::Future;
 use std::path::PathBuf;
 use tokio::net::TcpListener;

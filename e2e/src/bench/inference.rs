@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use wasmgate_inference::client::{self, Target};
 use wasmgate_inference::data;
 use wasmgate_inference::model::{DEFAULT_SIZES, GradientDescent, IMAGE_VALUES, Solver};
+use wasmgate_inference::oip::tensor::{INPUT, PROBABILITIES};
 use wasmgate_inference::proto::tensorflow::DataType;
-use wasmgate_inference::tensor::{INPUT, PROBABILITIES};
 use wasmgate_inference::train::{self, TrainOptions};
 
 pub async fn run() -> Result<String> {

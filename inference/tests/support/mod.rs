@@ -11,10 +11,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use wasmgate_inference::budget::{INPUT_BYTES_PER_BYTE, Limits, STRUCTURE_BYTES_PER_BYTE};
 use wasmgate_inference::input_error::InputError;
+use wasmgate_inference::oip::tensor;
 use wasmgate_inference::proto::ModelInferRequest;
 use wasmgate_inference::proto::tensorflow::serving::{ClassificationRequest, PredictRequest};
-use wasmgate_inference::tensor;
-use wasmgate_inference::tf_tensor::{self, Signature};
+use wasmgate_inference::tf_serving::tensor::{self as tf_tensor, Signature};
 use wasmgate_inference::wire_cost::{self, Undecoded};
 
 struct Counting;

@@ -2,9 +2,10 @@
 //! `tensorflow.serving.PredictionService` (Predict, Classify, GetModelMetadata) and
 //! `tensorflow.serving.ModelService` (GetModelStatus), answering with TF Serving's codes and messages.
 //!
-//! The model is served as version 1, labelled `stable`; its signatures are in [`crate::tf_tensor`].
+//! The model is served as version 1, labelled `stable`; its signatures are in [`crate::tf_serving::tensor`].
 
 use crate::echo;
+use crate::oip::service::{MODEL_NAME, ModelService, refusal};
 use crate::proto::tensorflow::error::Code;
 use crate::proto::tensorflow::serving::model_service_server::ModelService as TfModelService;
 use crate::proto::tensorflow::serving::prediction_service_server::PredictionService;
@@ -13,8 +14,7 @@ use crate::proto::tensorflow::serving::{
     GetModelStatusRequest, GetModelStatusResponse, ModelSpec, ModelVersionStatus, PredictRequest, PredictResponse,
     StatusProto, model_spec::VersionChoice, model_version_status::State,
 };
-use crate::service::{MODEL_NAME, ModelService, refusal};
-use crate::tf_tensor::{self, Signature};
+use crate::tf_serving::tensor::{self, Signature};
 use prost::Message;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -91,7 +91,7 @@ impl PredictionService for TfServing {
             .model
             .run(request.encoded_len(), move |budget| {
                 // The received tensors are dropped with `request` here, before the forward pass.
-                tf_tensor::decode_predict(signature, &request.inputs, &request.output_filter, budget)
+                tensor::decode_predict(signature, &request.inputs, &request.output_filter, budget)
             })
             .await?;
         let (probabilities, outputs) = answer.map_err(|e| refusal("Predict", "", &e))?;
@@ -106,7 +106,7 @@ impl PredictionService for TfServing {
         );
         Ok(Response::new(PredictResponse {
             model_spec: Some(Self::answer_spec(version, Some(signature))),
-            outputs: tf_tensor::encode_predict(&probabilities, &outputs, signature),
+            outputs: tensor::encode_predict(&probabilities, &outputs, signature),
         }))
     }
 
@@ -123,8 +123,8 @@ impl PredictionService for TfServing {
             Some(Signature::Predict) => {
                 return Err(Status::invalid_argument(format!(
                     "Expected classification signature method_name to be {}. Was: {} (name the `{}` signature)",
-                    tf_tensor::CLASSIFY_METHOD,
-                    tf_tensor::PREDICT_METHOD,
+                    tensor::CLASSIFY_METHOD,
+                    tensor::PREDICT_METHOD,
                     Signature::Classify.name(),
                 )));
             }
@@ -138,8 +138,7 @@ impl PredictionService for TfServing {
         let answer = self
             .model
             .run(request.encoded_len(), move |budget| {
-                tf_tensor::decode_classify(request.input.as_ref().and_then(|i| i.kind.as_ref()), budget)
-                    .map(|p| (p, ()))
+                tensor::decode_classify(request.input.as_ref().and_then(|i| i.kind.as_ref()), budget).map(|p| (p, ()))
             })
             .await?;
         let (probabilities, ()) = answer.map_err(|e| refusal("Classify", "", &e))?;
@@ -151,7 +150,7 @@ impl PredictionService for TfServing {
         );
         Ok(Response::new(ClassificationResponse {
             model_spec: Some(Self::answer_spec(version, Some(signature))),
-            result: Some(tf_tensor::encode_classify(&probabilities)),
+            result: Some(tensor::encode_classify(&probabilities)),
         }))
     }
 
@@ -177,7 +176,7 @@ impl PredictionService for TfServing {
         let version = self.resolve(request.model_spec.as_ref())?;
         let signatures = prost_types::Any {
             type_url: "type.googleapis.com/tensorflow.serving.SignatureDefMap".to_owned(),
-            value: tf_tensor::signatures().encode_to_vec(),
+            value: tensor::signatures().encode_to_vec(),
         };
         Ok(Response::new(GetModelMetadataResponse {
             model_spec: Some(Self::answer_spec(version, None)),

@@ -1,14 +1,14 @@
 //! `inference.GRPCInferenceService` for the cat / non-cat model, and the model's run shared with
-//! [`crate::tf_serving`].
+//! [`crate::tf_serving::service`].
 
 use crate::budget::{Budget, Limits};
 use crate::echo;
 use crate::input_error::InputError;
 use crate::model::{DEFAULT_SIZES, IMAGE_SHAPE, Network};
+use crate::oip::tensor::{self, INPUT, LABELS, PROBABILITIES};
 use crate::proto::grpc_inference_service_server::GrpcInferenceService;
 use crate::proto::model_metadata_response::TensorMetadata;
 use crate::proto::*;
-use crate::tensor::{self, INPUT, LABELS, PROBABILITIES};
 use ndarray::Array2;
 use prost::Message;
 use std::sync::Arc;

@@ -10,15 +10,15 @@ use crate::budget::Budget;
 use crate::echo;
 use crate::input_error::{InputError, invalid};
 use crate::model::{IMAGE_SHAPE, IMAGE_VALUES, LABELS, label};
+use crate::oip::tensor::{
+    Datatype, INPUT, PROBABILITIES, charge_pixels, check_count, check_range, pixel_values, raw_pixels,
+};
 use crate::proto::tensorflow::serving::{
     Class, ClassificationResult, Classifications, ExampleList, ExampleListWithContext, SignatureDefMap, input,
 };
 use crate::proto::tensorflow::{
     DataType, Example, Feature, SignatureDef, TensorInfo, TensorProto, TensorShapeProto, feature, tensor_info,
     tensor_shape_proto::Dim,
-};
-use crate::tensor::{
-    Datatype, INPUT, PROBABILITIES, charge_pixels, check_count, check_range, pixel_values, raw_pixels,
 };
 use bytes::Bytes;
 use ndarray::Array2;
