@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The kind e2e: a real Kubernetes cluster (kind) on this machine, everything it runs built here (e2e/kind/build.sh).
 #
-#   e2e/kind/run.sh [--keep | --keep-images]
+#   e2e/kind/run.sh [--keep | --keep-images | --down]
 #
 # At the end, also on failure, it deletes the cluster, the registry and the network, stops the Docker engine it
 # started and removes that engine's images (its data root). --keep leaves all of it running; --keep-images removes
-# all but the images, so that the next run builds only what changed.
+# all but the images, so that the next run builds only what changed. --down takes down what --keep left running.
 #
 # Steps: a Docker engine of its own (Debian's dockerd, runc behind runc-caps: this VM's kernel does not grant
 # CAP_SYS_RESOURCE, which privileged containers such as kind's nodes ask for); the build; a network for the
 # cluster with a registry container on it (Debian's docker-registry), which the node's containerd uses for
 # registry.k8s.io, registry.istio.io, docker.io and localhost:5001 (certs.d); the cluster; Istio, installed as the
-# README says; checks that they run; our plugins pushed (make push); the tests through the cluster
+# deployment guide (docs/deployment.md) says; checks that they run; our plugins pushed (make push); the tests through the cluster
 # (e2e/tests/kind.rs), which apply the kind overlay unchanged.
 set -euo pipefail
 
@@ -20,12 +20,14 @@ OUT="$ROOT/target/kind"
 BIN="$OUT/bin"
 CLUSTER=${KIND_CLUSTER:-wasmgate}
 KEEP=none
+DOWN=0
 case ${1:-} in
 --keep) KEEP=all ;;
 --keep-images) KEEP=images ;;
+--down) DOWN=1 ;;
 "") ;;
 *)
-  echo "usage: e2e/kind/run.sh [--keep | --keep-images]" >&2
+  echo "usage: e2e/kind/run.sh [--keep | --keep-images | --down]" >&2
   exit 2
   ;;
 esac
@@ -76,6 +78,10 @@ cleanup() {
   echo "kind e2e: $(elapsed "$RUN_START") in all (exit $status)"
 }
 trap cleanup EXIT
+if [[ $DOWN == 1 ]]; then
+  DOCKERD_PID=$(cat /run/wasmgate-docker.pid 2>/dev/null || true)
+  exit 0
+fi
 
 step "1. Docker engine (runc behind runc-caps), log in target/kind/dockerd.log"
 start=$(date +%s)
@@ -127,7 +133,7 @@ sed "s|@CERTS_D@|$OUT/certs.d|" "$ROOT/e2e/kind/cluster.yaml" >"$OUT/cluster.yam
 "${KUBECTL[@]}" -n kube-system rollout status daemonset/kube-proxy --timeout=180s
 echo "ready in $(elapsed "$start")"
 
-step "5. Istio: istioctl install with the README's options (and e2e/kind/istio-upstream-envoy.yaml)"
+step "5. Istio: istioctl install with docs/deployment.md's options (and e2e/kind/istio-upstream-envoy.yaml)"
 start=$(date +%s)
 "$BIN/istioctl" --context "kind-$CLUSTER" install -y -f "$ROOT/manifests/istio/istio-operator.yaml" \
   -f "$ROOT/manifests/istio/kind-gateway.yaml" -f "$ROOT/e2e/kind/istio-upstream-envoy.yaml"
@@ -148,14 +154,14 @@ gateway_pod=$("${KUBECTL[@]}" -n istio-system get pod -l istio=ingressgateway -o
 "${KUBECTL[@]}" get --raw "/api/v1/namespaces/istio-system/pods/$gateway_pod:15021/proxy/healthz/ready" >/dev/null ||
   die "the ingress gateway is not ready"
 
-step "7. our plugins, pushed as the README says (make push), for the gateway's istio-agent to pull"
+step "7. our plugins, pushed as docs/deployment.md says (make push), for the gateway's istio-agent to pull"
 start=$(date +%s)
 make -s -C "$ROOT" push REGISTRY="$REGISTRY/wasmgate" INSECURE=1
 echo "ready in $(elapsed "$start")"
 
 step "8. the kind overlay applied unchanged, and the tests through the cluster (e2e/tests/kind.rs)"
 start=$(date +%s)
-WASMGATE_KIND_CONTEXT="kind-$CLUSTER" WASMGATE_KUBECTL="$BIN/kubectl" \
+WASMGATE_KIND_CONTEXT="kind-$CLUSTER" WASMGATE_KUBECTL="$BIN/kubectl" WASMGATE_ISTIOCTL="$BIN/istioctl" \
   cargo test -p wasmgate-e2e --test kind -- --ignored --test-threads=1 ||
   {
     "${KUBECTL[@]}" get pods -A -o wide || true

@@ -5,6 +5,7 @@
 use crate::workspace;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
@@ -14,15 +15,19 @@ use std::time::{Duration, Instant};
 pub const CONTEXT_ENV: &str = "WASMGATE_KIND_CONTEXT";
 /// The kubectl run.sh built with the cluster (the same Kubernetes release); `kubectl` on PATH without it.
 pub const KUBECTL_ENV: &str = "WASMGATE_KUBECTL";
+/// The istioctl run.sh built (the Istio the cluster runs); `istioctl` on PATH without it.
+pub const ISTIOCTL_ENV: &str = "WASMGATE_ISTIOCTL";
 /// The gateway's node ports, which e2e/kind/cluster.yaml maps to this machine's loopback.
 pub const HTTPS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 30443);
 pub const HTTP: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 30080);
 pub const GATEWAY_NAMESPACE: &str = "istio-system";
 pub const MODEL_NAMESPACE: &str = "ml-serving";
 
+#[derive(Clone)]
 pub struct Cluster {
     context: String,
     kubectl: String,
+    istioctl: String,
 }
 
 impl Cluster {
@@ -31,16 +36,29 @@ impl Cluster {
         let context = std::env::var(CONTEXT_ENV)
             .with_context(|| format!("{CONTEXT_ENV} is not set: these tests run in `make e2e-kind`"))?;
         let kubectl = std::env::var(KUBECTL_ENV).unwrap_or_else(|_| "kubectl".to_owned());
-        Ok(Self { context, kubectl })
+        let istioctl = std::env::var(ISTIOCTL_ENV).unwrap_or_else(|_| "istioctl".to_owned());
+        Ok(Self { context, kubectl, istioctl })
     }
 
     /// `kubectl --context <cluster> args...`; its standard output, or an error with both outputs.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        self.kubectl_with_input(args, None)
+        self.run(&self.kubectl, args, None)
     }
 
-    fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Result<String> {
-        let mut child = Command::new(&self.kubectl)
+    /// `istioctl --context <cluster> args...`: its exit status' success, standard output and error.
+    pub fn istioctl(&self, args: &[&str]) -> Result<(bool, String, String)> {
+        let output = Command::new(&self.istioctl)
+            .arg("--context")
+            .arg(&self.context)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {}", self.istioctl))?;
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        Ok((output.status.success(), text(&output.stdout), text(&output.stderr)))
+    }
+
+    fn run(&self, program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
+        let mut child = Command::new(program)
             .arg("--context")
             .arg(&self.context)
             .args(args)
@@ -48,14 +66,14 @@ impl Cluster {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("running {}", self.kubectl))?;
+            .with_context(|| format!("running {program}"))?;
         if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
             stdin.write_all(input.as_bytes())?;
         }
         let output = child.wait_with_output()?;
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if !output.status.success() {
-            bail!("kubectl {}: {stdout}{}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+            bail!("{program} {}: {stdout}{}", args.join(" "), String::from_utf8_lossy(&output.stderr));
         }
         Ok(stdout)
     }
@@ -68,7 +86,13 @@ impl Cluster {
 
     /// `kubectl apply -f -` of one object.
     pub fn apply(&self, object: &Value) -> Result<String> {
-        self.kubectl_with_input(&["apply", "-f", "-"], Some(&object.to_string()))
+        self.run(&self.kubectl, &["apply", "-f", "-"], Some(&object.to_string()))
+    }
+
+    /// `kubectl delete what...` in `namespace`; nothing to delete is not an error.
+    pub fn delete(&self, namespace: &str, what: &[&str]) -> Result<String> {
+        let args = [&["-n", namespace, "delete", "--ignore-not-found"], what].concat();
+        self.kubectl(&args)
     }
 
     /// `kubectl get what...` in `namespace`, as JSON.
@@ -85,14 +109,18 @@ impl Cluster {
         Ok(())
     }
 
-    /// The names of the running pods that `selector` selects.
+    /// The names of the pods that `selector` selects and that serve: running, ready, not being deleted.
     pub fn pods(&self, namespace: &str, selector: &str) -> Result<Vec<String>> {
         let pods = self.get(namespace, &["pods", "-l", selector, "--field-selector=status.phase=Running"])?;
+        let ready = |pod: &Value| {
+            let conditions = pod["status"]["conditions"].as_array().into_iter().flatten();
+            conditions.into_iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+        };
         Ok(pods["items"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && ready(p))
             .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_owned))
             .collect())
     }
@@ -132,10 +160,67 @@ impl Cluster {
         ])
     }
 
+    /// The WasmPlugins (`<namespace>.<name>`) whose filters the gateway's active listener on `port` (the pod's
+    /// port) takes from discovery (ECDS). Istio names such a filter
+    /// `extensions.istio.io/trafficextension/<namespace>.<name>~istio-translated-wasmplugin` (older releases
+    /// `<namespace>.<name>`). A listener still warming (its new filters not yet fetched by istio-agent) does not
+    /// count.
+    pub fn gateway_discovered_filters(&self, port: u16) -> Result<BTreeSet<String>> {
+        let dump: Value = serde_json::from_str(&self.gateway_admin("/config_dump?resource=dynamic_listeners")?)?;
+        let listener = dump["configs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|l| l["name"].as_str() == Some(&format!("0.0.0.0_{port}")))
+            .with_context(|| format!("no listener on {port}"))?;
+        let mut names = BTreeSet::new();
+        discovered_filters(&listener["active_state"]["listener"], &mut names);
+        Ok(names.iter().map(|name| wasm_plugin_of(name).to_owned()).collect())
+    }
+
     /// One sample of the gateway's merged Prometheus endpoint (`:15020/stats/prometheus`), summed over its
     /// labels; 0 when the series is absent.
     pub fn gateway_metric(&self, name: &str) -> Result<f64> {
         Ok(prometheus_sum(&self.gateway_get(15020, "/stats/prometheus")?, name))
+    }
+}
+
+/// The WasmPlugin an ECDS filter name stands for: what lies between the last `/` and the first `~`.
+fn wasm_plugin_of(filter: &str) -> &str {
+    let name = filter.rsplit('/').next().unwrap_or(filter);
+    name.split('~').next().unwrap_or(name)
+}
+
+/// The names of the filters under `config` that come from discovery (`config_discovery`).
+fn discovered_filters(config: &Value, names: &mut BTreeSet<String>) {
+    match config {
+        Value::Object(object) => {
+            if let (Some(name), true) =
+                (object.get("name").and_then(Value::as_str), object.contains_key("config_discovery"))
+            {
+                names.insert(name.to_owned());
+            }
+            object.values().for_each(|v| discovered_filters(v, names));
+        }
+        Value::Array(items) => items.iter().for_each(|v| discovered_filters(v, names)),
+        _ => {}
+    }
+}
+
+/// Runs `undo` when dropped: what a test changed on the shared cluster is put back even when the test fails.
+pub struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnDrop<F> {
+    pub fn new(undo: F) -> Self {
+        Self(Some(undo))
+    }
+}
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(undo) = self.0.take() {
+            undo();
+        }
     }
 }
 
@@ -170,6 +255,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::prometheus_sum;
+
+    #[test]
+    fn finds_the_discovered_filters_in_a_listener() {
+        let listener = serde_json::json!({"filter_chains": [{"filters": [{"typed_config": {"http_filters": [
+            {"name": "istio-system.basic-auth", "config_discovery": {"type_urls": ["wasm"]}},
+            {"name": "envoy.filters.http.router", "typed_config": {}},
+        ]}}]}]});
+        let mut names = std::collections::BTreeSet::new();
+        super::discovered_filters(&listener, &mut names);
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["istio-system.basic-auth"]);
+    }
+
+    #[test]
+    fn names_the_wasm_plugin_of_an_istio_filter() {
+        let translated = "extensions.istio.io/trafficextension/istio-system.suite~istio-translated-wasmplugin";
+        assert_eq!(super::wasm_plugin_of(translated), "istio-system.suite");
+        assert_eq!(super::wasm_plugin_of("istio-system.suite"), "istio-system.suite");
+    }
 
     #[test]
     fn sums_a_metric_over_its_labels_and_ignores_longer_names() {

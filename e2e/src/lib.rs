@@ -21,6 +21,7 @@ pub mod model_server;
 pub mod nlb;
 pub mod registry;
 pub mod stack;
+pub mod steady_traffic;
 pub mod tls;
 pub mod upstream;
 pub mod workspace;

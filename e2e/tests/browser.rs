@@ -47,7 +47,11 @@ async fn a_person_signs_in_and_classifies_photos(filters: Filters, screenshot: O
         .context("the model server did not finish within 30 s of its shutdown")??;
     check.resume().await?;
     let steps = check.finish().await?;
-    browser::the_visit_went_as_a_person_expects(&steps)?;
+    let gallery = browser::Gallery::local();
+    if gallery == browser::Gallery::Generated {
+        eprintln!("catvnoncat data not found (set {}): generated gallery", wasmgate_inference::data::DATA_DIR_ENV);
+    }
+    browser::the_visit_went_as_a_person_expects(&steps, gallery)?;
 
     // The 130 MiB upload was refused from its declared length (a browser's fetch sends `content-length`), before
     // any of it reached the model; the stale password was refused by basic-auth, not the server.
