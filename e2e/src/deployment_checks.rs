@@ -3,7 +3,7 @@
 
 use crate::RawRequest;
 use crate::clients;
-use crate::stack::{CANARY_HOST, HOST, PASSWORD, USER};
+use crate::fixtures::{CANARY_HOST, HOST, PASSWORD, USER};
 use crate::tls::TestCertificates;
 use anyhow::Result;
 use std::net::SocketAddr;

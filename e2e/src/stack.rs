@@ -5,6 +5,7 @@
 //! Service's `stable` and `canary` Pods. Requests reach the Gateway's 443 server through the NLB stand-in, as the
 //! NLB delivers them: plain HTTP, TLS already terminated, each connection opened with a PROXY v2 header.
 
+use crate::fixtures::{CANARY_HOST, HOST};
 use crate::gateway::{Deployment, RunningGateway, gateway_install, mesh_options};
 use crate::model_server::ModelServer;
 use crate::registry::{Registry, publish};
@@ -19,11 +20,6 @@ use std::sync::Arc;
 use wasmgate::istio::{WasmPlugin, parse_wasm_plugins};
 use wasmgate_inference::client::Target;
 
-pub const HOST: &str = "ml.example.com";
-pub const CANARY_HOST: &str = "canary.ml.example.com";
-/// The credentials whose bcrypt hash the committed basic-auth CR holds.
-pub const USER: &str = "username";
-pub const PASSWORD: &str = "password";
 /// The model Service of the manifests.
 const MODEL_SERVICE: (&str, &str) = ("inference", "ml-serving");
 

@@ -5,7 +5,7 @@ use anyhow::Result;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::json;
-use wasmgate_e2e::fixtures::authorization;
+use wasmgate_e2e::fixtures::{HOST, authorization};
 use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream, workspace};
 
@@ -13,7 +13,7 @@ async fn gateway(normalization: PathNormalization) -> Result<(RunningGateway, Up
     let upstream = Upstream::start("models").await?;
     let cr = load_wasm_plugin(&workspace::manifests_dir(), "basic-auth")?.with_config(json!({
         "basic_auth_rules": [{"prefix": "/admin", "request_methods": ["GET", "POST"], "credentials": ["username:password"],
-                              "hosts": ["ml.example.com"]}]
+                              "hosts": [HOST]}]
     }));
     let envoy =
         Gateway::new().plugin(cr).upstream("models", upstream.addr).normalization(normalization).start().await?;
@@ -36,31 +36,25 @@ async fn request_spellings_never_bypass_auth() -> Result<()> {
     let good = authorization();
     let bad = format!("Basic {}", STANDARD.encode("username:wrong"));
     let cases: Vec<(&str, RawRequest)> = vec![
-        ("upper-case header name", RawRequest::get("/admin").host("ml.example.com").header("AUTHORIZATION", &bad)),
+        ("upper-case header name", RawRequest::get("/admin").host(HOST).header("AUTHORIZATION", &bad)),
         ("mixed-case host", RawRequest::get("/admin").host("ML.Example.COM")),
         ("trailing dot in host", RawRequest::get("/admin").host("ml.example.com.")),
         ("host with port", RawRequest::get("/admin").host("ml.example.com:80")),
-        ("dot segment", RawRequest::get("/public/../admin").host("ml.example.com")),
-        ("current-dir segment", RawRequest::get("/./admin").host("ml.example.com")),
-        ("double slash", RawRequest::get("//admin").host("ml.example.com")),
-        ("encoded dot", RawRequest::get("/%2e/admin").host("ml.example.com")),
-        ("query", RawRequest::get("/admin?x=/public").host("ml.example.com")),
+        ("dot segment", RawRequest::get("/public/../admin").host(HOST)),
+        ("current-dir segment", RawRequest::get("/./admin").host(HOST)),
+        ("double slash", RawRequest::get("//admin").host(HOST)),
+        ("encoded dot", RawRequest::get("/%2e/admin").host(HOST)),
+        ("query", RawRequest::get("/admin?x=/public").host(HOST)),
         (
             "valid then invalid header",
-            RawRequest::get("/admin")
-                .host("ml.example.com")
-                .header("authorization", &good)
-                .header("authorization", &bad),
+            RawRequest::get("/admin").host(HOST).header("authorization", &good).header("authorization", &bad),
         ),
         (
             "invalid then valid header",
-            RawRequest::get("/admin")
-                .host("ml.example.com")
-                .header("authorization", &bad)
-                .header("authorization", &good),
+            RawRequest::get("/admin").host(HOST).header("authorization", &bad).header("authorization", &good),
         ),
-        ("scheme only", RawRequest::get("/admin").host("ml.example.com").header("authorization", "Basic ")),
-        ("bearer", RawRequest::get("/admin").host("ml.example.com").header("authorization", "Bearer x")),
+        ("scheme only", RawRequest::get("/admin").host(HOST).header("authorization", "Basic ")),
+        ("bearer", RawRequest::get("/admin").host(HOST).header("authorization", "Bearer x")),
     ];
     for (what, request) in cases {
         let r = request.send(envoy.listener).await?;
@@ -74,8 +68,7 @@ async fn request_spellings_never_bypass_auth() -> Result<()> {
     assert_eq!(upstream.count(), 0, "nothing reached the upstream: {:?}", upstream.requests());
 
     // And the same request with the right credentials does get through, in either header-name case.
-    let ok =
-        RawRequest::get("/admin").host("ml.example.com").header("Authorization", &good).send(envoy.listener).await?;
+    let ok = RawRequest::get("/admin").host(HOST).header("Authorization", &good).send(envoy.listener).await?;
     assert_eq!(ok.status, 200);
     Ok(())
 }
@@ -84,9 +77,9 @@ async fn request_spellings_never_bypass_auth() -> Result<()> {
 async fn encoded_slashes_follow_the_gateways_normalisation() -> Result<()> {
     // With DECODE_AND_MERGE_SLASHES (Istio's strictest), `%2F` is decoded before the plugin sees the path.
     let (envoy, upstream) = gateway(PathNormalization::DecodeAndMergeSlashes).await?;
-    let r = RawRequest::get("/admin%2Fusers").host("ml.example.com").send(envoy.listener).await?;
+    let r = RawRequest::get("/admin%2Fusers").host(HOST).send(envoy.listener).await?;
     assert_eq!(r.status, 401);
-    let r = RawRequest::get("/%2Fadmin").host("ml.example.com").send(envoy.listener).await?;
+    let r = RawRequest::get("/%2Fadmin").host(HOST).send(envoy.listener).await?;
     assert_eq!(r.status, 401);
     assert_eq!(upstream.count(), 0);
     Ok(())
@@ -95,7 +88,7 @@ async fn encoded_slashes_follow_the_gateways_normalisation() -> Result<()> {
 #[tokio::test]
 async fn http2_requests_are_checked_too() -> Result<()> {
     let (envoy, upstream) = gateway(PathNormalization::Base).await?;
-    let channel = wasmgate_e2e::grpc::channel(envoy.listener, "ml.example.com").await?;
+    let channel = wasmgate_e2e::grpc::channel(envoy.listener, HOST).await?;
     let err = wasmgate_e2e::grpc::raw_unary(channel.clone(), "/admin.Svc/Do", bytes::Bytes::new(), &[])
         .await
         .expect_err("refused");

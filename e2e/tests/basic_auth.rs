@@ -61,7 +61,7 @@ impl Stack {
 /// The reference deployment's `pluginConfig`, exactly as it stands there (plaintext credential).
 fn reference_config() -> Value {
     json!({"basic_auth_rules": [{"prefix": "/", "request_methods": ["GET", "PUT", "POST", "PATCH", "DELETE"],
-                                 "credentials": ["username:password"], "hosts": ["ml.example.com"]}]})
+                                 "credentials": ["username:password"], "hosts": [HOST]}]})
 }
 
 #[tokio::test]

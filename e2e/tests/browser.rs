@@ -6,7 +6,8 @@
 use anyhow::{Context, Result};
 use serde_json::json;
 use wasmgate_e2e::browser::{self, PageCheck};
-use wasmgate_e2e::stack::{Filters, FullStack, HOST, PASSWORD, USER};
+use wasmgate_e2e::fixtures::{HOST, PASSWORD, USER};
+use wasmgate_e2e::stack::{Filters, FullStack};
 
 /// 130 MiB: over grpc-limits' 128 MiB message limit for ModelInfer in the committed CR.
 const OVERSIZED_BYTES: usize = 130 << 20;

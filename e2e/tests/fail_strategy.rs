@@ -8,6 +8,7 @@ use anyhow::Result;
 use serde_json::json;
 use std::path::PathBuf;
 use wasmgate_e2e::bench::floor::write_module;
+use wasmgate_e2e::fixtures::HOST;
 use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, workspace};
 
@@ -43,7 +44,7 @@ async fn gateway_running(module: PathBuf, strategy: &str, dir: tempfile::TempDir
 async fn statuses(case: &Case, n: usize) -> Result<Vec<u16>> {
     let mut out = Vec::new();
     for _ in 0..n {
-        out.push(RawRequest::get("/v1/models").host("ml.example.com").send(case.envoy.listener).await?.status);
+        out.push(RawRequest::get("/v1/models").host(HOST).send(case.envoy.listener).await?.status);
     }
     Ok(out)
 }

@@ -5,9 +5,10 @@
 use anyhow::Result;
 use std::time::{Duration, Instant};
 use tonic::Code;
+use wasmgate_e2e::fixtures::{HOST, PASSWORD, USER};
 use wasmgate_e2e::model_server::{ModelProcess, ModelServer, free_addr};
 use wasmgate_e2e::registry::Registry;
-use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, deployment, gateway_target, model_cluster};
+use wasmgate_e2e::stack::{FullStack, deployment, gateway_target, model_cluster};
 use wasmgate_inference::client::{self, Client};
 use wasmgate_inference::model::IMAGE_VALUES;
 use wasmgate_inference::proto::ModelInferRequest;

@@ -8,8 +8,9 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wasmgate_e2e::clients;
+use wasmgate_e2e::fixtures::{CANARY_HOST, HOST, PASSWORD, USER};
 use wasmgate_e2e::http1::basic_authorization;
-use wasmgate_e2e::stack::{CANARY_HOST, Filters, FullStack, HOST, PASSWORD, USER};
+use wasmgate_e2e::stack::{Filters, FullStack};
 use wasmgate_inference::client;
 use wasmgate_inference::model::IMAGE_VALUES;
 

@@ -5,10 +5,11 @@
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use wasmgate_e2e::fixtures::{HOST, PASSWORD, USER};
 use wasmgate_e2e::gateway::Extension;
 use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::registry::{Registry, publish, publish_module};
-use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER};
+use wasmgate_e2e::stack::FullStack;
 use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, WasmPlugin, workspace};
 
 fn basic_auth() -> Result<WasmPlugin> {

@@ -12,8 +12,9 @@ use wasmgate_e2e::RawRequest;
 use wasmgate_e2e::browser::{self, PageCheck};
 use wasmgate_e2e::clients;
 use wasmgate_e2e::deployment_checks;
+use wasmgate_e2e::fixtures::{CANARY_HOST, HOST, PASSWORD, USER};
 use wasmgate_e2e::kind::{self, Cluster, GATEWAY_NAMESPACE, MODEL_NAMESPACE, OnDrop, eventually};
-use wasmgate_e2e::stack::{CANARY_HOST, HOST, PASSWORD, USER, model_cluster};
+use wasmgate_e2e::stack::model_cluster;
 use wasmgate_e2e::steady_traffic::{SteadyTraffic, Stream};
 use wasmgate_e2e::tls::TestCertificates;
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmgate::oci::{self, Variant};
 use wasmgate::progress::{Progress, silent};
+use wasmgate_e2e::fixtures::HOST;
 use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::registry::Registry;
 use wasmgate_e2e::{Gateway, RawRequest, Upstream, workspace};
@@ -181,10 +182,9 @@ async fn envoy_runs_the_module_pulled_from_the_registry() -> Result<()> {
     let path = fetched.clone();
     let envoy =
         Gateway::new().plugin(cr).upstream("models", upstream.addr).resolver(move |_| Ok(path.clone())).start().await?;
-    let denied = RawRequest::get("/").host("ml.example.com").send(envoy.listener).await?;
+    let denied = RawRequest::get("/").host(HOST).send(envoy.listener).await?;
     assert_eq!(denied.status, 401);
-    let allowed =
-        RawRequest::get("/").host("ml.example.com").basic_auth("username", "password").send(envoy.listener).await?;
+    let allowed = RawRequest::get("/").host(HOST).basic_auth("username", "password").send(envoy.listener).await?;
     assert_eq!(allowed.status, 200);
     Ok(())
 }

@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 use std::future::Future;
 use std::net::IpAddr;
 use wasmgate_e2e::fixtures::INFER;
+use wasmgate_e2e::fixtures::{CANARY_HOST, HOST, PASSWORD, USER};
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::http2::H2Request;
-use wasmgate_e2e::stack::{CANARY_HOST, Filters, FullStack, HOST, PASSWORD, USER, roomy_bcrypt_budget};
+use wasmgate_e2e::stack::{Filters, FullStack, roomy_bcrypt_budget};
 use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream};
 use wasmgate_inference::client;
 
@@ -286,14 +287,14 @@ async fn a_bcrypt_cost_above_the_cap_is_refused_at_load(filters: Filters) -> Res
 /// A basic-auth rule on the model hosts; or (`router_only`) host-router alone, denying everything on them.
 fn host_rules(router_only: bool) -> Value {
     let deny_all = json!({"hosts": [
-        {"host": "ml.example.com", "default": {"name": "closed", "deny": {"status": 403}}},
+        {"host": HOST, "default": {"name": "closed", "deny": {"status": 403}}},
         {"host": "*.ml.example.com", "default": {"name": "closed-sub", "deny": {"status": 403}}}]});
     if router_only {
         return json!({"basic_auth": null, "grpc_limits": null, "host_router": deny_all});
     }
     json!({
         "basic_auth": {"basic_auth_rules": [{"prefix": "/", "request_methods": ["*"], "credentials": ["username:password"],
-                                             "hosts": ["ml.example.com", "*.ml.example.com"]}]},
+                                             "hosts": [HOST, "*.ml.example.com"]}]},
         "grpc_limits": null,
         "host_router": deny_all,
     })
@@ -372,7 +373,7 @@ async fn a_flood_of_made_up_users_does_not_lift_a_lockout(filters: Filters) -> R
 // 5. `Host: ml.example.com:@evil.example` on a redirect rule answered `location: https://ml.example.com:@evil.example/login`.
 
 async fn redirects_never_point_where_the_client_wrote(filters: Filters) -> Result<()> {
-    let sections = json!({"basic_auth": null, "grpc_limits": null, "host_router": {"hosts": [{"host": "ml.example.com", "rules": [
+    let sections = json!({"basic_auth": null, "grpc_limits": null, "host_router": {"hosts": [{"host": HOST, "rules": [
         {"name": "login-https", "match": {"prefix": "/login"}, "redirect": {"status": 308, "https": true}}]}]}});
     let (envoy, upstream) = recording_gateway(filters, sections, PathNormalization::Base).await?;
     for host in ["ml.example.com:@evil.example", "ml.example.com:80@evil.example", "ml.example.com@evil.example"] {
@@ -428,7 +429,7 @@ async fn path_rules_hold_under_every_normalisation(filters: Filters) -> Result<(
     let sections = json!({
         "basic_auth": {"basic_auth_rules": [{"prefix": "/", "request_methods": ["*"], "credentials": ["username:password"],
                                              "exempt_paths": [{"prefix": "/grpc.health.v1.Health/"}]}]},
-        "host_router": {"hosts": [{"host": "ml.example.com", "rules": [{"name": "no-admin", "match": {"regex": "^/admin(/|$)"}, "deny": {}}]}]},
+        "host_router": {"hosts": [{"host": HOST, "rules": [{"name": "no-admin", "match": {"regex": "^/admin(/|$)"}, "deny": {}}]}]},
     });
     let admin = ["//admin/users", "/admin%2Fusers", "/admin;x=1", "/admin%5Cusers", "/%2Fadmin", "/admin%252Fusers"];
     let escapes = [

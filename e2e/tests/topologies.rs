@@ -5,7 +5,8 @@
 
 use anyhow::{Context, Result};
 use std::net::IpAddr;
-use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, roomy_bcrypt_budget};
+use wasmgate_e2e::fixtures::{HOST, PASSWORD, USER};
+use wasmgate_e2e::stack::{FullStack, roomy_bcrypt_budget};
 use wasmgate_e2e::{RawRequest, deployment_checks, workspace};
 
 #[tokio::test(flavor = "multi_thread")]

@@ -6,8 +6,9 @@
 use anyhow::Result;
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use wasmgate_e2e::fixtures::{HOST, PASSWORD, USER};
 use wasmgate_e2e::held_streams::HeldStreams;
-use wasmgate_e2e::stack::{FullStack, HOST, PASSWORD, USER, model_cluster};
+use wasmgate_e2e::stack::{FullStack, model_cluster};
 use wasmgate_inference::client;
 use wasmgate_inference::model::IMAGE_VALUES;
 

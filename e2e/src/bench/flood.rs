@@ -5,6 +5,7 @@
 //! with the flood from one address, then spread over 200 addresses.
 
 use crate::bench::wrk;
+use crate::fixtures::HOST;
 use crate::istio::load_wasm_plugin;
 use crate::{Gateway, RawRequest, Upstream, workspace};
 use anyhow::Result;
@@ -15,7 +16,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-const HOST: &str = "ml.example.com";
 const SECONDS: u32 = 10;
 const GUESSERS: usize = 8;
 
