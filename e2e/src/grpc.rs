@@ -7,6 +7,16 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Status, metadata::MetadataValue};
 
+/// `message` as one uncompressed gRPC frame: flag 0, the length in 4 big-endian bytes, the message. A message
+/// over 4 GiB - 1 cannot be framed; its length is written as the largest there is.
+pub fn frame(message: &[u8]) -> Vec<u8> {
+    let mut framed = Vec::with_capacity(5 + message.len());
+    framed.push(0);
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
+    framed.extend_from_slice(message);
+    framed
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RawCodec;
 

@@ -187,9 +187,7 @@ async fn handle(
 /// The gRPC sink's answer to any other method: one message holding the hex SHA-256 of the request body as
 /// received (prefixes included), then `grpc-status: 0`.
 fn grpc_sink_response(digest: &str) -> Response<tonic::body::Body> {
-    let mut message = vec![0u8];
-    message.extend_from_slice(&(digest.len() as u32).to_be_bytes());
-    message.extend_from_slice(digest.as_bytes());
+    let message = crate::grpc::frame(digest.as_bytes());
     let mut trailers = http::HeaderMap::new();
     trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
     let body = Full::new(Bytes::from(message)).with_trailers(async move { Some(Ok(trailers)) });

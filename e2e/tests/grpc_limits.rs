@@ -7,7 +7,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tonic::Code;
 use wasmgate_e2e::fixtures::{HOST, INFER, METADATA, authorization};
-use wasmgate_e2e::grpc::{channel, raw_unary};
+use wasmgate_e2e::grpc::{channel, frame, raw_unary};
 use wasmgate_e2e::istio::load_wasm_plugins;
 use wasmgate_e2e::stack::Filters;
 use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, workspace};
@@ -42,11 +42,7 @@ fn payload(len: usize) -> Bytes {
 
 /// The SHA-256 of `payload` framed as one gRPC message, as the upstream sink reports it.
 fn framed_sha256(payload: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update([0u8]);
-    h.update((payload.len() as u32).to_be_bytes());
-    h.update(payload);
-    hex::encode(h.finalize())
+    hex::encode(Sha256::digest(frame(payload)))
 }
 
 impl Stack {

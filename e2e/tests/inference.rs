@@ -200,9 +200,7 @@ async fn the_server_serves_its_page_and_answers_grpc_web_over_http1() -> Result<
     assert!(!samples["images"].as_array().context("images")?.is_empty(), "{samples}");
 
     let message = client::generated(2).request().encode_to_vec();
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    framed.extend_from_slice(&message);
+    let framed = wasmgate_e2e::grpc::frame(&message);
     let call = RawRequest::new("POST", "/inference.GRPCInferenceService/ModelInfer")
         .host("models")
         .header("content-type", "application/grpc-web+proto")

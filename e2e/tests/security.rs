@@ -12,6 +12,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use wasmgate_e2e::fixtures::INFER;
 use wasmgate_e2e::fixtures::{CANARY_HOST, HOST, PASSWORD, USER};
+use wasmgate_e2e::grpc::frame;
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::http2::H2Request;
 use wasmgate_e2e::stack::{Filters, FullStack, roomy_bcrypt_budget};
@@ -20,14 +21,7 @@ use wasmgate_inference::client;
 
 /// A ModelInfer request for `images` generated images, framed as one gRPC message.
 fn infer_body(images: usize) -> Vec<u8> {
-    grpc_frame(&client::generated(images).request().encode_to_vec())
-}
-
-fn grpc_frame(message: &[u8]) -> Vec<u8> {
-    let mut framed = vec![0u8];
-    framed.extend_from_slice(&u32::try_from(message.len()).unwrap_or(u32::MAX).to_be_bytes());
-    framed.extend_from_slice(message);
-    framed
+    frame(&client::generated(images).request().encode_to_vec())
 }
 
 fn loopback(last: u8) -> IpAddr {
@@ -161,7 +155,7 @@ async fn a_cross_site_form_never_reaches_a_grpc_method(filters: Filters) -> Resu
         .basic_auth(USER, PASSWORD)
         .header("content-type", "application/grpc-web+proto")
         .header("sec-fetch-site", "same-origin")
-        .body(grpc_frame(&[]))
+        .body(frame(&[]))
         .send(stack.envoy.listener)
         .await?;
     // gRPC-Web's answer: the message (`ready: true`), then its trailers in a frame of their own.
@@ -396,7 +390,7 @@ async fn the_message_limit_holds_whatever_the_content_type(filters: Filters) -> 
         "rules": [{"name": "model-infer", "hosts": [HOST], "grpc_method": "inference.GRPCInferenceService/ModelInfer",
                    "max_request_bytes": "4Mi", "max_message_bytes": "1Mi"}]}});
     let stack = FullStack::start_overriding(filters.overlay(), &sections).await?;
-    let body = grpc_frame(&client::fp32_zeros(32).encode_to_vec());
+    let body = frame(&client::fp32_zeros(32).encode_to_vec());
     assert!(body.len() > 1_500_000);
     let types: [&[&str]; 4] =
         [&["text/plain"], &[], &["application/octet-stream"], &["text/plain", "application/grpc"]];
