@@ -19,6 +19,7 @@ pub mod kind;
 pub mod loopback;
 pub mod model_server;
 pub mod nlb;
+pub mod plugin_gateway;
 pub mod registry;
 pub mod stack;
 pub mod steady_traffic;

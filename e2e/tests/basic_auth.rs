@@ -10,52 +10,26 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wasmgate_e2e::fixtures::{HOST, authorization};
 use wasmgate_e2e::istio::load_wasm_plugin;
-use wasmgate_e2e::registry::{Registry, publish};
-use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream, WasmPlugin, workspace};
+use wasmgate_e2e::plugin_gateway::PluginGateway;
+use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, Upstream, WasmPlugin, workspace};
 
 fn committed_cr() -> WasmPlugin {
     load_wasm_plugin(&workspace::manifests_dir(), "basic-auth").expect("basic-auth WasmPlugin in manifests/")
 }
 
-struct Stack {
-    envoy: RunningGateway,
-    upstream: Upstream,
-    _registry: Registry,
-}
-
 /// The plugin goes through a real registry first: pushed and pinned by digest, then pulled and verified by
 /// istio-agent's fetcher, so Envoy runs the module that came out of the registry.
-async fn stack_with(plugin: WasmPlugin, normalization: PathNormalization) -> Result<Stack> {
-    let registry = Registry::start(None)?;
-    let plugins = publish(&registry, vec![plugin]).await?;
-    let upstream = Upstream::start("models").await?;
-    let envoy = Gateway::new()
-        .plugins(plugins)
-        .pulled([registry.host()])
-        .upstream("models", upstream.addr)
-        .normalization(normalization)
-        .start()
-        .await?;
-    Ok(Stack { envoy, upstream, _registry: registry })
+async fn stack_with(plugin: WasmPlugin, normalization: PathNormalization) -> Result<PluginGateway> {
+    PluginGateway::with([plugin]).through_registry().normalization(normalization).start().await
 }
 
-async fn stack(config: Option<Value>) -> Result<Stack> {
+async fn stack(config: Option<Value>) -> Result<PluginGateway> {
     let cr = committed_cr();
     let plugin = match config {
         Some(c) => cr.with_config(c),
         None => cr,
     };
     stack_with(plugin, PathNormalization::Base).await
-}
-
-impl Stack {
-    async fn send(&self, req: RawRequest) -> wasmgate_e2e::RawResponse {
-        req.send(self.envoy.listener).await.expect("response from envoy")
-    }
-
-    async fn counter(&self, name: &str) -> u64 {
-        self.envoy.counter(&format!("wasmcustom.wasmgate.basic_auth.{name}")).await.expect("stats")
-    }
 }
 
 /// The reference deployment's `pluginConfig`, exactly as it stands there (plaintext credential).
@@ -70,9 +44,9 @@ async fn the_committed_cr_stores_no_plaintext_password() -> Result<()> {
     let credentials = &cr.spec.plugin_config.expect("pluginConfig")["basic_auth_rules"][0]["credentials"];
     assert!(credentials[0].as_str().is_some_and(|c| c.starts_with("username:$2y$")), "{credentials}");
     let s = stack(None).await?;
-    let ok = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "password")).await;
+    let ok = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "password")).await?;
     assert_eq!(ok.status, 200);
-    let wrong = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "passwore")).await;
+    let wrong = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "passwore")).await?;
     assert_eq!(wrong.status, 401);
     Ok(())
 }
@@ -81,38 +55,38 @@ async fn the_committed_cr_stores_no_plaintext_password() -> Result<()> {
 async fn reference_config_unchanged() -> Result<()> {
     let s = stack(Some(reference_config())).await?;
 
-    let ok = s.send(RawRequest::get("/v1/models?x=1").host(HOST).basic_auth("username", "password")).await;
+    let ok = s.send(RawRequest::get("/v1/models?x=1").host(HOST).basic_auth("username", "password")).await?;
     assert_eq!(ok.status, 200, "{}", ok.text());
     assert_eq!(ok.header("x-upstream"), Some("models"));
-    assert_eq!(s.upstream.count(), 1);
-    assert_eq!(s.upstream.requests()[0].path, "/v1/models?x=1");
+    assert_eq!(s.upstream().count(), 1);
+    assert_eq!(s.upstream().requests()[0].path, "/v1/models?x=1");
 
-    let wrong = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "passwore")).await;
+    let wrong = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "passwore")).await?;
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.header("www-authenticate"), Some("Basic realm=\"istio\""));
     assert!(wrong.text().contains("Invalid username and/or password"), "{}", wrong.text());
 
-    let missing = s.send(RawRequest::new("POST", "/infer").host(HOST).body("x")).await;
+    let missing = s.send(RawRequest::new("POST", "/infer").host(HOST).body("x")).await?;
     assert_eq!(missing.status, 401);
     assert!(missing.text().contains("No Basic Authentication information found"), "{}", missing.text());
 
-    let with_port = s.send(RawRequest::get("/").host("ml.example.com:8443")).await;
+    let with_port = s.send(RawRequest::get("/").host("ml.example.com:8443")).await?;
     assert_eq!(with_port.status, 401, "a port does not take the host out of the rule");
     let with_port_ok =
-        s.send(RawRequest::get("/").host("ML.example.com:8443").basic_auth("username", "password")).await;
+        s.send(RawRequest::get("/").host("ML.example.com:8443").basic_auth("username", "password")).await?;
     assert_eq!(with_port_ok.status, 200);
 
     // Outside the rule: other method, other host.
-    let options = s.send(RawRequest::new("OPTIONS", "/").host(HOST)).await;
+    let options = s.send(RawRequest::new("OPTIONS", "/").host(HOST)).await?;
     assert_eq!(options.status, 200, "OPTIONS is not in request_methods");
-    let other = s.send(RawRequest::get("/").host("other.example.com")).await;
+    let other = s.send(RawRequest::get("/").host("other.example.com")).await?;
     assert_eq!(other.status, 200, "other hosts are not covered");
 
-    assert_eq!(s.upstream.count(), 4, "only the allowed requests reached the upstream");
-    assert_eq!(s.counter("allowed").await, 2);
-    assert_eq!(s.counter("denied.invalid").await, 1);
-    assert_eq!(s.counter("denied.missing").await, 2);
-    assert_eq!(s.counter("no_rule").await, 2);
+    assert_eq!(s.upstream().count(), 4, "only the allowed requests reached the upstream");
+    assert_eq!(s.counter("basic_auth.allowed").await?, 2);
+    assert_eq!(s.counter("basic_auth.denied.invalid").await?, 1);
+    assert_eq!(s.counter("basic_auth.denied.missing").await?, 2);
+    assert_eq!(s.counter("basic_auth.no_rule").await?, 2);
     Ok(())
 }
 
@@ -121,16 +95,16 @@ async fn paths_outside_the_rule_pass_and_normalised_paths_do_not_escape() -> Res
     let config =
         json!({"basic_auth_rules": [{"prefix": "/admin", "request_methods": ["GET"], "credentials": ["a:b"]}]});
     let s = stack(Some(config.clone())).await?;
-    assert_eq!(s.send(RawRequest::get("/public").host(HOST)).await.status, 200);
-    assert_eq!(s.send(RawRequest::get("/admin/x").host(HOST)).await.status, 401);
+    assert_eq!(s.send(RawRequest::get("/public").host(HOST)).await?.status, 200);
+    assert_eq!(s.send(RawRequest::get("/admin/x").host(HOST)).await?.status, 401);
     // Envoy normalises before the plugin runs (Istio's BASE): dot segments and %2E cannot dodge the rule.
-    assert_eq!(s.send(RawRequest::get("/public/../admin/x").host(HOST)).await.status, 401);
-    assert_eq!(s.send(RawRequest::get("/public/%2E%2E/admin").host(HOST)).await.status, 401);
+    assert_eq!(s.send(RawRequest::get("/public/../admin/x").host(HOST)).await?.status, 401);
+    assert_eq!(s.send(RawRequest::get("/public/%2E%2E/admin").host(HOST)).await?.status, 401);
 
     // With MERGE_SLASHES, `//admin` is `/admin`; Istio's default BASE leaves it alone (CVE-2021-31920).
     let merged = stack_with(committed_cr().with_config(config), PathNormalization::MergeSlashes).await?;
-    assert_eq!(merged.send(RawRequest::get("//admin//x").host(HOST)).await.status, 401);
-    assert_eq!(merged.upstream.count(), 0);
+    assert_eq!(merged.send(RawRequest::get("//admin//x").host(HOST)).await?.status, 401);
+    assert_eq!(merged.upstream().count(), 0);
     Ok(())
 }
 
@@ -151,10 +125,10 @@ async fn hashed_credentials() -> Result<()> {
         ("bob", "wrong", 401),
         ("carol", "s3cret-sha", 401),
     ] {
-        let r = s.send(RawRequest::get("/").host(HOST).basic_auth(user, password)).await;
+        let r = s.send(RawRequest::get("/").host(HOST).basic_auth(user, password)).await?;
         assert_eq!(r.status, want, "{user}:{password}");
     }
-    assert_eq!(s.upstream.count(), 3);
+    assert_eq!(s.upstream().count(), 3);
     Ok(())
 }
 
@@ -182,22 +156,26 @@ async fn a_wrong_password_takes_as_long_whoever_it_names() -> Result<()> {
             // A password not tried before: a refused pair is remembered and answered without a check.
             let request = RawRequest::get("/").host(HOST).basic_auth(user, &format!("wrong-{attempt}"));
             let started = std::time::Instant::now();
-            let r = s.send(request).await;
+            let r = s.send(request).await?;
             assert_eq!(r.status, 401, "{user}: {r:?}");
             times.push(started.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
-        times[2]
+        Ok::<_, anyhow::Error>(times[2])
     };
-    let reference = median("two").await;
+    let reference = median("two").await?;
     for user in ["four", "sha", "nobody"] {
-        let ratio = median(user).await / reference;
+        let ratio = median(user).await? / reference;
         assert!((0.5..2.0).contains(&ratio), "{user}: {ratio:.2} of the two-entry user's time ({reference:.3} s)");
     }
     Ok(())
 }
 
-async fn health(s: &Stack, authorization: Option<&str>, path_service: &str) -> Result<ServingStatus, tonic::Status> {
+async fn health(
+    s: &PluginGateway,
+    authorization: Option<&str>,
+    path_service: &str,
+) -> Result<ServingStatus, tonic::Status> {
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", s.envoy.listener))
         .map_err(|e| tonic::Status::internal(e.to_string()))?
         .origin(format!("http://{HOST}").parse().map_err(|_| tonic::Status::internal("origin"))?)
@@ -221,10 +199,10 @@ async fn grpc_clients_get_unauthenticated() -> Result<()> {
     let wrong =
         health(&s, Some(&format!("Basic {}", STANDARD.encode("username:nope"))), "").await.expect_err("refused");
     assert_eq!(wrong.code(), Code::Unauthenticated);
-    assert_eq!(s.upstream.count(), 0);
+    assert_eq!(s.upstream().count(), 0);
     let ok = health(&s, Some(&authorization()), "").await?;
     assert_eq!(ok, ServingStatus::Serving);
-    assert_eq!(s.upstream.requests()[0].path, "/grpc.health.v1.Health/Check");
+    assert_eq!(s.upstream().requests()[0].path, "/grpc.health.v1.Health/Check");
     Ok(())
 }
 
@@ -234,7 +212,7 @@ async fn grpc_clients_get_unauthenticated() -> Result<()> {
 #[tokio::test]
 async fn browsers_get_the_prompt_for_the_page_and_a_status_for_grpc_web() -> Result<()> {
     let s = stack(None).await?;
-    let page = s.send(RawRequest::get("/").host(HOST).header("accept", "text/html")).await;
+    let page = s.send(RawRequest::get("/").host(HOST).header("accept", "text/html")).await?;
     assert_eq!(page.status, 401);
     assert!(page.header("www-authenticate").is_some_and(|v| v.starts_with("Basic realm=")), "{:?}", page.headers);
     let call = |content_type: &'static str, authorization: Option<String>| {
@@ -254,16 +232,16 @@ async fn browsers_get_the_prompt_for_the_page_and_a_status_for_grpc_web() -> Res
         ("application/grpc-web", stale.clone()),
         ("application/grpc-web-text", stale),
     ] {
-        let r = s.send(call(content_type, authorization)).await;
+        let r = s.send(call(content_type, authorization)).await?;
         assert_eq!(r.status, 200, "{content_type}: {}", r.text());
         assert_eq!(r.header("grpc-status"), Some("16"), "{content_type}");
         assert!(r.header("grpc-message").is_some_and(|m| !m.is_empty()), "{content_type}");
         assert_eq!(r.header("www-authenticate"), None, "{content_type}: no prompt over the page");
     }
-    assert_eq!(s.upstream.count(), 0);
-    let ok = s.send(call("application/grpc-web+proto", Some(authorization()))).await;
+    assert_eq!(s.upstream().count(), 0);
+    let ok = s.send(call("application/grpc-web+proto", Some(authorization()))).await?;
     assert_eq!((ok.status, ok.header("grpc-status")), (200, None), "{}", ok.text());
-    assert_eq!(s.upstream.count(), 1);
+    assert_eq!(s.upstream().count(), 1);
     Ok(())
 }
 
@@ -273,9 +251,9 @@ async fn grpc_health_can_be_exempt() -> Result<()> {
     config["basic_auth_rules"][0]["exempt_paths"] = json!([{"prefix": "/grpc.health.v1.Health/"}]);
     let s = stack(Some(config)).await?;
     assert_eq!(health(&s, None, "").await?, ServingStatus::Serving);
-    let other = s.send(RawRequest::new("POST", "/inference.GRPCInferenceService/ModelInfer").host(HOST)).await;
+    let other = s.send(RawRequest::new("POST", "/inference.GRPCInferenceService/ModelInfer").host(HOST)).await?;
     assert_eq!(other.status, 401);
-    assert_eq!(s.counter("exempt").await, 1);
+    assert_eq!(s.counter("basic_auth.exempt").await?, 1);
     Ok(())
 }
 
@@ -294,17 +272,17 @@ async fn malformed_headers_are_refused_and_the_vm_survives() -> Result<()> {
         ("two tokens", format!("Basic {} {}", STANDARD.encode("a:b"), STANDARD.encode("c:d")).into_bytes()),
     ];
     for (what, value) in &cases {
-        let r = s.send(RawRequest::get("/").host(HOST).header_bytes("authorization", value)).await;
+        let r = s.send(RawRequest::get("/").host(HOST).header_bytes("authorization", value)).await?;
         assert_eq!(r.status, 401, "{what}");
     }
     // Two headers, the first one valid: proxies and servers disagree on which counts, so neither does.
     let twice = s
         .send(RawRequest::get("/").host(HOST).basic_auth("username", "password").header("authorization", "Basic eDp5"))
-        .await;
+        .await?;
     assert_eq!(twice.status, 401, "duplicate authorization headers");
-    assert_eq!(s.upstream.count(), 0);
-    assert_eq!(s.counter("denied.malformed").await, cases.len() as u64 + 1);
-    let ok = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "password")).await;
+    assert_eq!(s.upstream().count(), 0);
+    assert_eq!(s.counter("basic_auth.denied.malformed").await?, cases.len() as u64 + 1);
+    let ok = s.send(RawRequest::get("/").host(HOST).basic_auth("username", "password")).await?;
     assert_eq!(ok.status, 200, "the VM is still alive");
     let log = s.envoy.log();
     assert!(log.contains("credentials are not valid base64"), "reasons are logged:\n{log}");
@@ -353,19 +331,19 @@ async fn repeated_wrong_passwords_lock_the_address_out_for_that_user() -> Result
     let s = stack(Some(config)).await?;
     let attempt = |user: &str, password: &str| RawRequest::get("/").host(HOST).basic_auth(user, password);
     for _ in 0..3 {
-        assert_eq!(s.send(attempt("username", "guess")).await.status, 401);
+        assert_eq!(s.send(attempt("username", "guess")).await?.status, 401);
     }
-    let locked = s.send(attempt("username", "password")).await;
+    let locked = s.send(attempt("username", "password")).await?;
     assert_eq!(locked.status, 429, "the right password is refused while locked out");
     assert!(locked.text().contains("Too many failed attempts"), "{}", locked.text());
     // Another user from the same address is not locked out.
-    assert_eq!(s.send(attempt("admin", "guess")).await.status, 401);
-    assert_eq!(s.upstream.count(), 0);
+    assert_eq!(s.send(attempt("admin", "guess")).await?.status, 401);
+    assert_eq!(s.upstream().count(), 0);
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    assert_eq!(s.send(attempt("username", "password")).await.status, 200, "the lockout ends");
-    assert_eq!(s.counter("denied.invalid").await, 4);
-    assert_eq!(s.counter("denied.locked").await, 1);
-    assert_eq!(s.counter("allowed").await, 1);
+    assert_eq!(s.send(attempt("username", "password")).await?.status, 200, "the lockout ends");
+    assert_eq!(s.counter("basic_auth.denied.invalid").await?, 4);
+    assert_eq!(s.counter("basic_auth.denied.locked").await?, 1);
+    assert_eq!(s.counter("basic_auth.allowed").await?, 1);
     Ok(())
 }
 
@@ -420,9 +398,9 @@ async fn a_client_can_never_say_who_it_is_to_the_upstream() -> Result<()> {
             if let Some((user, password)) = credentials {
                 h1 = h1.basic_auth(user, password);
             }
-            let r = stack.send(h1).await;
+            let r = stack.send(h1).await?;
             assert_eq!(r.status, 200, "HTTP/1.1 {host}{path} {spoof:?}: {r:?}");
-            assert_eq!(forwarded_users(&stack.upstream), expected, "HTTP/1.1 {host}{path} {spoof:?}");
+            assert_eq!(forwarded_users(stack.upstream()), expected, "HTTP/1.1 {host}{path} {spoof:?}");
 
             let mut h2 = wasmgate_e2e::http2::H2Request::new("GET", path, host);
             for (name, value) in spoof {
@@ -431,15 +409,15 @@ async fn a_client_can_never_say_who_it_is_to_the_upstream() -> Result<()> {
             if let Some((user, password)) = credentials {
                 h2 = h2.basic_auth(user, password);
             }
-            let before = stack.upstream.count();
+            let before = stack.upstream().count();
             let r = h2.send(stack.envoy.listener).await?;
             if spoof.iter().any(|(name, _)| name.bytes().any(|b| b.is_ascii_uppercase())) {
                 // Upper-case names are not HTTP/2: Envoy refuses the stream before any filter runs.
                 assert!(r.refused_by_protocol() || r.status == 400, "HTTP/2 {spoof:?}: {r:?}");
-                assert_eq!(stack.upstream.count(), before);
+                assert_eq!(stack.upstream().count(), before);
             } else {
                 assert_eq!(r.status, 200, "HTTP/2 {host}{path} {spoof:?}: {r:?}");
-                assert_eq!(forwarded_users(&stack.upstream), expected, "HTTP/2 {host}{path} {spoof:?}");
+                assert_eq!(forwarded_users(stack.upstream()), expected, "HTTP/2 {host}{path} {spoof:?}");
             }
         }
     }
@@ -454,16 +432,16 @@ async fn a_client_can_never_say_who_it_is_to_the_upstream() -> Result<()> {
             }
             let r = h2.send(stack.envoy.listener).await?;
             assert_eq!(r.status, 200, "trailer {name} on {path}: {r:?}");
-            assert_eq!(forwarded_users(&stack.upstream), expected, "trailer {name} on {path}");
+            assert_eq!(forwarded_users(stack.upstream()), expected, "trailer {name} on {path}");
         }
     }
     // A wrong password with a claimed identity reaches nothing at all.
-    let before = stack.upstream.count();
+    let before = stack.upstream().count();
     let r = stack
         .send(RawRequest::get("/models").host(HOST).header("x-wasmgate-user", "username").basic_auth("reader", "guess"))
-        .await;
+        .await?;
     assert_eq!(r.status, 401);
-    assert_eq!(stack.upstream.count(), before);
+    assert_eq!(stack.upstream().count(), before);
     Ok(())
 }
 
@@ -472,10 +450,10 @@ async fn a_client_can_never_say_who_it_is_to_the_upstream() -> Result<()> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_outside_allow_is_forbidden_and_each_user_is_counted() -> Result<()> {
     let stack = stack(Some(teams_config())).await?;
-    let admin = stack.send(RawRequest::get("/admin/models").host(HOST).basic_auth("username", "password")).await;
+    let admin = stack.send(RawRequest::get("/admin/models").host(HOST).basic_auth("username", "password")).await?;
     assert_eq!(admin.status, 200);
-    assert_eq!(forwarded_users(&stack.upstream), ["username"]);
-    let reader = stack.send(RawRequest::get("/admin/models").host(HOST).basic_auth("reader", "r-pw")).await;
+    assert_eq!(forwarded_users(stack.upstream()), ["username"]);
+    let reader = stack.send(RawRequest::get("/admin/models").host(HOST).basic_auth("reader", "r-pw")).await?;
     assert_eq!(reader.status, 403, "{reader:?}");
     assert_eq!(reader.header("www-authenticate"), None);
     assert!(!reader.text().contains("r-pw"));
@@ -487,16 +465,16 @@ async fn a_user_outside_allow_is_forbidden_and_each_user_is_counted() -> Result<
         .await?;
     assert_eq!((grpc.status, grpc.grpc_status()), (200, Some(7)), "{grpc:?}");
     // A wrong password is a 401 like anyone's: the allow list tells a guesser nothing.
-    let guess = stack.send(RawRequest::get("/admin/models").host(HOST).basic_auth("reader", "guess")).await;
+    let guess = stack.send(RawRequest::get("/admin/models").host(HOST).basic_auth("reader", "guess")).await?;
     assert_eq!(guess.status, 401);
     for _ in 0..2 {
-        let ok = stack.send(RawRequest::get("/models").host(HOST).basic_auth("reader", "r-pw")).await;
+        let ok = stack.send(RawRequest::get("/models").host(HOST).basic_auth("reader", "r-pw")).await?;
         assert_eq!(ok.status, 200);
     }
-    assert_eq!(stack.upstream.count(), 3);
-    assert_eq!(stack.counter("denied.forbidden").await, 2);
-    assert_eq!(stack.counter("user.username.allowed").await, 1);
-    assert_eq!(stack.counter("user.reader.allowed").await, 2);
-    assert_eq!(stack.counter("allowed").await, 3);
+    assert_eq!(stack.upstream().count(), 3);
+    assert_eq!(stack.counter("basic_auth.denied.forbidden").await?, 2);
+    assert_eq!(stack.counter("basic_auth.user.username.allowed").await?, 1);
+    assert_eq!(stack.counter("basic_auth.user.reader.allowed").await?, 2);
+    assert_eq!(stack.counter("basic_auth.allowed").await?, 3);
     Ok(())
 }

@@ -9,22 +9,15 @@ use tonic::Code;
 use wasmgate_e2e::fixtures::{HOST, INFER, METADATA, authorization};
 use wasmgate_e2e::grpc::{channel, frame, raw_unary};
 use wasmgate_e2e::istio::load_wasm_plugins;
+use wasmgate_e2e::plugin_gateway::PluginGateway;
 use wasmgate_e2e::stack::Filters;
-use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, workspace};
+use wasmgate_e2e::{Gateway, RawRequest, workspace};
 
 const MI: usize = 1 << 20;
 
-struct Stack {
-    envoy: RunningGateway,
-    upstream: Upstream,
-}
-
 /// Both committed CRs (basic-auth in AUTHN, grpc-limits in AUTHZ) in front of the recording upstream.
-async fn stack() -> Result<Stack> {
-    let upstream = Upstream::start("models").await?;
-    let plugins = load_wasm_plugins(&workspace::plugin_crs_dir())?;
-    let envoy = Gateway::new().plugins(plugins).upstream("models", upstream.addr).start().await?;
-    Ok(Stack { envoy, upstream })
+async fn stack() -> Result<PluginGateway> {
+    PluginGateway::with(load_wasm_plugins(&workspace::plugin_crs_dir())?).start().await
 }
 
 /// `len` bytes that are not all alike, so a corrupted transfer shows in the checksum.
@@ -45,41 +38,41 @@ fn framed_sha256(payload: &[u8]) -> String {
     hex::encode(Sha256::digest(frame(payload)))
 }
 
-impl Stack {
-    async fn call(&self, host: &str, path: &str, payload: Bytes, authenticated: bool) -> Result<Bytes, tonic::Status> {
-        let channel =
-            channel(self.envoy.listener, host).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let auth = authorization();
-        let metadata: Vec<(&'static str, &str)> =
-            if authenticated { vec![("authorization", auth.as_str())] } else { vec![] };
-        raw_unary(channel, path, payload, &metadata).await
-    }
-
-    async fn counter(&self, name: &str) -> u64 {
-        self.envoy.counter(&format!("wasmcustom.wasmgate.grpc_limits.{name}")).await.expect("stats")
-    }
+/// `payload` as one gRPC message to `path` on `host`, signed in or not.
+async fn call(
+    s: &PluginGateway,
+    host: &str,
+    path: &str,
+    payload: Bytes,
+    authenticated: bool,
+) -> Result<Bytes, tonic::Status> {
+    let channel = channel(s.envoy.listener, host).await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let auth = authorization();
+    let metadata: Vec<(&'static str, &str)> =
+        if authenticated { vec![("authorization", auth.as_str())] } else { vec![] };
+    raw_unary(channel, path, payload, &metadata).await
 }
 
 #[tokio::test]
 async fn a_100_mb_message_passes_intact_and_130_mib_is_refused() -> Result<()> {
     let s = stack().await?;
     let big = payload(100_000_000);
-    let reply = s.call(HOST, INFER, big.clone(), true).await?;
+    let reply = call(&s, HOST, INFER, big.clone(), true).await?;
     assert_eq!(String::from_utf8_lossy(&reply), framed_sha256(&big), "checksum at the upstream");
-    let seen = s.upstream.requests();
+    let seen = s.upstream().requests();
     assert_eq!((seen.len(), seen[0].body_len, seen[0].complete), (1, 100_000_005, true));
-    assert_eq!(s.counter("accepted").await, 1);
-    assert_eq!(s.counter("messages").await, 1);
-    assert_eq!(s.counter("request_bytes").await, 100_000_005);
+    assert_eq!(s.counter("grpc_limits.accepted").await?, 1);
+    assert_eq!(s.counter("grpc_limits.messages").await?, 1);
+    assert_eq!(s.counter("grpc_limits.request_bytes").await?, 100_000_005);
     drop(big);
 
     let too_big = payload(130 * MI);
-    let err = s.call(HOST, INFER, too_big, true).await.expect_err("130 MiB must be refused");
+    let err = call(&s, HOST, INFER, too_big, true).await.expect_err("130 MiB must be refused");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("received message larger than max (136314880 vs. 134217728)"), "{err:?}");
-    assert_eq!(s.counter("refused.message_bytes").await, 1);
+    assert_eq!(s.counter("grpc_limits.refused.message_bytes").await?, 1);
     // Refused at the prefix: whatever reached the upstream before the reset is a fraction of the message.
-    for r in s.upstream.requests().iter().skip(1) {
+    for r in s.upstream().requests().iter().skip(1) {
         assert!(!r.complete && r.body_len < 64 * MI as u64, "{} bytes reached the upstream", r.body_len);
     }
     Ok(())
@@ -91,16 +84,16 @@ async fn limits_differ_per_method_and_per_host() -> Result<()> {
     let five_mb = payload(5 * MI);
     // ModelInfer on the model host is allowed 128 MiB; the service's other methods 4 MiB (rule `oip-other`), and
     // other hosts the 4 MiB default.
-    assert!(s.call(HOST, INFER, five_mb.clone(), true).await.is_ok());
-    let err = s.call(HOST, METADATA, five_mb.clone(), true).await.expect_err("the service's limit");
+    assert!(call(&s, HOST, INFER, five_mb.clone(), true).await.is_ok());
+    let err = call(&s, HOST, METADATA, five_mb.clone(), true).await.expect_err("the service's limit");
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("(rule oip-other)"), "{err:?}");
-    let err = s.call("canary.example.com", INFER, five_mb.clone(), false).await.expect_err("other host");
+    let err = call(&s, "canary.example.com", INFER, five_mb.clone(), false).await.expect_err("other host");
     assert_eq!(err.code(), Code::ResourceExhausted);
-    assert!(s.call(HOST, METADATA, payload(MI), true).await.is_ok());
-    assert!(s.call("canary.example.com", INFER, payload(4 * MI - 5), false).await.is_ok(), "exactly at the limit");
-    assert_eq!(s.counter("refused.message_bytes").await, 2);
-    assert_eq!(s.counter("accepted").await, 3);
+    assert!(call(&s, HOST, METADATA, payload(MI), true).await.is_ok());
+    assert!(call(&s, "canary.example.com", INFER, payload(4 * MI - 5), false).await.is_ok(), "exactly at the limit");
+    assert_eq!(s.counter("grpc_limits.refused.message_bytes").await?, 2);
+    assert_eq!(s.counter("grpc_limits.accepted").await?, 3);
     Ok(())
 }
 
@@ -113,19 +106,19 @@ async fn plain_http_gets_413_with_and_without_content_length() -> Result<()> {
     let declared = post().body(body.clone()).send(s.envoy.listener).await?;
     assert_eq!(declared.status, 413, "{}", declared.text());
     assert!(declared.text().contains("over the limit of 4Mi (rule default)"), "{}", declared.text());
-    assert_eq!(s.upstream.count(), 0, "refused at the headers, before any body moved");
-    assert_eq!(s.counter("refused.content_length").await, 1);
+    assert_eq!(s.upstream().count(), 0, "refused at the headers, before any body moved");
+    assert_eq!(s.counter("grpc_limits.refused.content_length").await?, 1);
 
     let chunked = post().body(body).chunked(64 * 1024).send(s.envoy.listener).await?;
     assert_eq!(chunked.status, 413, "{}", chunked.text());
-    assert_eq!(s.counter("refused.request_bytes").await, 1);
-    assert!(s.upstream.requests().iter().all(|r| !r.complete), "the chunked body never arrived whole");
+    assert_eq!(s.counter("grpc_limits.refused.request_bytes").await?, 1);
+    assert!(s.upstream().requests().iter().all(|r| !r.complete), "the chunked body never arrived whole");
 
     let small = post().body(vec![b'x'; 1000]).send(s.envoy.listener).await?;
     assert_eq!(small.status, 200);
     let small_chunked = post().body(vec![b'y'; 4 * MI]).chunked(100_000).send(s.envoy.listener).await?;
     assert_eq!(small_chunked.status, 200, "exactly at the limit");
-    assert_eq!(s.upstream.requests().last().map(|r| r.body_len), Some(4 * MI as u64));
+    assert_eq!(s.upstream().requests().last().map(|r| r.body_len), Some(4 * MI as u64));
     Ok(())
 }
 
@@ -134,23 +127,21 @@ async fn basic_auth_runs_first() -> Result<()> {
     let s = stack().await?;
     // Over the limit and unauthenticated: AUTHN comes before AUTHZ, so the answer is UNAUTHENTICATED and
     // grpc-limits never counts it.
-    let err = s.call(HOST, METADATA, payload(5 * MI), false).await.expect_err("refused");
+    let err = call(&s, HOST, METADATA, payload(5 * MI), false).await.expect_err("refused");
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
-    assert_eq!(s.counter("refused.message_bytes").await, 0);
-    assert_eq!(s.counter("accepted").await, 0);
-    assert_eq!(s.upstream.count(), 0);
+    assert_eq!(s.counter("grpc_limits.refused.message_bytes").await?, 0);
+    assert_eq!(s.counter("grpc_limits.accepted").await?, 0);
+    assert_eq!(s.upstream().count(), 0);
     Ok(())
 }
 
 /// With the `grpc-limits` image: the committed CR pulls `grpc-limits-requests`, which does not see responses.
 #[tokio::test]
 async fn responses_over_their_limit_are_not_delivered() -> Result<()> {
-    let upstream = Upstream::start("models").await?;
     let cr = wasmgate_e2e::istio::load_wasm_plugin(&workspace::manifests_dir(), "grpc-limits")?;
     let config = serde_json::json!({"rules": [{"hosts": ["small.example.com"], "max_response_bytes": 50}]});
     let cr = cr.with_config(config).with_image("grpc-limits");
-    let envoy = Gateway::new().plugin(cr).upstream("models", upstream.addr).start().await?;
-    let s = Stack { envoy, upstream };
+    let s = PluginGateway::with([cr]).start().await?;
 
     // The echo's JSON (over 50 bytes, with content-length) is refused at the response headers.
     let r = RawRequest::get("/").host("small.example.com").send(s.envoy.listener).await?;
@@ -159,9 +150,9 @@ async fn responses_over_their_limit_are_not_delivered() -> Result<()> {
     // Other hosts are not limited.
     assert_eq!(RawRequest::get("/").host("big.example.com").send(s.envoy.listener).await?.status, 200);
     // The gRPC sink's reply (69 bytes, no content-length) is cut when its body goes over the limit.
-    let err = s.call("small.example.com", INFER, payload(10), false).await.expect_err("reply over the limit");
+    let err = call(&s, "small.example.com", INFER, payload(10), false).await.expect_err("reply over the limit");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-    assert_eq!(s.counter("refused.response_bytes").await, 2);
+    assert_eq!(s.counter("grpc_limits.refused.response_bytes").await?, 2);
     Ok(())
 }
 
@@ -215,14 +206,12 @@ async fn only_the_suite_image_that_sees_responses_takes_a_response_limit() -> Re
     let refused = Gateway::new().plugin(committed.clone()).validate().await.expect_err("a response limit");
     assert!(refused.to_string().contains("use the `suite` image"), "{refused}");
 
-    let upstream = Upstream::start("models").await?;
-    let envoy = Gateway::new().plugin(committed.with_image("suite")).upstream("models", upstream.addr).start().await?;
-    let s = Stack { envoy, upstream };
+    let s = PluginGateway::with([committed.with_image("suite")]).start().await?;
     let r = RawRequest::get("/").host("small.example.com").send(s.envoy.listener).await?;
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("response body is over the limit of 50 bytes"), "{}", r.text());
     assert_eq!(RawRequest::get("/").host("big.example.com").send(s.envoy.listener).await?.status, 200);
-    assert_eq!(s.counter("refused.response_bytes").await, 1);
+    assert_eq!(s.counter("grpc_limits.refused.response_bytes").await?, 1);
     Ok(())
 }
 
@@ -246,15 +235,15 @@ async fn grpc_web_is_limited_like_grpc() -> Result<()> {
     let r = post("application/grpc-web+proto", binary.clone()).send(s.envoy.listener).await?;
     assert_eq!((r.status, r.header("grpc-status")), (200, Some("8")), "{}", r.text());
     assert!(r.header("grpc-message").is_some_and(|m| m.contains("received message larger than max")), "{r:?}");
-    assert_eq!(s.upstream.count(), 0);
+    assert_eq!(s.upstream().count(), 0);
     // The same bytes in base64 decode to 1005 bytes: what the server will read is small, so it passes.
     let text = STANDARD.encode(&binary).into_bytes();
     let r = post("application/grpc-web-text", text.clone()).send(s.envoy.listener).await?;
     assert_eq!((r.status, r.header("grpc-status")), (200, None), "{}", r.text());
-    let seen = s.upstream.requests();
+    let seen = s.upstream().requests();
     assert_eq!((seen.len(), seen[0].body_len), (1, text.len() as u64));
     // Read as frames, those base64 characters would announce ~1 GiB ("AgQA" is 0x41675141): never how it is read.
-    assert_eq!(s.counter("refused.message_bytes").await, 1);
+    assert_eq!(s.counter("grpc_limits.refused.message_bytes").await?, 1);
     Ok(())
 }
 
@@ -288,12 +277,13 @@ async fn text_spellings_the_server_reads_as_binary_are_limited_as_binary() -> Re
     }
     // Envoy may have passed a request's headers on before its first chunk was refused: no byte of the body, and
     // the stream reset.
-    for seen in s.upstream.requests() {
+    for seen in s.upstream().requests() {
         assert_eq!((seen.body_len, seen.complete), (0, false), "{:?}", seen.header("content-type"));
     }
     // Envoy joins the last pair into `text/plain,application/grpc-web-text`: no gRPC client at all, refused for
     // its content type before any of its body is read.
-    let refused = s.counter("refused.message_bytes").await + s.counter("refused.content_type").await;
+    let refused =
+        s.counter("grpc_limits.refused.message_bytes").await? + s.counter("grpc_limits.refused.content_type").await?;
     assert_eq!(refused, spellings.len() as u64);
     Ok(())
 }
@@ -321,8 +311,8 @@ async fn malformed_grpc_bodies_never_break_the_vm() -> Result<()> {
         assert_eq!(r.header("grpc-status"), grpc_status, "{what}");
         assert_eq!(r.header("x-upstream").is_some(), grpc_status.is_none(), "{what}");
     }
-    assert_eq!(s.counter("truncated").await, 2);
-    assert_eq!(s.counter("refused.message_bytes").await, 1);
-    assert!(s.call(HOST, INFER, payload(1000), true).await.is_ok(), "the VM is still serving");
+    assert_eq!(s.counter("grpc_limits.truncated").await?, 2);
+    assert_eq!(s.counter("grpc_limits.refused.message_bytes").await?, 1);
+    assert!(call(&s, HOST, INFER, payload(1000), true).await.is_ok(), "the VM is still serving");
     Ok(())
 }

@@ -6,67 +6,43 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use tonic::Code;
 use wasmgate_e2e::fixtures::{CANARY_HOST, HOST, INFER, authorization};
-use wasmgate_e2e::gateway::destination;
 use wasmgate_e2e::grpc::{channel, raw_unary};
 use wasmgate_e2e::istio::{load_wasm_plugin, load_wasm_plugins};
-use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, WasmPlugin, workspace};
-
-struct Stack {
-    envoy: RunningGateway,
-    stable: Upstream,
-    canary: Upstream,
-}
+use wasmgate_e2e::plugin_gateway::PluginGateway;
+use wasmgate_e2e::{RawRequest, WasmPlugin, workspace};
 
 /// Two upstreams; a VirtualService sends `x-wasmgate-route: canary` to the second, everything else to the first.
-async fn stack(plugins: Vec<WasmPlugin>) -> Result<Stack> {
-    let stable = Upstream::start("stable").await?;
-    let canary = Upstream::start("canary").await?;
-    let envoy = Gateway::new()
-        .plugins(plugins)
-        .upstream("stable", stable.addr)
-        .upstream("canary", canary.addr)
-        .route(json!({
-            "match": [{"headers": {"x-wasmgate-route": {"exact": "canary"}}}],
-            "route": [{"destination": destination("canary")}]
-        }))
+async fn stack(plugins: Vec<WasmPlugin>) -> Result<PluginGateway> {
+    PluginGateway::with(plugins)
+        .upstreams(&["stable", "canary"])
+        .route_header("x-wasmgate-route", "canary", "canary")
         .start()
-        .await?;
-    Ok(Stack { envoy, stable, canary })
+        .await
 }
 
-async fn committed() -> Result<Stack> {
+async fn committed() -> Result<PluginGateway> {
     stack(load_wasm_plugins(&workspace::plugin_crs_dir())?).await
 }
 
-async fn with_config(config: Value) -> Result<Stack> {
+async fn with_config(config: Value) -> Result<PluginGateway> {
     stack(vec![load_wasm_plugin(&workspace::manifests_dir(), "host-router")?.with_config(config)]).await
 }
 
-impl Stack {
-    async fn get(&self, host: &str, path: &str) -> wasmgate_e2e::RawResponse {
-        RawRequest::get(path)
-            .host(host)
-            .header("authorization", &authorization())
-            .send(self.envoy.listener)
-            .await
-            .expect("response")
-    }
-
-    async fn counter(&self, rule: &str) -> u64 {
-        self.envoy.counter(&format!("wasmcustom.wasmgate.host_router.rules.{rule}")).await.expect("stats")
-    }
+/// GET `path` on `host`, signed in.
+async fn get(s: &PluginGateway, host: &str, path: &str) -> Result<wasmgate_e2e::RawResponse> {
+    s.send(RawRequest::get(path).host(host).header("authorization", &authorization())).await
 }
 
 #[tokio::test]
 async fn the_canary_host_reaches_the_canary_upstream() -> Result<()> {
     let s = committed().await?;
-    let canary = s.get(CANARY_HOST, "/v1/models").await;
+    let canary = get(&s, CANARY_HOST, "/v1/models").await?;
     assert_eq!(canary.header("x-upstream"), Some("canary"), "Envoy re-picked the route after the plugin's header");
-    let stable = s.get(HOST, "/v1/models").await;
+    let stable = get(&s, HOST, "/v1/models").await?;
     assert_eq!(stable.header("x-upstream"), Some("stable"));
-    assert_eq!((s.canary.count(), s.stable.count()), (1, 1));
-    assert_eq!(s.canary.requests()[0].header("x-wasmgate-route"), Some("canary"));
-    assert_eq!(s.counter("canary-host").await, 1);
+    assert_eq!((s.upstream_named("canary")?.count(), s.upstream_named("stable")?.count()), (1, 1));
+    assert_eq!(s.upstream_named("canary")?.requests()[0].header("x-wasmgate-route"), Some("canary"));
+    assert_eq!(s.counter("host_router.rules.canary-host").await?, 1);
     Ok(())
 }
 
@@ -83,8 +59,8 @@ async fn grpc_requests_are_routed_by_method_and_header() -> Result<()> {
     };
     call(vec![("authorization", auth.clone())]).await?;
     call(vec![("authorization", auth.clone()), ("x-model-version", "canary".into())]).await?;
-    assert_eq!((s.stable.count(), s.canary.count()), (1, 1));
-    assert_eq!(s.canary.requests()[0].path, INFER);
+    assert_eq!((s.upstream_named("stable")?.count(), s.upstream_named("canary")?.count()), (1, 1));
+    assert_eq!(s.upstream_named("canary")?.requests()[0].path, INFER);
 
     // Routing by method alone: ModelMetadata goes to the canary, ModelInfer stays.
     let by_method = with_config(json!({"hosts": [{"host": HOST, "rules": [{
@@ -94,8 +70,8 @@ async fn grpc_requests_are_routed_by_method_and_header() -> Result<()> {
     let ch = channel(by_method.envoy.listener, HOST).await?;
     raw_unary(ch.clone(), "/inference.GRPCInferenceService/ModelMetadata", Bytes::from_static(b"m"), &[]).await?;
     raw_unary(ch, INFER, Bytes::from_static(b"i"), &[]).await?;
-    assert_eq!(by_method.canary.requests()[0].path, "/inference.GRPCInferenceService/ModelMetadata");
-    assert_eq!(by_method.stable.requests()[0].path, INFER);
+    assert_eq!(by_method.upstream_named("canary")?.requests()[0].path, "/inference.GRPCInferenceService/ModelMetadata");
+    assert_eq!(by_method.upstream_named("stable")?.requests()[0].path, INFER);
     Ok(())
 }
 
@@ -115,10 +91,13 @@ async fn rewrites_redirects_direct_responses_and_denials() -> Result<()> {
     let send = |path: &'static str| async move { RawRequest::get(path).host("api.example.com").send(listener).await };
 
     assert_eq!(send("/v1/models?limit=5").await?.status, 200);
-    assert_eq!(s.stable.requests()[0].path, "/v2/models?limit=5", "rewrite seen at the upstream");
+    assert_eq!(s.upstream_named("stable")?.requests()[0].path, "/v2/models?limit=5", "rewrite seen at the upstream");
     assert_eq!(send("/items/42").await?.status, 200);
     assert_eq!(
-        (s.stable.requests()[1].path.as_str(), s.stable.requests()[1].authority.as_str()),
+        (
+            s.upstream_named("stable")?.requests()[1].path.as_str(),
+            s.upstream_named("stable")?.requests()[1].authority.as_str()
+        ),
         ("/catalog/42", "catalog.internal")
     );
 
@@ -134,8 +113,8 @@ async fn rewrites_redirects_direct_responses_and_denials() -> Result<()> {
         .await
         .expect_err("denied");
     assert_eq!((grpc_admin.code(), grpc_admin.message()), (Code::PermissionDenied, "admin is internal"));
-    assert_eq!(s.stable.count(), 2, "answers never reach an upstream");
-    assert_eq!(s.counter("admin").await, 2);
+    assert_eq!(s.upstream_named("stable")?.count(), 2, "answers never reach an upstream");
+    assert_eq!(s.counter("host_router.rules.admin").await?, 2);
     Ok(())
 }
 
@@ -145,8 +124,8 @@ async fn routing_runs_after_auth_and_limits() -> Result<()> {
     // The health direct response sits behind basic-auth (AUTHN runs first) ...
     let unauthenticated = RawRequest::get("/healthz").host(HOST).send(s.envoy.listener).await?;
     assert_eq!(unauthenticated.status, 401);
-    assert_eq!(s.counter("healthz").await, 0, "host-router never saw it");
-    let health = s.get(HOST, "/healthz").await;
+    assert_eq!(s.counter("host_router.rules.healthz").await?, 0, "host-router never saw it");
+    let health = get(&s, HOST, "/healthz").await?;
     assert_eq!((health.status, health.text().as_str()), (200, "ok"));
     // ... and grpc-limits (AUTHZ) refuses an oversized request before it is routed.
     let big = RawRequest::new("POST", "/upload")
@@ -156,7 +135,7 @@ async fn routing_runs_after_auth_and_limits() -> Result<()> {
         .send(s.envoy.listener)
         .await?;
     assert_eq!(big.status, 413);
-    assert_eq!(s.counter("canary-host").await, 0);
-    assert_eq!(s.canary.count() + s.stable.count(), 0);
+    assert_eq!(s.counter("host_router.rules.canary-host").await?, 0);
+    assert_eq!(s.upstream_named("canary")?.count() + s.upstream_named("stable")?.count(), 0);
     Ok(())
 }
