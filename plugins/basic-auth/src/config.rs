@@ -17,6 +17,7 @@ use crate::credentials::CredentialSet;
 use crate::fingerprint::Fingerprinter;
 use crate::lockout::{Lockout, RawLockout};
 use crate::remembered::RememberedHeaders;
+use crate::user_id::UserId;
 use serde::Deserialize;
 use wasmgate_common::{ConfigError, HostPattern, MethodSet, PathMatch, parse_config};
 
@@ -72,10 +73,6 @@ pub struct Config {
     pub(crate) fingerprinter: Fingerprinter,
     pub(crate) remembered: RememberedHeaders,
 }
-
-/// One of the config's users, by index into [`Config::users`]; it also places the user's counter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct UserId(pub(crate) usize);
 
 #[derive(Debug)]
 pub(crate) struct Rule {

@@ -12,6 +12,7 @@ pub mod fingerprint;
 pub mod lockout;
 pub mod policy;
 pub mod remembered;
+pub mod user_id;
 
 // Not in test builds: the wasm32 test binary runs under plain WASI, without a proxy to import from.
 #[cfg(all(target_arch = "wasm32", not(test)))]

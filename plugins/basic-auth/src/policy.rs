@@ -4,10 +4,11 @@
 //! (where rules name hosts) or a path another server would read as a path with other rules is refused.
 
 use crate::authorization::{MAX_HEADER_LEN, Malformed, parse_basic};
-use crate::config::{Config, Rule, UserId};
+use crate::config::{Config, Rule};
 use crate::credentials::Check;
 use crate::lockout::{Admission, Client};
 use crate::remembered::Remembered;
+use crate::user_id::UserId;
 use std::cell::OnceCell;
 use wasmgate_common::{Denial, GrpcStatus, HeaderMapView, RequestLine, Unreadable};
 

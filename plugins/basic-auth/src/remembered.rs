@@ -10,8 +10,8 @@
 //! [`Fingerprinter`] for why an attacker, who does not know the key, can neither forge an entry nor learn from
 //! one).
 
-use crate::config::UserId;
 use crate::fingerprint::{Fingerprint, FingerprintHasher, Fingerprinter};
+use crate::user_id::UserId;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
