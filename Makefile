@@ -126,6 +126,7 @@ istiod:
 
 lint:
 	shellcheck e2e/kind/run.sh e2e/kind/build.sh plugins/prune-exports.sh
+	python3 tools/module_cycles.py $(wildcard plugins/*/src) cli/src e2e/src inference/src
 	@test -z "$$(gofmt -l e2e/istiod e2e/kind)" || { gofmt -l e2e/istiod e2e/kind; echo "gofmt: the files above need formatting"; exit 1; }
 	cd e2e/istiod && go vet ./...
 	cd e2e/kind/runc-caps && go vet ./...
