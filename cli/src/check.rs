@@ -12,6 +12,11 @@ pub struct Finding {
     pub result: Result<String, String>,
 }
 
+/// The wasmgate plugin whose image is called `image`.
+pub fn registered(image: &str) -> Option<&'static wasmgate_common::Registered> {
+    suite::PLUGINS.iter().find(|p| p.image == image)
+}
+
 /// Parses `plugin`'s config with the parser of the plugin its image names.
 pub fn check_plugin(plugin: &WasmPlugin) -> Result<String, String> {
     let config = match &plugin.spec.plugin_config {
@@ -19,7 +24,7 @@ pub fn check_plugin(plugin: &WasmPlugin) -> Result<String, String> {
         None => Vec::new(),
     };
     let image = plugin.image_name();
-    let Some(registered) = suite::PLUGINS.iter().find(|p| p.image == image) else {
+    let Some(registered) = registered(image) else {
         return Err(format!("no wasmgate plugin is called `{image}` (from url {})", plugin.spec.url));
     };
     (registered.check)(&config).map(|summary| format!("{image}, {summary}")).map_err(|e| e.to_string())

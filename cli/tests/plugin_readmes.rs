@@ -44,7 +44,7 @@ const REFERENCES: [Reference; 3] = [
 ];
 
 fn check(image: &str, config: &[u8]) -> Result<String, String> {
-    let plugin = suite::PLUGINS.iter().find(|p| p.image == image).expect("a registered plugin");
+    let plugin = wasmgate::check::registered(image).expect("a registered plugin");
     (plugin.check)(config).map_err(|e| e.to_string())
 }
 

@@ -45,16 +45,16 @@ impl Cluster {
         self.run(&self.kubectl, args, None)
     }
 
-    /// `istioctl --context <cluster> args...`: its exit status' success, standard output and error.
-    pub fn istioctl(&self, args: &[&str]) -> Result<(bool, String, String)> {
+    /// `istioctl --context <cluster> args...`: its standard output and error, whatever its exit status (`analyze`
+    /// exits non-zero when it finds an error, which is what the caller wants to read).
+    pub fn istioctl(&self, args: &[&str]) -> Result<String> {
         let output = Command::new(&self.istioctl)
             .arg("--context")
             .arg(&self.context)
             .args(args)
             .output()
             .with_context(|| format!("running {}", self.istioctl))?;
-        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
-        Ok((output.status.success(), text(&output.stdout), text(&output.stderr)))
+        Ok(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
     }
 
     fn run(&self, program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
@@ -113,8 +113,8 @@ impl Cluster {
     pub fn pods(&self, namespace: &str, selector: &str) -> Result<Vec<String>> {
         let pods = self.get(namespace, &["pods", "-l", selector, "--field-selector=status.phase=Running"])?;
         let ready = |pod: &Value| {
-            let conditions = pod["status"]["conditions"].as_array().into_iter().flatten();
-            conditions.into_iter().any(|c| c["type"] == "Ready" && c["status"] == "True")
+            let mut conditions = pod["status"]["conditions"].as_array().into_iter().flatten();
+            conditions.any(|c| c["type"] == "Ready" && c["status"] == "True")
         };
         Ok(pods["items"]
             .as_array()

@@ -145,7 +145,6 @@ pub async fn deployment(
         .map(|(i, &addr)| pod(format!("inference-stable-{i}"), &stable_pods, addr))
         .chain([pod("inference-canary-0".into(), &canary_pods, canary)])
         .collect();
-    anyhow::ensure!(stable_pods.port_name == canary_pods.port_name, "one Service, one port");
     world = world.endpoints(service, namespace, &stable_pods.port_name, &endpoints);
     let secrets: std::collections::BTreeSet<String> =
         plugins.iter().filter_map(|p| p.spec.image_pull_secret.clone()).collect();

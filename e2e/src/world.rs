@@ -202,8 +202,8 @@ pub fn served_pods(rendered: &str, namespace: &str, service: &str, deployment: &
     let port_name = port["name"].as_str().with_context(|| format!("Service {service}: an unnamed port"))?;
     if let Some(target) = port["targetPort"].as_str() {
         let containers = deployment_object["spec"]["template"]["spec"]["containers"].as_array();
-        let named = containers.into_iter().flatten().flat_map(|c| c["ports"].as_array().into_iter().flatten());
-        if !named.into_iter().any(|p| p["name"] == target) {
+        let mut named = containers.into_iter().flatten().flat_map(|c| c["ports"].as_array().into_iter().flatten());
+        if !named.any(|p| p["name"] == target) {
             bail!("Service {service} targets port `{target}`, which no container of Deployment {deployment} names");
         }
     }

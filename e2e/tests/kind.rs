@@ -317,9 +317,8 @@ const EXPECTED_WARNINGS: [&str; 1] = ["IST0133"];
 #[ignore = "needs the kind cluster: make e2e-kind"]
 async fn istios_analyzers_find_no_error_on_the_live_cluster() -> Result<()> {
     let (cluster, _) = deployed().await?;
-    let (_, out, err) = cluster.istioctl(&["analyze", "--all-namespaces"])?;
-    eprintln!("istioctl analyze --all-namespaces:\n{out}{err}");
-    let findings = format!("{out}{err}");
+    let findings = cluster.istioctl(&["analyze", "--all-namespaces"])?;
+    eprintln!("istioctl analyze --all-namespaces:\n{findings}");
     let levelled =
         |level: &str| findings.lines().filter(|l| l.starts_with(level)).map(str::to_owned).collect::<Vec<_>>();
     assert!(levelled("Error").is_empty(), "{findings}");
