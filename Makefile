@@ -2,33 +2,15 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-# The three policies in one filter. Built on its own: it embeds the plugins without their entry points, and a
-# cargo run together with them would turn those back on (features unify).
-SUITE := suite
-# Every shipped plugin is a crate under plugins/ with the exports.txt its module is pruned to: no list to keep.
-PLUGINS := $(filter-out $(SUITE),$(sort $(patsubst plugins/%/exports.txt,%,$(wildcard plugins/*/exports.txt))))
-# Modules the e2e tests load that are not plugins (left in $(WASM_DIR), not in dist/).
+# Every image `make build` ships, from the catalogue (plugins/catalogue/images.txt): no other list to keep.
+CATALOGUE := plugins/catalogue/images.txt
+IMAGES := $(shell awk '!/^[[:space:]]*(\#|$$)/ {print $$1}' $(CATALOGUE))
+# The policies' crates (the plugins the suite runs), whose pure code is also tested compiled to wasm32.
+POLICY_CRATES := $(sort $(shell awk '!/^[[:space:]]*(\#|$$)/ && $$6 == "part" {print $$2}' $(CATALOGUE)))
+# Modules the e2e tests load that are not images (left in the target dir, not in dist/).
 TEST_MODULES := panic-probe
 VENV := .venv
 WASM_TARGET := wasm32-wasip1
-WASM_DIR := target/$(WASM_TARGET)/wasm
-# The suite in a target dir of its own: it builds the plugin crates without their entry points, and a cdylib's
-# file in deps/ carries no feature hash, so one target dir for both would rebuild each build's crates every time.
-SUITE_TARGET_DIR := target/suite
-# The suite's second image: the same crate without its response callbacks (feature `responses`) for configs that
-# limit requests only (plugins/suite/src/lib.rs says why it is an image of its own). A target dir of its own too:
-# the suite crate built with two feature sets in one dir would be rebuilt by each build.
-SUITE_REQUESTS := suite-requests
-SUITE_REQUESTS_TARGET_DIR := target/suite-requests
-# grpc-limits' second image, the same way: without its response callbacks (feature `responses`), for the committed
-# CR, which limits requests only (plugins/grpc-limits/src/lib.rs).
-GRPC_LIMITS_REQUESTS := grpc-limits-requests
-GRPC_LIMITS_REQUESTS_TARGET_DIR := target/grpc-limits-requests
-# Each shipped module as name=cargo's module=export list.
-MODULES := $(foreach p,$(PLUGINS),$(p)=$(WASM_DIR)/$(subst -,_,$(p)).wasm=plugins/$(p)/exports.txt) \
-	$(SUITE)=$(SUITE_TARGET_DIR)/$(WASM_TARGET)/wasm/suite.wasm=plugins/suite/exports.txt \
-	$(SUITE_REQUESTS)=$(SUITE_REQUESTS_TARGET_DIR)/$(WASM_TARGET)/wasm/suite.wasm=plugins/suite/requests-exports.txt \
-	$(GRPC_LIMITS_REQUESTS)=$(GRPC_LIMITS_REQUESTS_TARGET_DIR)/$(WASM_TARGET)/wasm/grpc_limits.wasm=plugins/grpc-limits/requests-exports.txt
 DIST := dist/plugins
 # -O3, not -Oz: the request path's code is what the plugins are measured by (Cargo.toml's wasm profile says how
 # much); the features are those rustc emits that Debian's wasm-opt must be told about.
@@ -99,23 +81,7 @@ $(VENV_STAMP): e2e/requirements.txt e2e/requirements-no-deps.txt
 	@touch $@
 
 build:
-	cargo build --profile wasm --target $(WASM_TARGET) $(addprefix -p ,$(PLUGINS) $(TEST_MODULES))
-	cargo build --profile wasm --target $(WASM_TARGET) --target-dir $(SUITE_TARGET_DIR) -p $(SUITE)
-	cargo build --profile wasm --target $(WASM_TARGET) --target-dir $(SUITE_REQUESTS_TARGET_DIR) -p $(SUITE) \
-	  --no-default-features
-	cargo build --profile wasm --target $(WASM_TARGET) --target-dir $(GRPC_LIMITS_REQUESTS_TARGET_DIR) -p grpc-limits \
-	  --no-default-features --features entrypoint
-	@mkdir -p $(DIST)
-	@# Pruned and optimised again only when cargo's module, the export list or this Makefile (the flags) changed.
-	@for m in $(MODULES); do \
-	  IFS== read -r p module exports <<< "$$m"; out=$(DIST)/$$p.wasm; \
-	  if [ $$out -nt $$module ] && [ $$out -nt $$exports ] && [ $$out -nt Makefile ]; then \
-	    printf '%-21s %7d bytes (up to date)\n' $$p $$(stat -c %s $$out); continue; \
-	  fi; \
-	  plugins/prune-exports.sh $$module $$exports $${module%.wasm}.pruned.wasm; \
-	  wasm-opt $(WASM_OPT_FLAGS) $${module%.wasm}.pruned.wasm -o $$out; \
-	  printf '%-21s %7d bytes (cargo %d bytes)\n' $$p $$(stat -c %s $$out) $$(stat -c %s $$module); \
-	done
+	WASM_OPT_FLAGS="$(WASM_OPT_FLAGS)" plugins/images.sh build $(DIST) $(TEST_MODULES)
 
 # istiod's own config generator and istio-agent's own Wasm fetcher (istio.io/istio as a Go library), which the
 # e2e harness runs in front of Envoy. The first build downloads and compiles istio's packages (minutes).
@@ -125,7 +91,7 @@ istiod:
 	cd e2e/istiod && go build -o ../../$(ISTIOD) .
 
 lint:
-	shellcheck e2e/kind/run.sh e2e/kind/build.sh plugins/prune-exports.sh
+	shellcheck e2e/kind/run.sh e2e/kind/build.sh plugins/prune-exports.sh plugins/images.sh
 	python3 tools/module_cycles.py $(wildcard plugins/*/src) cli/src e2e/src inference/src
 	@test -z "$$(gofmt -l e2e/istiod e2e/kind)" || { gofmt -l e2e/istiod e2e/kind; echo "gofmt: the files above need formatting"; exit 1; }
 	cd e2e/istiod && go vet ./...
@@ -133,19 +99,16 @@ lint:
 	cd e2e/kind/pause && go vet ./...
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS) $(TEST_MODULES)) -- -D warnings
-	cargo clippy --target $(WASM_TARGET) -p $(SUITE) -- -D warnings
-	cargo clippy --target $(WASM_TARGET) -p $(SUITE) --no-default-features -- -D warnings
-	cargo clippy --target $(WASM_TARGET) -p grpc-limits --no-default-features --features entrypoint -- -D warnings
+	plugins/images.sh clippy wasmgate-common $(TEST_MODULES)
 
 # The pure crates' tests, compiled to wasm32-wasip1 and run under Node's WASI.
 test-wasm:
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="node --no-warnings $(CURDIR)/e2e/wasi-runner.mjs" \
-	  cargo test --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(PLUGINS))
+	  cargo test --target $(WASM_TARGET) -p wasmgate-common $(addprefix -p ,$(POLICY_CRATES))
 
 TAG ?= 0.1.0
 VARIANT ?= oci
-PLUGIN_FILES = $(addprefix $(DIST)/,$(addsuffix .wasm,$(PLUGINS) $(GRPC_LIMITS_REQUESTS) $(SUITE) $(SUITE_REQUESTS)))
+PLUGIN_FILES = $(addprefix $(DIST)/,$(addsuffix .wasm,$(IMAGES)))
 
 images: build
 	cargo run -q -p wasmgate -- image digest --tag $(TAG) --variant $(VARIANT) $(PLUGIN_FILES)

@@ -12,11 +12,6 @@ pub struct Finding {
     pub result: Result<String, String>,
 }
 
-/// The wasmgate plugin whose image is called `image`.
-pub fn registered(image: &str) -> Option<&'static wasmgate_common::Registered> {
-    suite::PLUGINS.iter().find(|p| p.image == image)
-}
-
 /// Parses `plugin`'s config with the parser of the plugin its image names.
 pub fn check_plugin(plugin: &WasmPlugin) -> Result<String, String> {
     let config = match &plugin.spec.plugin_config {
@@ -24,10 +19,15 @@ pub fn check_plugin(plugin: &WasmPlugin) -> Result<String, String> {
         None => Vec::new(),
     };
     let image = plugin.image_name();
-    let Some(registered) = registered(image) else {
-        return Err(format!("no wasmgate plugin is called `{image}` (from url {})", plugin.spec.url));
+    let Some(catalogued) = wasmgate_catalogue::image(image) else {
+        let known: Vec<&str> = wasmgate_catalogue::IMAGES.iter().map(|i| i.name).collect();
+        return Err(format!(
+            "no wasmgate image is called `{image}` (from url {}); the images are {}",
+            plugin.spec.url,
+            known.join(", ")
+        ));
     };
-    (registered.check)(&config).map(|summary| format!("{image}, {summary}")).map_err(|e| e.to_string())
+    catalogued.check(&config).map(|summary| format!("{image}, {summary}")).map_err(|e| e.to_string())
 }
 
 pub fn check_path(path: &Path) -> Result<Vec<Finding>> {

@@ -167,7 +167,7 @@ fn run_image(image: Image) -> Result<()> {
                     Some(pull) => format!("{}/{image}:{}", pull.trim_end_matches('/'), format.tag),
                     None => reference,
                 };
-                if let Some(plugin) = wasmgate::pin::wasm_plugin_of(image) {
+                if let Some(plugin) = wasmgate_catalogue::wasm_plugin_of(image) {
                     pins.push(wasmgate::pin::Pin { plugin: plugin.to_string(), reference, sha256: digest });
                 }
             }

@@ -5,22 +5,10 @@ use anyhow::{Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// The committed WasmPlugin an image is pinned into: its namesake, but for the two images of grpc-limits and of
-/// the suite. Their CRs (`grpc-limits`, `suite`) pull the `-requests` images; the images that also see responses
-/// have no CR in the manifests (a config with a response limit is a CR of one's own), so pushing them pins nothing.
-pub fn wasm_plugin_of(image: &str) -> Option<&str> {
-    match image {
-        "suite" | "grpc-limits" => None,
-        "suite-requests" => Some("suite"),
-        "grpc-limits-requests" => Some("grpc-limits"),
-        other => Some(other),
-    }
-}
-
 /// One pushed plugin image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pin {
-    /// The name of the WasmPlugin to pin ([`wasm_plugin_of`] the image).
+    /// The name of the WasmPlugin to pin (the catalogue's `pins` for the image).
     pub plugin: String,
     /// `host[:port]/repo/name:tag`, without `oci://`.
     pub reference: String,
@@ -74,15 +62,24 @@ mod tests {
         assert_eq!(ops[1]["value"], "0".repeat(64), "a digest of digits stays a string");
     }
 
+    /// The catalogue's `pins` against the manifests, both ways: each committed WasmPlugin pulls the image that
+    /// pins it, and each image that pins a WasmPlugin is the one that CR pulls. (The images that also see
+    /// responses pin none: a config with a response limit is a CR of one's own.)
     #[test]
     fn each_committed_wasm_plugin_is_pinned_by_the_image_it_pulls() {
         let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
         let committed = crate::istio::load_wasm_plugins(&manifests).unwrap();
-        assert!(committed.len() >= 4, "the base's three and the suite's");
         for cr in &committed {
-            assert_eq!(wasm_plugin_of(cr.image_name()), Some(cr.metadata.name.as_str()), "{}", cr.spec.url);
+            let pins = wasmgate_catalogue::wasm_plugin_of(cr.image_name());
+            assert_eq!(pins, Some(cr.metadata.name.as_str()), "{}", cr.spec.url);
         }
-        assert_eq!(wasm_plugin_of("suite"), None, "no committed CR pulls the full suite");
-        assert_eq!(wasm_plugin_of("grpc-limits"), None, "nor the full grpc-limits");
+        for image in wasmgate_catalogue::IMAGES {
+            let Some(plugin) = image.pins else { continue };
+            assert!(
+                committed.iter().any(|cr| cr.metadata.name == plugin && cr.image_name() == image.name),
+                "{}: no committed WasmPlugin `{plugin}` pulls it",
+                image.name
+            );
+        }
     }
 }

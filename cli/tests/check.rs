@@ -31,7 +31,7 @@ fn a_broken_plugin_config_fails_with_the_field() {
         (
             "oci://registry.example.com/wasmgate/basic-auth",
             "oci://registry.example.com/wasmgate/nope",
-            "no wasmgate plugin is called `nope`",
+            "no wasmgate image is called `nope`",
         ),
     ];
     for (from, to, want) in cases {

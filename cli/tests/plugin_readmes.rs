@@ -44,8 +44,8 @@ const REFERENCES: [Reference; 3] = [
 ];
 
 fn check(image: &str, config: &[u8]) -> Result<String, String> {
-    let plugin = wasmgate::check::registered(image).expect("a registered plugin");
-    (plugin.check)(config).map_err(|e| e.to_string())
+    let image = wasmgate_catalogue::image(image).expect("an image in the catalogue");
+    image.check(config).map_err(|e| e.to_string())
 }
 
 fn readme(image: &str) -> String {

@@ -7,7 +7,6 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel, MetricType, Status};
 use std::cell::RefCell;
-use std::marker::PhantomData;
 use std::ptr::null;
 use std::rc::Rc;
 
@@ -324,16 +323,42 @@ impl<C> Loaded<C> {
     }
 }
 
+/// A configured plugin as a root context runs it: its counters to flush and a request context per stream. A
+/// plugin's own root ([`PluginRoot`]) runs one; the suite runs one per section.
+pub trait Active {
+    fn flush(&self);
+    fn http_context(&self) -> Box<dyn HttpContext>;
+}
+
+/// A plugin loaded from its parsed config, shared by its request contexts.
+pub struct Running<P: Plugin>(Rc<Loaded<P::Config>>);
+
+impl<P: Plugin> Running<P> {
+    /// Defines the plugin's counters and logs what the config holds.
+    pub fn load(config: P::Config) -> Self {
+        Self(Rc::new(Loaded::new::<P>(config)))
+    }
+}
+
+impl<P: Plugin> Active for Running<P> {
+    fn flush(&self) {
+        self.0.counters.flush();
+    }
+
+    fn http_context(&self) -> Box<dyn HttpContext> {
+        P::http_context(self.0.clone())
+    }
+}
+
 /// The root context every plugin uses: parse the config in `on_configure` (refusing the plugin on error),
 /// define the counters, and hand each request the shared state.
 pub struct PluginRoot<P: Plugin> {
-    state: Option<Rc<Loaded<P::Config>>>,
-    plugin: PhantomData<P>,
+    running: Option<Running<P>>,
 }
 
 impl<P: Plugin> Default for PluginRoot<P> {
     fn default() -> Self {
-        Self { state: None, plugin: PhantomData }
+        Self { running: None }
     }
 }
 
@@ -344,19 +369,17 @@ impl<P: Plugin> RootContext for PluginRoot<P> {
         let Some(config) = load_configuration(P::NAME, P::parse) else {
             return false;
         };
-        self.state = Some(Rc::new(Loaded::new::<P>(config)));
+        self.running = Some(Running::load(config));
         start_flushing_counters();
         true
     }
 
     fn on_tick(&mut self) {
-        if let Some(state) = &self.state {
-            state.counters.flush();
-        }
+        self.running.iter().for_each(Active::flush);
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(P::http_context(self.state.clone()?))
+        self.running.as_ref().map(Active::http_context)
     }
 
     fn get_type(&self) -> Option<ContextType> {

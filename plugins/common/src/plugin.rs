@@ -13,19 +13,38 @@ pub trait PluginConfig: 'static {
     fn parse(bytes: &[u8]) -> Result<Self::Config, ConfigError>;
     /// One line saying what a parsed config holds, for the log once configured and for `wasmgate check`.
     fn summary(config: &Self::Config) -> String;
+
+    /// Whether `config` acts on responses, which a module without response callbacks cannot do.
+    fn sees_responses(_config: &Self::Config) -> bool {
+        false
+    }
+
+    /// `config` for `image`, a module that exports no response callbacks: refused at load if it acts on
+    /// responses (never left unenforced), with an error naming `full_image`, which takes it.
+    fn for_requests_only(config: Self::Config, image: &str, full_image: &str) -> Result<Self::Config, ConfigError> {
+        if Self::sees_responses(&config) {
+            return Err(ConfigError::new(
+                "",
+                format!("the {image} image does not see responses: use the `{full_image}` image for this config"),
+            ));
+        }
+        Ok(config)
+    }
 }
 
-/// A plugin behind plain functions, for code that goes through every plugin (see the suite crate's `PLUGINS`).
-#[derive(Clone, Copy)]
+/// A plugin behind plain functions, for code that goes through every plugin (the catalogue of images,
+/// `plugins/catalogue`).
+#[derive(Debug, Clone, Copy)]
 pub struct Registered {
     pub image: &'static str,
+    pub name: &'static str,
     /// Parses a `pluginConfig` and summarises it, as the plugin's `on_configure` would.
     pub check: fn(&[u8]) -> Result<String, ConfigError>,
 }
 
 impl Registered {
     pub const fn of<P: PluginConfig>() -> Self {
-        Self { image: P::IMAGE, check: check::<P> }
+        Self { image: P::IMAGE, name: P::NAME, check: check::<P> }
     }
 }
 

@@ -33,6 +33,18 @@ impl wasmgate_common::PluginConfig for GrpcLimits {
     fn summary(config: &Config) -> String {
         format!("{} rule(s)", config.rule_count())
     }
+
+    fn sees_responses(config: &Config) -> bool {
+        config.limits_responses()
+    }
+
+    fn for_requests_only(
+        config: Config,
+        image: &str,
+        full_image: &str,
+    ) -> Result<Config, wasmgate_common::ConfigError> {
+        config.for_requests_only(image, full_image)
+    }
 }
 
 /// grpc-limits' second image, `grpc-limits-requests`: the same filter in a module that exports no response
@@ -48,7 +60,7 @@ impl wasmgate_common::PluginConfig for GrpcLimitsRequests {
     type Config = Config;
 
     fn parse(bytes: &[u8]) -> Result<Config, wasmgate_common::ConfigError> {
-        Config::from_json(bytes)?.for_requests_only(Self::IMAGE, GrpcLimits::IMAGE)
+        GrpcLimits::for_requests_only(GrpcLimits::parse(bytes)?, Self::IMAGE, GrpcLimits::IMAGE)
     }
 
     fn summary(config: &Config) -> String {

@@ -1,80 +1,98 @@
-//! The suite's `pluginConfig`: `{basic_auth: ..., grpc_limits: ..., host_router: ...}`, each section exactly what
-//! the policy's own plugin takes, parsed by that plugin's parser; at least one section.
+//! The suite's `pluginConfig`: `{basic_auth: ..., grpc_limits: ..., host_router: ...}` (the keys of
+//! [`SECTIONS`]), each section exactly what the policy's own plugin takes, parsed by that plugin's parser; at
+//! least one section, none twice.
 
+use crate::section::{KEYS, Part, SECTIONS};
 use serde::Deserialize;
+use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use std::fmt;
 use wasmgate_common::{ConfigError, PluginConfig, parse_config};
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    #[serde(default)]
-    basic_auth: Option<Box<RawValue>>,
-    #[serde(default)]
-    grpc_limits: Option<Box<RawValue>>,
-    #[serde(default)]
-    host_router: Option<Box<RawValue>>,
-}
-
+/// The parsed sections, in the order they run.
 pub struct Config {
-    pub basic_auth: Option<basic_auth::Config>,
-    pub grpc_limits: Option<grpc_limits::Config>,
-    pub host_router: Option<host_router::Config>,
-}
-
-/// Parses one section with its plugin's parser, locating errors under the section's name.
-fn section<T>(
-    raw: Option<Box<RawValue>>,
-    name: &str,
-    parse: impl FnOnce(&[u8]) -> Result<T, ConfigError>,
-) -> Result<Option<T>, ConfigError> {
-    raw.map(|value| parse(value.get().as_bytes()).map_err(|e| e.within(name))).transpose()
+    parts: Vec<Box<dyn Part>>,
 }
 
 impl Config {
     pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let raw: RawConfig = parse_config(bytes)?;
-        let config = Self {
-            basic_auth: section(raw.basic_auth, "basic_auth", basic_auth::Config::from_json)?,
-            grpc_limits: section(raw.grpc_limits, "grpc_limits", grpc_limits::Config::from_json)?,
-            host_router: section(raw.host_router, "host_router", host_router::Config::from_json)?,
-        };
-        if config.sections().is_empty() {
-            return Err(ConfigError::new(
-                "",
-                "no `basic_auth`, `grpc_limits` or `host_router` section: the suite would do nothing",
-            ));
+        let RawSections(mut raw) = parse_config(bytes)?;
+        let mut parts = Vec::with_capacity(raw.len());
+        for section in &SECTIONS {
+            if let Some(at) = raw.iter().position(|(key, _)| key == section.key) {
+                let (_, value) = raw.swap_remove(at);
+                parts.push(section.parse(value.get().as_bytes())?);
+            }
         }
-        Ok(config)
+        if parts.is_empty() {
+            let keys = KEYS.map(|key| format!("`{key}`")).join(", ");
+            return Err(ConfigError::new("", format!("none of the sections {keys}: the suite would do nothing")));
+        }
+        Ok(Self { parts })
     }
 
     /// The config of the `suite-requests` image, which does not see responses: a response limit is refused at load,
     /// never left unenforced.
     pub fn for_requests_only(bytes: &[u8]) -> Result<Self, ConfigError> {
-        let mut config = Self::from_json(bytes)?;
-        config.grpc_limits = config
-            .grpc_limits
-            .map(|c| c.for_requests_only(crate::SuiteRequests::IMAGE, crate::Suite::IMAGE))
-            .transpose()
-            .map_err(|e| e.within("grpc_limits"))?;
-        Ok(config)
+        let parts = Self::from_json(bytes)?
+            .parts
+            .into_iter()
+            .map(|part| part.for_requests_only(crate::SuiteRequests::IMAGE, crate::Suite::IMAGE))
+            .collect::<Result<_, _>>()?;
+        Ok(Self { parts })
     }
 
     /// Whether a section acts on responses (only grpc-limits, with a response limit).
     pub fn limits_responses(&self) -> bool {
-        self.grpc_limits.as_ref().is_some_and(grpc_limits::Config::limits_responses)
+        self.parts.iter().any(|part| part.sees_responses())
     }
 
     /// The sections present, in the order they run.
     pub fn sections(&self) -> Vec<&'static str> {
-        [
-            self.basic_auth.as_ref().map(|_| "basic_auth"),
-            self.grpc_limits.as_ref().map(|_| "grpc_limits"),
-            self.host_router.as_ref().map(|_| "host_router"),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
+        self.parts.iter().map(|part| part.key()).collect()
+    }
+
+    /// What each section holds, as its plugin summarises it.
+    pub fn summaries(&self) -> Vec<String> {
+        self.parts.iter().map(|part| format!("{}: {}", part.key(), part.summary())).collect()
+    }
+
+    pub fn into_parts(self) -> Vec<Box<dyn Part>> {
+        self.parts
+    }
+}
+
+/// The sections as written, each left unparsed for its plugin; an unknown or repeated key is refused (a map
+/// would keep the last of two `basic_auth` sections without a word).
+struct RawSections(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for RawSections {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(SectionsVisitor)
+    }
+}
+
+struct SectionsVisitor;
+
+impl<'de> Visitor<'de> for SectionsVisitor {
+    type Value = RawSections;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a map with the sections {}", KEYS.join(", "))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawSections, A::Error> {
+        let mut sections: Vec<(String, Box<RawValue>)> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Some(known) = KEYS.iter().find(|k| **k == key) else {
+                return Err(A::Error::unknown_field(&key, &KEYS));
+            };
+            if sections.iter().any(|(seen, _)| seen == known) {
+                return Err(A::Error::duplicate_field(known));
+            }
+            sections.push((key, map.next_value()?));
+        }
+        Ok(RawSections(sections))
     }
 }
 
@@ -87,14 +105,14 @@ mod tests {
     }
 
     #[test]
-    fn sections_are_parsed_by_their_plugins() {
+    fn sections_are_parsed_by_their_plugins_and_run_in_the_tables_order() {
         let config = Config::from_json(
-            br#"{"basic_auth": {"basic_auth_rules": [{"prefix": "/", "request_methods": ["GET"], "credentials": ["a:b"]}]},
-                 "host_router": {"hosts": [{"host": "x.example.com", "default": {"name": "d", "set_headers": {"x-r": "1"}}}]}}"#,
+            br#"{"host_router": {"hosts": [{"host": "x.example.com", "default": {"name": "d", "set_headers": {"x-r": "1"}}}]},
+                 "basic_auth": {"basic_auth_rules": [{"prefix": "/", "request_methods": ["GET"], "credentials": ["a:b"]}]}}"#,
         )
         .unwrap();
         assert_eq!(config.sections(), ["basic_auth", "host_router"]);
-        assert_eq!(config.basic_auth.unwrap().rule_count(), 1);
+        assert_eq!(config.summaries(), ["basic_auth: 1 rule(s)", "host_router: 1 host(s)"]);
     }
 
     #[test]
@@ -105,9 +123,20 @@ mod tests {
             r#"{"basic_auth": {"basic_auth_rules": [{"prefix": "/", "request_methods": ["GET"], "credentials": []}]}}"#,
         );
         assert!(e.contains("basic_auth.basic_auth_rules[0].credentials"), "{e}");
-        assert!(error(r#"{"basic-auth": {}}"#).contains("unknown field `basic-auth`"));
+        let e = error(r#"{"basic-auth": {}}"#);
+        assert!(
+            e.contains("unknown field `basic-auth`, expected one of `basic_auth`, `grpc_limits`, `host_router`"),
+            "{e}"
+        );
         assert!(error("{}").contains("the suite would do nothing"));
         assert!(!error("[]").is_empty(), "a list is not a config");
+    }
+
+    #[test]
+    fn a_section_given_twice_is_refused_not_overwritten() {
+        let open = r#"{"basic_auth_rules": [{"prefix": "/open", "request_methods": ["GET"], "credentials": ["a:b"]}]}"#;
+        let e = error(&format!(r#"{{"basic_auth": {open}, "host_router": {{"hosts": []}}, "basic_auth": {open}}}"#));
+        assert!(e.contains("duplicate field `basic_auth`"), "{e}");
     }
 
     #[test]

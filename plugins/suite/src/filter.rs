@@ -3,16 +3,11 @@
 //! for separate filters. Built without the `responses` feature it is the `suite-requests` image: no response
 //! callbacks (Makefile: its export list leaves them out too) and no config with a response limit.
 
-use basic_auth::BasicAuth;
-use grpc_limits::GrpcLimits;
-use host_router::HostRouter;
+use crate::section::Part;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
-use std::rc::Rc;
 use wasmgate_common::PluginConfig;
-use wasmgate_common::host::{
-    Counters, Loaded, Plugin, load_configuration, log, sharing_request_headers, start_flushing_counters,
-};
+use wasmgate_common::host::{Active, load_configuration, log, sharing_request_headers, start_flushing_counters};
 
 /// The image this build is, whose name and config parser it uses.
 #[cfg(feature = "responses")]
@@ -27,20 +22,8 @@ struct SuiteRoot {
     /// Whether any section acts on responses (only grpc-limits, when a response limit is configured).
     #[cfg(feature = "responses")]
     responses: bool,
-    basic_auth: Option<Rc<Loaded<basic_auth::Config>>>,
-    grpc_limits: Option<Rc<Loaded<grpc_limits::Config>>>,
-    host_router: Option<Rc<Loaded<host_router::Config>>>,
-}
-
-impl SuiteRoot {
-    fn flush_counters(&self) {
-        let sections = [
-            self.basic_auth.as_ref().map(|s| &s.counters),
-            self.grpc_limits.as_ref().map(|s| &s.counters),
-            self.host_router.as_ref().map(|s| &s.counters),
-        ];
-        sections.into_iter().flatten().for_each(Counters::flush);
-    }
+    /// The configured sections, in the order they run.
+    parts: Vec<Box<dyn Active>>,
 }
 
 impl Context for SuiteRoot {}
@@ -55,24 +38,18 @@ impl RootContext for SuiteRoot {
         {
             self.responses = config.limits_responses();
         }
-        self.basic_auth = config.basic_auth.map(|c| Rc::new(Loaded::new::<BasicAuth>(c)));
-        self.grpc_limits = config.grpc_limits.map(|c| Rc::new(Loaded::new::<GrpcLimits>(c)));
-        self.host_router = config.host_router.map(|c| Rc::new(Loaded::new::<HostRouter>(c)));
+        self.parts = config.into_parts().into_iter().map(Part::load).collect();
         start_flushing_counters();
         true
     }
 
     fn on_tick(&mut self) {
-        self.flush_counters();
+        self.parts.iter().for_each(|part| part.flush());
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let mut parts: Vec<Box<dyn HttpContext>> = Vec::with_capacity(3);
-        parts.extend(self.basic_auth.clone().map(BasicAuth::http_context));
-        parts.extend(self.grpc_limits.clone().map(GrpcLimits::http_context));
-        parts.extend(self.host_router.clone().map(HostRouter::http_context));
         Some(Box::new(Suite {
-            parts,
+            parts: self.parts.iter().map(|part| part.http_context()).collect(),
             #[cfg(feature = "responses")]
             responses: self.responses,
         }))

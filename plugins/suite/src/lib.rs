@@ -4,12 +4,14 @@
 //! run in the order the separate CRs' phases give them: authentication, then limits, then routing.
 
 pub mod config;
+pub mod section;
 
 // Not in test builds: the wasm32 test binary runs under plain WASI, without a proxy to import from.
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod filter;
 
 pub use config::Config;
+pub use section::SECTIONS;
 
 /// The name used for log lines (each policy keeps its own metric names).
 pub const PLUGIN: &str = "suite";
@@ -50,14 +52,3 @@ impl wasmgate_common::PluginConfig for SuiteRequests {
         Suite::summary(config)
     }
 }
-
-/// Every wasmgate plugin: what `wasmgate check` dispatches a `WasmPlugin`'s image to and what the fuzz targets
-/// feed. Adding a plugin adds its line here.
-pub const PLUGINS: [wasmgate_common::Registered; 6] = [
-    wasmgate_common::Registered::of::<basic_auth::BasicAuth>(),
-    wasmgate_common::Registered::of::<grpc_limits::GrpcLimits>(),
-    wasmgate_common::Registered::of::<grpc_limits::GrpcLimitsRequests>(),
-    wasmgate_common::Registered::of::<host_router::HostRouter>(),
-    wasmgate_common::Registered::of::<Suite>(),
-    wasmgate_common::Registered::of::<SuiteRequests>(),
-];
