@@ -63,6 +63,11 @@ impl ClientKind {
         kind.unwrap_or(Self::Http)
     }
 
+    /// A request's kind from its headers: what every shell answers a refusal by, so all plugins agree.
+    pub fn of(headers: &crate::HeaderMapView<'_>) -> Self {
+        Self::from_content_types(headers.values("content-type"))
+    }
+
     /// Whether the body is gRPC's length-prefixed messages (gRPC, or gRPC-Web in either form).
     pub fn is_grpc_family(self) -> bool {
         self != Self::Http

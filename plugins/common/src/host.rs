@@ -2,10 +2,11 @@
 //! own wrappers panic on an unexpected host status, and a panic traps the VM.
 
 use crate::header_map::{Edit, HeaderMap};
+use crate::shell::{Flow, Host, HostError, Level, Loaded, Shell, StreamFilter, Tally, counter_names};
 use crate::{FetchOnce, LocalResponse};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel, MetricType, Status};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 use std::cell::RefCell;
 use std::ptr::null;
 use std::rc::Rc;
@@ -19,7 +20,7 @@ pub fn log(level: LogLevel, message: &str) {
 pub use proxy_wasm;
 
 /// The proxy-wasm entry point of a plugin module: Info logging, the panic hook, and one [`PluginRoot`] per VM
-/// context for `$plugin` (a [`Plugin`]); `$root` instead names a root context of its own (the suite's).
+/// context for `$plugin` (a [`Shell`]); `$root` instead names a root context of its own (the suite's).
 #[macro_export]
 macro_rules! plugin_main {
     (root: $root:ty, name: $name:expr) => {
@@ -54,17 +55,15 @@ pub fn install_panic_hook(plugin: &'static str) {
     }));
 }
 
-/// Counters defined once at configure time and bumped by index on the request path, in the module: the totals
-/// reach the proxy at each [`flush`](Self::flush) (every [`FLUSH_PERIOD`](crate::metrics::FLUSH_PERIOD)).
-pub struct Counters {
-    ids: Vec<Option<u32>>,
-    pending: RefCell<Vec<u64>>,
-}
+/// The proxy's ids of a plugin's counters, defined once at configure time; the counts themselves are kept in the
+/// module ([`Tally`]) and reach the proxy at each [`flush`](Self::flush) (every
+/// [`FLUSH_PERIOD`](crate::metrics::FLUSH_PERIOD)).
+pub struct CounterIds(Vec<Option<u32>>);
 
-impl Counters {
+impl CounterIds {
     /// Defines `wasmgate.<plugin>.<name>` for each name; a counter the host refuses is logged and then skipped.
-    pub fn define(plugin: &str, names: &[&str]) -> Self {
-        let ids: Vec<Option<u32>> = names
+    pub fn define(plugin: &str, names: &[String]) -> Self {
+        let ids = names
             .iter()
             .map(|name| {
                 let full = crate::metrics::metric_name(plugin, name);
@@ -77,36 +76,16 @@ impl Counters {
                 }
             })
             .collect();
-        let pending = RefCell::new(vec![0; ids.len()]);
-        Self { ids, pending }
+        Self(ids)
     }
 
-    pub fn add(&self, index: usize, value: u64) {
-        if let Some(slot) = self.pending.borrow_mut().get_mut(index) {
-            *slot = slot.saturating_add(value);
-        }
-    }
-
-    pub fn inc(&self, index: usize) {
-        self.add(index, 1);
-    }
-
-    /// Hands what was counted since the last flush to the proxy, one host call per counter that moved.
-    pub fn flush(&self) {
-        for (id, pending) in self.ids.iter().zip(self.pending.borrow_mut().iter_mut()) {
-            let value = std::mem::take(pending);
-            if let (Some(id), 1..) = (id, value) {
-                let _ = hostcalls::increment_metric(*id, i64::try_from(value).unwrap_or(i64::MAX));
+    /// Hands what `tally` counted since the last flush to the proxy, one host call per counter that moved.
+    pub fn flush(&self, tally: &Tally) {
+        tally.drain(|index, count| {
+            if let Some(Some(id)) = self.0.get(index) {
+                let _ = hostcalls::increment_metric(*id, i64::try_from(count).unwrap_or(i64::MAX));
             }
-        }
-    }
-}
-
-/// A root context is dropped when the proxy deletes it (a new config, the plugin removed): what it counted since
-/// the last tick still reaches the proxy.
-impl Drop for Counters {
-    fn drop(&mut self) {
-        self.flush();
+        });
     }
 }
 
@@ -134,7 +113,7 @@ unsafe extern "C" {
 
 /// Sends a local reply and ends the request's filter chain. `details` shows in Envoy's access log as
 /// `%RESPONSE_CODE_DETAILS%`.
-pub fn send_local_response(response: &LocalResponse, details: &str) -> Result<(), Status> {
+fn send_local_response(response: &LocalResponse, details: &str) -> Result<(), Status> {
     let pairs: Vec<(&str, &[u8])> = response.headers.iter().map(|(k, v)| (k.as_str(), v.as_bytes())).collect();
     let headers = crate::header_map::serialize(&pairs);
     let grpc_status = response.grpc_status.and_then(|s| i32::try_from(s).ok()).unwrap_or(-1);
@@ -166,7 +145,7 @@ thread_local! {
 
 /// Every request header, in one host call, parsed (read it through [`HeaderMap::view`]). Inside
 /// [`sharing_request_headers`] the host is asked once, and the parts share one parsed copy.
-pub fn request_headers() -> Result<Rc<HeaderMap>, Status> {
+fn request_headers() -> Result<Rc<HeaderMap>, Status> {
     REQUEST_HEADERS.with_borrow_mut(|headers| {
         headers.get(|| {
             let raw = header_map_raw(proxy_wasm::types::MapType::HttpRequestHeaders)?;
@@ -178,7 +157,7 @@ pub fn request_headers() -> Result<Rc<HeaderMap>, Status> {
 /// Runs `callback` (the parts of one filter, in one host callback) with the request headers fetched at most
 /// once between them; a change through [`set_request_header`] or [`add_request_header`] is applied to the shared
 /// copy where the proxy's result is certain ([`Edit`]), else the next part fetches them again.
-pub fn sharing_request_headers<R>(callback: impl FnOnce() -> R) -> R {
+fn sharing_request_headers<R>(callback: impl FnOnce() -> R) -> R {
     REQUEST_HEADERS.with_borrow_mut(FetchOnce::open);
     let result = callback();
     REQUEST_HEADERS.with_borrow_mut(FetchOnce::close);
@@ -186,7 +165,7 @@ pub fn sharing_request_headers<R>(callback: impl FnOnce() -> R) -> R {
 }
 
 /// Sets (`Some`) or removes (`None`) a request header.
-pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
+fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status> {
     let result = hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, value);
     let edit = match value {
         None => Edit::Remove(name),
@@ -196,19 +175,8 @@ pub fn set_request_header(name: &str, value: Option<&str>) -> Result<(), Status>
     result
 }
 
-/// The request's trailers (HTTP/2 or chunked HTTP/1.1), in one host call, parsed.
-pub fn request_trailers() -> Result<HeaderMap, Status> {
-    let raw = header_map_raw(proxy_wasm::types::MapType::HttpRequestTrailers)?;
-    HeaderMap::parse(raw).map_err(|_| Status::ParseFailure)
-}
-
-/// Sets (`Some`) or removes (`None`) a request trailer.
-pub fn set_request_trailer(name: &str, value: Option<&str>) -> Result<(), Status> {
-    hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestTrailers, name, value)
-}
-
 /// Adds a request header value next to any it already has.
-pub fn add_request_header(name: &str, value: &str) -> Result<(), Status> {
+fn add_request_header(name: &str, value: &str) -> Result<(), Status> {
     let result = hostcalls::add_map_value(proxy_wasm::types::MapType::HttpRequestHeaders, name, value);
     shared_headers_changed(result.is_ok().then_some(Edit::Insert(name, value)));
     result
@@ -259,18 +227,8 @@ pub fn load_configuration<T>(plugin: &str, parse: impl FnOnce(&[u8]) -> Result<T
     }
 }
 
-/// A chunk of the request (or response) body being streamed: `len` bytes from `offset`.
-pub fn body_bytes(response: bool, offset: usize, len: usize) -> Result<Vec<u8>, Status> {
-    let buffer = if response {
-        proxy_wasm::types::BufferType::HttpResponseBody
-    } else {
-        proxy_wasm::types::BufferType::HttpRequestBody
-    };
-    Ok(hostcalls::get_buffer(buffer, offset, len)?.unwrap_or_default())
-}
-
 /// The downstream client's address without its port (`source.address`), if the host knows it.
-pub fn client_address() -> Option<String> {
+fn client_address() -> Option<String> {
     let raw = hostcalls::get_property(vec!["source", "address"]).ok()??;
     let text = String::from_utf8(raw).ok()?;
     let host = match text.strip_prefix('[') {
@@ -282,7 +240,7 @@ pub fn client_address() -> Option<String> {
 
 /// The proxy's clock in microseconds since the Unix epoch (0 if the host cannot tell). Envoy reads the system
 /// clock at each call, so two readings around a computation measure it.
-pub fn now_micros() -> u64 {
+fn now_micros() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
@@ -290,81 +248,164 @@ pub fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
-/// Every response header in the proxy's serialised form (read it with [`crate::HeaderMapView::parse`]).
-pub fn response_headers_raw() -> Result<Vec<u8>, Status> {
-    header_map_raw(proxy_wasm::types::MapType::HttpResponseHeaders)
+/// The proxy as a [`Host`]: each call a host call.
+pub struct Proxy;
+
+fn host_error(status: Status) -> HostError {
+    HostError(format!("{status:?}"))
 }
 
-/// What a plugin's shell adds for the shared root context to what it is natively ([`crate::PluginConfig`]: its
-/// names and config): its counters and its per-request context.
-pub trait Plugin: crate::PluginConfig {
-    /// The plugin's counters, in index order; `host_error` is added after them.
-    fn counters(config: &Self::Config) -> Vec<String>;
-    fn http_context(state: Rc<Loaded<Self::Config>>) -> Box<dyn HttpContext>;
-}
+impl Host for Proxy {
+    fn request_headers(&self) -> Result<Rc<HeaderMap>, HostError> {
+        request_headers().map_err(host_error)
+    }
 
-/// A configured plugin, shared by its request contexts.
-pub struct Loaded<C> {
-    pub config: C,
-    pub counters: Counters,
-    /// Index of the `host_error` counter.
-    pub host_error: usize,
-}
+    fn set_request_header(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        set_request_header(name, value).map_err(host_error)
+    }
 
-impl<C> Loaded<C> {
-    /// Defines the plugin's counters (`wasmgate.<NAME>.*` and `host_error`) for a parsed config and logs it.
-    pub fn new<P: Plugin<Config = C>>(config: C) -> Self {
-        log(LogLevel::Info, &format!("{}: configured: {}", P::NAME, P::summary(&config)));
-        let mut names = P::counters(&config);
-        names.push("host_error".into());
-        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let counters = Counters::define(P::NAME, &refs);
-        Self { config, counters, host_error: names.len() - 1 }
+    fn add_request_header(&self, name: &str, value: &str) -> Result<(), HostError> {
+        add_request_header(name, value).map_err(host_error)
+    }
+
+    fn request_trailers(&self) -> Result<HeaderMap, HostError> {
+        let raw = header_map_raw(proxy_wasm::types::MapType::HttpRequestTrailers).map_err(host_error)?;
+        HeaderMap::parse(raw).map_err(|_| host_error(Status::ParseFailure))
+    }
+
+    fn set_request_trailer(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
+        hostcalls::set_map_value(proxy_wasm::types::MapType::HttpRequestTrailers, name, value).map_err(host_error)
+    }
+
+    fn request_body(&self, offset: usize, len: usize) -> Result<Vec<u8>, HostError> {
+        let buffer = hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpRequestBody, offset, len);
+        Ok(buffer.map_err(host_error)?.unwrap_or_default())
+    }
+
+    fn response_headers(&self) -> Result<HeaderMap, HostError> {
+        let raw = header_map_raw(proxy_wasm::types::MapType::HttpResponseHeaders).map_err(host_error)?;
+        HeaderMap::parse(raw).map_err(|_| host_error(Status::ParseFailure))
+    }
+
+    fn send_local_response(&self, response: &LocalResponse, details: &str) -> Result<(), HostError> {
+        send_local_response(response, details).map_err(host_error)
+    }
+
+    fn client_address(&self) -> Option<String> {
+        client_address()
+    }
+
+    fn now_micros(&self) -> u64 {
+        now_micros()
+    }
+
+    fn clear_route_cache(&self) {
+        // Newer Envoys no longer re-pick the route by themselves after a header change; older ones lack the
+        // function and re-pick anyway, so "not found" is fine.
+        let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+    }
+
+    fn log(&self, level: Level, message: &str) {
+        let level = match level {
+            Level::Info => LogLevel::Info,
+            Level::Warn => LogLevel::Warn,
+            Level::Error => LogLevel::Error,
+            Level::Critical => LogLevel::Critical,
+        };
+        log(level, message);
     }
 }
 
-/// A configured plugin as a root context runs it: its counters to flush and a request context per stream. A
-/// plugin's own root ([`PluginRoot`]) runs one; the suite runs one per section.
+/// A [`StreamFilter`] driven by the proxy's callbacks, through [`Proxy`]. The request headers are fetched at most
+/// once per callback, however many parts the filter runs.
+pub struct InProxy(pub Box<dyn StreamFilter>);
+
+fn action(flow: Flow) -> Action {
+    match flow {
+        Flow::Continue => Action::Continue,
+        Flow::Pause => Action::Pause,
+    }
+}
+
+impl Context for InProxy {}
+
+impl HttpContext for InProxy {
+    fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        action(sharing_request_headers(|| self.0.on_request_headers(&Proxy, end_of_stream)))
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_request_body(&Proxy, body_size, end_of_stream))
+    }
+
+    fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
+        action(self.0.on_request_trailers(&Proxy))
+    }
+
+    fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_response_headers(&Proxy, end_of_stream))
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        action(self.0.on_response_body(&Proxy, body_size, end_of_stream))
+    }
+}
+
+/// A configured plugin as a root context runs it: its counters to flush and a filter per request. A plugin's
+/// own root ([`PluginRoot`]) runs one; the suite runs one per section.
 pub trait Active {
     fn flush(&self);
-    fn http_context(&self) -> Box<dyn HttpContext>;
+    fn filter(&self) -> Box<dyn StreamFilter>;
 }
 
-/// A plugin loaded from its parsed config, shared by its request contexts.
-pub struct Running<P: Plugin>(Rc<Loaded<P::Config>>);
+/// A plugin loaded from its parsed config: the state its requests share and its counters' ids.
+pub struct Running<P: Shell> {
+    state: Rc<Loaded<P::Config>>,
+    ids: CounterIds,
+}
 
-impl<P: Plugin> Running<P> {
-    /// Defines the plugin's counters and logs what the config holds.
+impl<P: Shell> Running<P> {
+    /// Defines the plugin's counters (`wasmgate.<NAME>.*` and `host_error`) and logs what the config holds.
     pub fn load(config: P::Config) -> Self {
-        Self(Rc::new(Loaded::new::<P>(config)))
+        log(LogLevel::Info, &format!("{}: configured: {}", P::NAME, P::summary(&config)));
+        let ids = CounterIds::define(P::NAME, &counter_names::<P>(&config));
+        Self { state: Rc::new(Loaded::new::<P>(config)), ids }
     }
 }
 
-impl<P: Plugin> Active for Running<P> {
+impl<P: Shell> Active for Running<P> {
     fn flush(&self) {
-        self.0.counters.flush();
+        self.ids.flush(&self.state.counters);
     }
 
-    fn http_context(&self) -> Box<dyn HttpContext> {
-        P::http_context(self.0.clone())
+    fn filter(&self) -> Box<dyn StreamFilter> {
+        P::filter(self.state.clone())
+    }
+}
+
+/// A root context is dropped when the proxy deletes it (a new config, the plugin removed): what it counted since
+/// the last tick still reaches the proxy.
+impl<P: Shell> Drop for Running<P> {
+    fn drop(&mut self) {
+        self.flush();
     }
 }
 
 /// The root context every plugin uses: parse the config in `on_configure` (refusing the plugin on error),
-/// define the counters, and hand each request the shared state.
-pub struct PluginRoot<P: Plugin> {
+/// define the counters, and hand each request a filter over the shared state.
+pub struct PluginRoot<P: Shell> {
     running: Option<Running<P>>,
 }
 
-impl<P: Plugin> Default for PluginRoot<P> {
+impl<P: Shell> Default for PluginRoot<P> {
     fn default() -> Self {
         Self { running: None }
     }
 }
 
-impl<P: Plugin> Context for PluginRoot<P> {}
+impl<P: Shell> Context for PluginRoot<P> {}
 
-impl<P: Plugin> RootContext for PluginRoot<P> {
+impl<P: Shell> RootContext for PluginRoot<P> {
     fn on_configure(&mut self, _size: usize) -> bool {
         let Some(config) = load_configuration(P::NAME, P::parse) else {
             return false;
@@ -379,7 +420,7 @@ impl<P: Plugin> RootContext for PluginRoot<P> {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        self.running.as_ref().map(Active::http_context)
+        self.running.as_ref().map(|running| Box::new(InProxy(running.filter())) as Box<dyn HttpContext>)
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod deny;
 pub mod duration;
+pub mod fake;
 pub mod fetch_once;
 pub mod header_map;
 pub mod header_name;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod path_match;
 pub mod plugin;
 pub mod request;
+pub mod shell;
 pub mod size;
 
 #[cfg(target_arch = "wasm32")]
@@ -29,4 +31,5 @@ pub use method::{MethodSet, validate_methods};
 pub use path_match::{PathMatch, path_without_query};
 pub use plugin::{PluginConfig, Registered};
 pub use request::{RequestLine, Unreadable};
+pub use shell::{Flow, Host, HostError, Level, Loaded, Shell, StreamFilter, Tally};
 pub use size::ByteSize;

@@ -2,14 +2,13 @@
 //! the body streams through (nothing is buffered).
 //!
 //! [`config`] validates the `pluginConfig`; [`frames`] reads gRPC length prefixes across chunk boundaries;
-//! [`policy`] picks the limits for a request and meters it; `filter` (wasm32 only) is the proxy-wasm shell.
+//! [`policy`] picks the limits for a request and meters it; [`filter`] is the shell, which asks the host
+//! through `wasmgate_common::Host` (the proxy in the module, a fake in tests).
 
 pub mod config;
 pub mod frames;
 pub mod policy;
 
-// Not in test builds: the wasm32 test binary runs under plain WASI, without a proxy to import from.
-#[cfg(all(target_arch = "wasm32", not(test)))]
 pub mod filter;
 
 pub use config::{Config, Limits};

@@ -1,29 +1,23 @@
-//! The proxy-wasm shell: reads the request headers once, asks the policy, then either answers (redirect,
-//! direct response, denial) or changes the request and has Envoy pick the route again.
+//! The shell: reads the request headers once, asks the policy, then either answers (redirect, direct response,
+//! denial) or changes the request and has Envoy pick the route again.
 
 use crate::policy::{Request, Response};
 use crate::{Config, HostRouter, PLUGIN};
-use proxy_wasm::hostcalls;
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, LogLevel, Status};
 use std::rc::Rc;
-use wasmgate_common::host::{
-    Loaded, Plugin, add_request_header, log, request_headers, send_local_response, set_request_header,
-};
-use wasmgate_common::{ClientKind, LocalResponse};
+use wasmgate_common::{ClientKind, Flow, Host, HostError, Level, Loaded, LocalResponse, Shell, StreamFilter};
 
 // The module's entry point, left out when another module (the suite) embeds this filter.
-#[cfg(feature = "entrypoint")]
+#[cfg(all(target_arch = "wasm32", feature = "entrypoint", not(test)))]
 wasmgate_common::plugin_main!(HostRouter);
 
-impl Plugin for HostRouter {
+impl Shell for HostRouter {
     fn counters(config: &Config) -> Vec<String> {
         let mut names = config.counter_names();
         names.push(BAD_REQUEST_COUNTER.into());
         names
     }
 
-    fn http_context(state: Rc<Loaded<Config>>) -> Box<dyn HttpContext> {
+    fn filter(state: Rc<Loaded<Config>>) -> Box<dyn StreamFilter> {
         Box::new(Filter { state })
     }
 }
@@ -35,25 +29,23 @@ struct Filter {
     state: Rc<Loaded<Config>>,
 }
 
-impl Context for Filter {}
-
-impl HttpContext for Filter {
-    fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
-        match self.route() {
-            Ok(action) => action,
-            Err(status) => {
+impl StreamFilter for Filter {
+    fn on_request_headers(&mut self, host: &dyn Host, _end_of_stream: bool) -> Flow {
+        match self.route(host) {
+            Ok(flow) => flow,
+            Err(error) => {
                 // Routing is not a security boundary: on a host failure the request goes on unchanged, counted.
                 self.state.counters.inc(self.state.host_error);
-                log(LogLevel::Error, &format!("{PLUGIN}: host call failed ({status:?}); request passed unchanged"));
-                Action::Continue
+                host.log(Level::Error, &format!("{PLUGIN}: host call failed ({error}); request passed unchanged"));
+                Flow::Continue
             }
         }
     }
 }
 
 impl Filter {
-    fn route(&self) -> Result<Action, Status> {
-        let shared = request_headers()?;
+    fn route(&self, host: &dyn Host) -> Result<Flow, HostError> {
+        let shared = host.request_headers()?;
         let headers = shared.view();
         let [authority, path, method, forwarded_proto, scheme] =
             headers.find([":authority", ":path", ":method", "x-forwarded-proto", ":scheme"]);
@@ -65,19 +57,19 @@ impl Filter {
         // Only the gateway sets these: a client's value goes before anything else happens.
         for name in self.state.config.gateway_headers() {
             if headers.get(name).is_some() {
-                set_request_header(name, None)?;
+                host.set_request_header(name, None)?;
             }
         }
         let request = Request::new(&authority, &path, &method, &scheme, &headers);
         let decision = match self.state.config.decide(&request) {
             Ok(Some(decision)) => decision,
-            Ok(None) => return Ok(Action::Continue),
+            Ok(None) => return Ok(Flow::Continue),
             Err(why) => {
                 self.state.counters.inc(self.state.config.counter_names.len());
-                log(LogLevel::Info, &format!("{PLUGIN}: refused {method} {}{path}: {why}", authority.escape_debug()));
-                let client = ClientKind::from_content_types(headers.values("content-type"));
-                send_local_response(&why.denial().render(client), "host_router")?;
-                return Ok(Action::Pause);
+                host.log(Level::Info, &format!("{PLUGIN}: refused {method} {}{path}: {why}", authority.escape_debug()));
+                let client = ClientKind::of(&headers);
+                host.send_local_response(&why.denial().render(client), "host_router")?;
+                return Ok(Flow::Pause);
             }
         };
         self.state.counters.inc(decision.counter);
@@ -95,34 +87,99 @@ impl Filter {
                     body,
                     grpc_status: None,
                 },
-                Response::Deny(denial) => denial.render(ClientKind::from_content_types(headers.values("content-type"))),
+                Response::Deny(denial) => denial.render(ClientKind::of(&headers)),
             };
-            send_local_response(&reply, "host_router")?;
-            return Ok(Action::Pause);
+            host.send_local_response(&reply, "host_router")?;
+            return Ok(Flow::Pause);
         }
         let changed = decision.changes_route_inputs();
         // Let go of the headers first: a part after this one then shares them changed in place, not on a copy.
         drop(shared);
         for name in decision.remove_headers {
-            set_request_header(name, None)?;
+            host.set_request_header(name, None)?;
         }
         for (name, value) in decision.set_headers {
-            set_request_header(name, Some(value))?;
+            host.set_request_header(name, Some(value))?;
         }
         for (name, value) in decision.append_headers {
-            add_request_header(name, value)?;
+            host.add_request_header(name, value)?;
         }
         if let Some(path) = &decision.path {
-            set_request_header(":path", Some(path))?;
+            host.set_request_header(":path", Some(path))?;
         }
         if let Some(authority) = decision.authority {
-            set_request_header(":authority", Some(authority))?;
+            host.set_request_header(":authority", Some(authority))?;
         }
         if changed {
-            // Newer Envoys no longer re-pick the route by themselves after a header change; older ones lack
-            // the function and re-pick anyway, so "not found" is fine.
-            let _ = hostcalls::call_foreign_function("clear_route_cache", None);
+            host.clear_route_cache();
         }
-        Ok(Action::Continue)
+        Ok(Flow::Continue)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmgate_common::fake::FakeHost;
+    use wasmgate_common::{GrpcStatus, Level, PluginConfig};
+
+    const CONFIG: &str = r#"{"hosts": [{"host": "ml.example.com", "rules": [
+            {"name": "login", "match": {"prefix": "/login"}, "redirect": {"status": 308, "https": true}},
+            {"name": "no-admin", "match": {"regex": "^/admin(/|$)"}, "deny": {"status": 403, "message": "internal"}}
+        ]}],
+        "default": {"name": "stable", "set_headers": {"x-wasmgate-route": "stable"}},
+        "gateway_headers": ["x-wasmgate-route"]}"#;
+
+    fn filter() -> (Rc<Loaded<Config>>, Box<dyn StreamFilter>) {
+        let state = Rc::new(Loaded::new::<HostRouter>(HostRouter::parse(CONFIG.as_bytes()).unwrap()));
+        (state.clone(), HostRouter::filter(state))
+    }
+
+    fn request(path: &str, extra: &[(&str, &str)]) -> FakeHost {
+        let mut headers =
+            vec![(":authority", "ml.example.com"), (":path", path), (":method", "GET"), (":scheme", "http")];
+        headers.extend_from_slice(extra);
+        FakeHost::request(&headers)
+    }
+
+    #[test]
+    fn a_clients_own_route_header_is_replaced_and_the_route_picked_again() {
+        let (_, mut filter) = filter();
+        let host = request("/v2/models", &[("x-wasmgate-route", "canary"), ("x-wasmgate-route", "canary")]);
+        assert_eq!(filter.on_request_headers(&host, true), Flow::Continue);
+        assert_eq!(host.request_header("x-wasmgate-route"), ["stable"]);
+        assert_eq!(host.route_cache_clears(), 1);
+    }
+
+    #[test]
+    fn a_redirect_and_a_denial_are_answered_without_the_upstream() {
+        let (state, mut filter) = filter();
+        let host = request("/login?next=/", &[]);
+        assert_eq!(filter.on_request_headers(&host, true), Flow::Pause);
+        let (reply, _) = host.reply().unwrap();
+        assert_eq!(reply.status, 308);
+        assert_eq!(reply.headers, [("location".to_string(), "https://ml.example.com/login?next=/".to_string())]);
+
+        // A gRPC client hears a denial in gRPC; another reading of the path (`//admin`) does not skip the rule,
+        // it is refused as a bad request.
+        for (path, status) in [("/admin", GrpcStatus::PermissionDenied), ("//admin", GrpcStatus::InvalidArgument)] {
+            let host = request(path, &[("content-type", "application/grpc")]);
+            assert_eq!(filter.on_request_headers(&host, true), Flow::Pause, "{path}");
+            assert_eq!(host.reply().and_then(|(reply, _)| reply.grpc_status), Some(status as u32), "{path}");
+        }
+        let bad_request = state.config.counter_names.len();
+        assert_eq!(state.counters.get(bad_request), 1);
+    }
+
+    /// Routing is not a security boundary: a request the host cannot show goes on unchanged, counted and logged.
+    #[test]
+    fn a_host_failure_lets_the_request_through_unchanged() {
+        let (state, mut filter) = filter();
+        let host = request("/v2/models", &[]);
+        host.fail("request_headers");
+        assert_eq!(filter.on_request_headers(&host, true), Flow::Continue);
+        assert!(host.reply().is_none() && host.request_header("x-wasmgate-route").is_empty());
+        assert_eq!(state.counters.get(state.host_error), 1);
+        assert_eq!(host.logs()[0].0, Level::Error);
     }
 }

@@ -2,14 +2,12 @@
 //! first rule that matches decides: set / append / remove request headers (e.g. a route header the Envoy route
 //! table matches on), rewrite the path or host, or answer at once with a redirect, a direct response or a denial.
 //!
-//! [`config`] validates the `pluginConfig`; [`policy`] decides with no host calls; `filter` (wasm32 only) is
-//! the proxy-wasm shell.
+//! [`config`] validates the `pluginConfig`; [`policy`] decides with no host calls; [`filter`] is the shell,
+//! which asks the host through `wasmgate_common::Host` (the proxy in the module, a fake in tests).
 
 pub mod config;
 pub mod policy;
 
-// Not in test builds: the wasm32 test binary runs under plain WASI, without a proxy to import from.
-#[cfg(all(target_arch = "wasm32", not(test)))]
 pub mod filter;
 
 pub use config::Config;

@@ -4,11 +4,8 @@
 
 #[cfg(target_arch = "wasm32")]
 mod filter {
-    use proxy_wasm::traits::{Context, HttpContext};
-    use proxy_wasm::types::Action;
     use std::rc::Rc;
-    use wasmgate_common::PluginConfig;
-    use wasmgate_common::host::{Loaded, Plugin};
+    use wasmgate_common::{Flow, Host, Loaded, PluginConfig, Shell, StreamFilter};
 
     wasmgate_common::plugin_main!(PanicProbe);
 
@@ -28,23 +25,21 @@ mod filter {
         }
     }
 
-    impl Plugin for PanicProbe {
+    impl Shell for PanicProbe {
         fn counters(_config: &()) -> Vec<String> {
             Vec::new()
         }
 
-        fn http_context(_state: Rc<Loaded<()>>) -> Box<dyn HttpContext> {
+        fn filter(_state: Rc<Loaded<()>>) -> Box<dyn StreamFilter> {
             Box::new(Probe)
         }
     }
 
     struct Probe;
 
-    impl Context for Probe {}
-
-    impl HttpContext for Probe {
+    impl StreamFilter for Probe {
         #[allow(clippy::panic)] // the point of this module
-        fn on_http_request_headers(&mut self, _headers: usize, _end_of_stream: bool) -> Action {
+        fn on_request_headers(&mut self, _host: &dyn Host, _end_of_stream: bool) -> Flow {
             panic!("index 7 out of range in a dependency (probe)")
         }
     }

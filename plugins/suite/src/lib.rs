@@ -3,6 +3,7 @@
 //! for entering the VM and its per-stream contexts; the suite pays it once instead of three times. The policies
 //! run in the order the separate CRs' phases give them: authentication, then limits, then routing.
 
+pub mod chain;
 pub mod config;
 pub mod section;
 

@@ -2,7 +2,7 @@
 //! (its metric name). A plugin joins the suite with one line in [`SECTIONS`] (and `part` in the catalogue).
 
 use std::marker::PhantomData;
-use wasmgate_common::ConfigError;
+use wasmgate_common::{ConfigError, Shell};
 
 /// The sections, in the order they run: the order the separate CRs' phases give the plugins (authentication,
 /// then limits, then routing).
@@ -25,17 +25,6 @@ const fn keys<const N: usize>(sections: &[Section; N]) -> [&'static str; N] {
     out
 }
 
-/// What a plugin is to run as a section: natively its config; in the module also its shell (counters and a
-/// request context).
-#[cfg(all(target_arch = "wasm32", not(test)))]
-pub trait Policy: wasmgate_common::host::Plugin {}
-#[cfg(all(target_arch = "wasm32", not(test)))]
-impl<P: wasmgate_common::host::Plugin> Policy for P {}
-#[cfg(not(all(target_arch = "wasm32", not(test))))]
-pub trait Policy: wasmgate_common::PluginConfig {}
-#[cfg(not(all(target_arch = "wasm32", not(test))))]
-impl<P: wasmgate_common::PluginConfig> Policy for P {}
-
 /// Parses a section into the part it configures.
 type Parser = fn(&[u8]) -> Result<Box<dyn Part>, ConfigError>;
 
@@ -46,7 +35,7 @@ pub struct Section {
 }
 
 impl Section {
-    pub const fn of<P: Policy>() -> Self {
+    pub const fn of<P: Shell>() -> Self {
         Self { key: P::NAME, parse: parse::<P> }
     }
 
@@ -56,7 +45,7 @@ impl Section {
     }
 }
 
-fn parse<P: Policy>(bytes: &[u8]) -> Result<Box<dyn Part>, ConfigError> {
+fn parse<P: Shell>(bytes: &[u8]) -> Result<Box<dyn Part>, ConfigError> {
     Ok(Box::new(Parsed::<P> { config: P::parse(bytes)?, plugin: PhantomData }))
 }
 
@@ -72,12 +61,12 @@ pub trait Part {
     fn load(self: Box<Self>) -> Box<dyn wasmgate_common::host::Active>;
 }
 
-struct Parsed<P: Policy> {
+struct Parsed<P: Shell> {
     config: P::Config,
     plugin: PhantomData<fn() -> P>,
 }
 
-impl<P: Policy> Part for Parsed<P> {
+impl<P: Shell> Part for Parsed<P> {
     fn key(&self) -> &'static str {
         P::NAME
     }
