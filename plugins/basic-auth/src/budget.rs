@@ -29,6 +29,43 @@ pub(crate) struct RawBudget {
     burst: ConfigDuration,
 }
 
+/// The budget as the config sets it, validated; [`start`](Self::start) makes the [`Budget`] that spends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetSettings {
+    per_second_us: u64,
+    burst_us: u64,
+}
+
+impl Default for BudgetSettings {
+    fn default() -> Self {
+        Self { per_second_us: DEFAULT_PER_SECOND_US, burst_us: DEFAULT_BURST_US }
+    }
+}
+
+impl BudgetSettings {
+    pub(crate) fn compile(raw: RawBudget) -> Result<Self, ConfigError> {
+        let (per_second, burst) = (raw.per_second.as_millis() * 1000, raw.burst.as_millis() * 1000);
+        if per_second == 0 {
+            return Err(ConfigError::new("per_second", "must be longer than 0: no bcrypt user could sign in twice"));
+        }
+        if per_second > 500_000 {
+            return Err(ConfigError::new(
+                "per_second",
+                "more than half of each second would let a flood of wrong passwords stall the worker",
+            ));
+        }
+        if burst < per_second {
+            return Err(ConfigError::new("burst", "must be at least `per_second`"));
+        }
+        Ok(Self { per_second_us: per_second, burst_us: burst })
+    }
+
+    /// A full budget.
+    pub fn start(&self) -> Budget {
+        Budget::new(self.per_second_us, self.burst_us)
+    }
+}
+
 #[derive(Debug)]
 pub struct Budget {
     per_second_us: u64,
@@ -44,30 +81,7 @@ pub struct Budget {
     checks: Cell<u64>,
 }
 
-impl Default for Budget {
-    fn default() -> Self {
-        Self::new(DEFAULT_PER_SECOND_US, DEFAULT_BURST_US)
-    }
-}
-
 impl Budget {
-    pub(crate) fn compile(raw: RawBudget) -> Result<Self, ConfigError> {
-        let (per_second, burst) = (raw.per_second.as_millis() * 1000, raw.burst.as_millis() * 1000);
-        if per_second == 0 {
-            return Err(ConfigError::new("per_second", "must be longer than 0: no bcrypt user could sign in twice"));
-        }
-        if per_second > 500_000 {
-            return Err(ConfigError::new(
-                "per_second",
-                "more than half of each second would let a flood of wrong passwords stall the worker",
-            ));
-        }
-        if burst < per_second {
-            return Err(ConfigError::new("burst", "must be at least `per_second`"));
-        }
-        Ok(Self::new(per_second, burst))
-    }
-
     pub fn new(per_second_us: u64, burst_us: u64) -> Self {
         Self {
             per_second_us,

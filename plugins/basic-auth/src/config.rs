@@ -12,14 +12,13 @@
 //! path, matched by a rule or not): otherwise anyone could claim to be anyone to the upstream. An allowed request
 //! with credentials then carries the user name in it.
 
-use crate::budget::{Budget, RawBudget};
+use crate::budget::{BudgetSettings, RawBudget};
 use crate::credentials::CredentialSet;
 use crate::fingerprint::Fingerprinter;
-use crate::lockout::{Lockout, RawLockout};
-use crate::remembered::RememberedHeaders;
+use crate::lockout::{LockoutSettings, RawLockout};
 use crate::user_id::UserId;
 use serde::Deserialize;
-use wasmgate_common::{ConfigError, HostPattern, MethodSet, PathMatch, parse_config};
+use wasmgate_common::{ConfigError, HeaderMapView, HostPattern, MethodSet, PathMatch, RequestLine, parse_config};
 
 pub const DEFAULT_REALM: &str = "istio";
 
@@ -57,21 +56,22 @@ struct RawRule {
 
 /// A validated configuration, ready for the request path.
 #[derive(Debug)]
+/// The validated config: what was loaded, never changed by a request (what requests change is in
+/// [`crate::state::State`]).
 pub struct Config {
     pub(crate) rules: Vec<Rule>,
     /// The `WWW-Authenticate` value, built once.
     pub(crate) challenge: String,
-    pub(crate) lockout: Option<Lockout>,
+    pub(crate) lockout: Option<LockoutSettings>,
     /// Present when some rule has bcrypt credentials.
-    pub(crate) budget: Option<Budget>,
+    pub(crate) budget: Option<BudgetSettings>,
     /// Whether some rule names hosts: then a request whose authority is not a host name is refused.
     pub(crate) host_scoped: bool,
     /// Every rule's user names, sorted, each once: a [`UserId`] indexes it (and the per-user counters).
     pub(crate) users: Vec<String>,
     pub(crate) forward_user_header: Option<String>,
-    /// The key of every rule's credential fingerprints.
+    /// The key of every rule's credential fingerprints (and of the headers remembered).
     pub(crate) fingerprinter: Fingerprinter,
-    pub(crate) remembered: RememberedHeaders,
 }
 
 #[derive(Debug)]
@@ -107,7 +107,7 @@ impl Config {
                 "must be non-empty, without quotes, backslashes or control characters",
             ));
         }
-        let lockout = raw.lockout.map(Lockout::compile).transpose().map_err(|e| e.within("lockout"))?;
+        let lockout = raw.lockout.map(LockoutSettings::compile).transpose().map_err(|e| e.within("lockout"))?;
         match (rules.is_empty(), raw.allow_all) {
             (true, false) => {
                 return Err(ConfigError::new(
@@ -121,7 +121,8 @@ impl Config {
             }
             _ => {}
         }
-        let budget = raw.bcrypt_budget.map(Budget::compile).transpose().map_err(|e| e.within("bcrypt_budget"))?;
+        let budget =
+            raw.bcrypt_budget.map(BudgetSettings::compile).transpose().map_err(|e| e.within("bcrypt_budget"))?;
         let budget = rules.iter().any(|r| r.credentials.has_bcrypt()).then(|| budget.unwrap_or_default());
         let host_scoped = rules.iter().any(|r| !r.hosts.is_empty());
         let mut users: Vec<String> = rules.iter().flat_map(|r| r.credentials.users().iter().cloned()).collect();
@@ -137,8 +138,7 @@ impl Config {
             host_scoped,
             users,
             forward_user_header,
-            fingerprinter: fingerprinter.clone(),
-            remembered: RememberedHeaders::new(fingerprinter),
+            fingerprinter,
         })
     }
 
@@ -163,9 +163,43 @@ impl Config {
     pub fn rule_count(&self) -> usize {
         self.rules.len()
     }
+
+    /// The rules that ask `req` for credentials.
+    pub(crate) fn enforcing_rules<'s>(&'s self, req: &'s RequestLine<'_>) -> impl Iterator<Item = &'s Rule> {
+        self.rules.iter().filter(|r| r.enforces(req))
+    }
+
+    /// Every spelling of `forward_user_header` the client sent (any letter case, `_` for `-`, however many
+    /// times), one name each: the shell removes them (every copy) before anything else, whatever the request's
+    /// fate. Backends that fold `_` into `-` would read `x_wasmgate_user` as the gateway's word. Empty, and no
+    /// allocation, on a request without one.
+    pub fn client_identities(&self, headers: &HeaderMapView<'_>) -> Vec<String> {
+        let Some(name) = self.forward_user_header() else { return Vec::new() };
+        let mut names: Vec<String> = Vec::new();
+        for spelling in headers.spellings_of(name) {
+            let spelling = String::from_utf8_lossy(spelling).to_ascii_lowercase();
+            if !names.contains(&spelling) {
+                names.push(spelling);
+            }
+        }
+        names
+    }
 }
 
 impl Rule {
+    pub(crate) fn applies_to(&self, req: &RequestLine<'_>) -> bool {
+        self.path.matches(req.path) && self.methods.contains(req.method) && req.host_in(&self.hosts)
+    }
+
+    fn exempts(&self, req: &RequestLine<'_>) -> bool {
+        self.exempt.iter().any(|p| p.matches(req.path))
+    }
+
+    /// Whether the rule asks this request for credentials.
+    pub(crate) fn enforces(&self, req: &RequestLine<'_>) -> bool {
+        self.applies_to(req) && !self.exempts(req)
+    }
+
     fn compile(raw: RawRule, fingerprinter: &Fingerprinter) -> Result<Self, ConfigError> {
         let path = PathMatch::from_fields(raw.prefix, raw.exact, raw.suffix)?;
         if raw.request_methods.is_empty() {

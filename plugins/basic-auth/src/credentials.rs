@@ -75,8 +75,23 @@ pub struct CredentialSet {
     /// wrong password costs that much ([`verify`](Self::verify)), whoever it names, so that the answer's time
     /// tells a guesser nothing of which names exist or how their passwords are kept.
     work: u64,
+}
+
+/// What one set learned at run time: the pairs that verified against a hash, and those that failed. Kept apart
+/// from the set, which is the config's and never changes.
+#[derive(Debug, Default)]
+pub struct Recalled {
     verified: RefCell<FingerprintSet>,
     rejected: RefCell<FingerprintSet>,
+}
+
+impl Recalled {
+    /// Empties both caches, as a full one is emptied.
+    #[cfg(test)]
+    pub(crate) fn forget(&self) {
+        self.verified.borrow_mut().clear();
+        self.rejected.borrow_mut().clear();
+    }
 }
 
 /// A well-formed bcrypt hash (22 characters of salt, 31 of hash) at `cost`: checking a password against it
@@ -99,8 +114,6 @@ impl CredentialSet {
             hashed: Vec::new(),
             any_hashed: false,
             work: 0,
-            verified: RefCell::default(),
-            rejected: RefCell::default(),
         };
         for (i, entry) in entries.iter().enumerate() {
             set.add(entry).map_err(|e| e.within(&format!("[{i}]")))?;
@@ -183,17 +196,11 @@ impl CredentialSet {
         self.hashed.iter().filter(|(u, _)| u == user).map(|(_, hash)| hash.work()).sum()
     }
 
-    /// Empties both caches, as a full one is emptied.
-    #[cfg(test)]
-    pub(crate) fn forget_pairs(&self) {
-        self.verified.borrow_mut().clear();
-        self.rejected.borrow_mut().clear();
-    }
-
     /// What the set knows of a pair from its fingerprint alone: a plaintext entry (all compared, in constant
-    /// time, whatever matches), a set without hashed entries (then nothing else can match), or either cache.
-    /// `None`: only checking the password against a hash can tell ([`verify`](Self::verify)).
-    pub fn recall(&self, pair: &Fingerprint) -> Option<Check> {
+    /// time, whatever matches), a set without hashed entries (then nothing else can match), or what the set
+    /// `recalled` of earlier checks. `None`: only checking the password against a hash can tell
+    /// ([`verify`](Self::verify)).
+    pub fn recall(&self, recalled: &Recalled, pair: &Fingerprint) -> Option<Check> {
         let plain = self.plain.iter().fold(Choice::from(0), |acc, f| acc | f.ct_eq(pair));
         if bool::from(plain) {
             return Some(Check::Valid);
@@ -201,10 +208,10 @@ impl CredentialSet {
         if !self.any_hashed {
             return Some(Check::Invalid);
         }
-        if self.verified.borrow().contains(pair) {
+        if recalled.verified.borrow().contains(pair) {
             return Some(Check::Valid);
         }
-        if self.rejected.borrow().contains(pair) {
+        if recalled.rejected.borrow().contains(pair) {
             return Some(Check::Invalid);
         }
         None
@@ -215,14 +222,15 @@ impl CredentialSet {
     /// whoever it names: the user's own entries, then decoy bcrypt hashes (which no password matches) for the
     /// rest, one per power of two left, so that an unknown user, a `{SHA}` user, a cost-4 user and a user with
     /// two entries all take as long. A check that needs bcrypt is handed to `slow`, which runs it and gives its
-    /// result, or refuses (`None`: the budget is spent).
+    /// result, or refuses (`None`: the budget is spent). The answer is remembered in `recalled`.
     pub fn verify(
         &self,
+        recalled: &Recalled,
         credentials: &BasicCredentials,
         pair: &Fingerprint,
         slow: impl FnOnce(&dyn Fn() -> bool) -> Option<bool>,
     ) -> Check {
-        if let Some(check) = self.recall(pair) {
+        if let Some(check) = self.recall(recalled, pair) {
             return check;
         }
         let entries: Vec<&Hashed> =
@@ -249,7 +257,7 @@ impl CredentialSet {
             check()
         };
         let ok = known && matched;
-        remember(if ok { &self.verified } else { &self.rejected }, *pair);
+        remember(if ok { &recalled.verified } else { &recalled.rejected }, *pair);
         if ok { Check::Valid } else { Check::Invalid }
     }
 }
@@ -285,17 +293,33 @@ fn bcrypt_time(cost: u32) -> String {
 mod tests {
     use super::*;
 
-    fn parse(entries: &[String]) -> Result<CredentialSet, ConfigError> {
-        CredentialSet::parse(entries, &Fingerprinter::random().unwrap())
+    /// A set with what it learns as it checks.
+    #[derive(Debug)]
+    struct Learning {
+        set: CredentialSet,
+        recalled: Recalled,
+    }
+
+    impl std::ops::Deref for Learning {
+        type Target = CredentialSet;
+
+        fn deref(&self) -> &CredentialSet {
+            &self.set
+        }
+    }
+
+    fn parse(entries: &[String]) -> Result<Learning, ConfigError> {
+        let set = CredentialSet::parse(entries, &Fingerprinter::random().unwrap())?;
+        Ok(Learning { set, recalled: Recalled::default() })
     }
 
     fn creds(pair: &str) -> BasicCredentials {
         BasicCredentials::from_pair(pair.to_string()).unwrap()
     }
 
-    fn check(set: &CredentialSet, pair: &str) -> bool {
+    fn check(set: &Learning, pair: &str) -> bool {
         let c = creds(pair);
-        set.verify(&c, &c.fingerprint(&set.fingerprinter), |check| Some(check())) == Check::Valid
+        set.verify(&set.recalled, &c, &c.fingerprint(&set.fingerprinter), |check| Some(check())) == Check::Valid
     }
 
     fn bcrypt_hash(password: &str, cost: u32) -> String {
@@ -360,9 +384,9 @@ mod tests {
         (std::cell::Cell::new(0), allowed)
     }
 
-    fn verify_with(set: &CredentialSet, pair: &str, spent: &(std::cell::Cell<usize>, usize)) -> Check {
+    fn verify_with(set: &Learning, pair: &str, spent: &(std::cell::Cell<usize>, usize)) -> Check {
         let c = creds(pair);
-        set.verify(&c, &c.fingerprint(&set.fingerprinter), |check| {
+        set.verify(&set.recalled, &c, &c.fingerprint(&set.fingerprinter), |check| {
             spent.0.set(spent.0.get() + 1);
             (spent.0.get() <= spent.1).then(check)
         })
@@ -374,8 +398,8 @@ mod tests {
     }
 
     /// The work the checks of a wrong password for `user` ran, counted as each hash is checked.
-    fn work_of_a_wrong_password(set: &CredentialSet, user: &str) -> u64 {
-        set.forget_pairs();
+    fn work_of_a_wrong_password(set: &Learning, user: &str) -> u64 {
+        set.recalled.forget();
         WORK_DONE.set(0);
         assert_eq!(verify_with(set, &format!("{user}:wrong"), &budget(usize::MAX)), Check::Invalid);
         WORK_DONE.get()

@@ -4,7 +4,7 @@
 use crate::authorization::Malformed;
 use crate::config::counter_name;
 use crate::policy::{Address, Counter, Requirement, user_counter};
-use crate::{BasicAuth, Caller, Config, Outcome, PLUGIN, RequestLine, Verdict};
+use crate::{Authenticator, BasicAuth, Caller, Outcome, PLUGIN, RequestLine, Verdict};
 use std::rc::Rc;
 use wasmgate_common::{ClientKind, Denial, Flow, GrpcStatus, Host, HostError, Level, Loaded, Shell, StreamFilter};
 
@@ -13,18 +13,19 @@ use wasmgate_common::{ClientKind, Denial, Flow, GrpcStatus, Host, HostError, Lev
 wasmgate_common::plugin_main!(BasicAuth);
 
 impl Shell for BasicAuth {
-    fn counters(config: &Config) -> Vec<String> {
+    fn counters(authenticator: &Authenticator) -> Vec<String> {
         let fixed = Counter::NAMES.iter().map(|c| c.to_string());
-        fixed.chain(config.users().iter().map(|u| format!("user.{}.allowed", counter_name(u)))).collect()
+        let users = authenticator.config().users().iter();
+        fixed.chain(users.map(|u| format!("user.{}.allowed", counter_name(u)))).collect()
     }
 
-    fn filter(state: Rc<Loaded<Config>>) -> Box<dyn StreamFilter> {
+    fn filter(state: Rc<Loaded<Authenticator>>) -> Box<dyn StreamFilter> {
         Box::new(Filter { state })
     }
 }
 
 struct Filter {
-    state: Rc<Loaded<Config>>,
+    state: Rc<Loaded<Authenticator>>,
 }
 
 impl StreamFilter for Filter {
@@ -37,7 +38,7 @@ impl StreamFilter for Filter {
     /// headers.
     fn on_request_trailers(&mut self, host: &dyn Host) -> Flow {
         let removed = host.request_trailers().and_then(|trailers| {
-            for name in self.state.config.client_identities(&trailers.view()) {
+            for name in self.state.config.config().client_identities(&trailers.view()) {
                 host.set_request_trailer(&name, None)?;
             }
             Ok(Flow::Continue)
@@ -67,7 +68,7 @@ impl Filter {
             headers.find([":authority", ":path", ":method", "authorization"]);
         let (authority, path, method) = (authority.text(), path.text(), method.text());
         // Only the gateway says who called: a client's value goes first, on every request, whatever follows.
-        for name in state.config.client_identities(&headers) {
+        for name in state.config.config().client_identities(&headers) {
             host.set_request_header(&name, None)?;
         }
         let request = RequestLine::new(&authority, &path, &method);
@@ -149,7 +150,7 @@ mod tests {
     const CONFIG: &str = r#"{"basic_auth_rules": [{"prefix": "/", "request_methods": ["*"],
         "credentials": ["alice:s3cret"]}], "forward_user_header": "x-wasmgate-user"}"#;
 
-    fn filter() -> (Rc<Loaded<Config>>, Box<dyn StreamFilter>) {
+    fn filter() -> (Rc<Loaded<Authenticator>>, Box<dyn StreamFilter>) {
         let state = Rc::new(Loaded::new::<BasicAuth>(BasicAuth::parse(CONFIG.as_bytes()).unwrap()));
         (state.clone(), BasicAuth::filter(state))
     }

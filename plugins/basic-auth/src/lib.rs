@@ -12,12 +12,13 @@ pub mod fingerprint;
 pub mod lockout;
 pub mod policy;
 pub mod remembered;
+pub mod state;
 pub mod user_id;
 
 pub mod filter;
 
 pub use config::Config;
-pub use policy::{Caller, Outcome, Verdict};
+pub use policy::{Authenticator, Caller, Outcome, Verdict};
 pub use wasmgate_common::RequestLine;
 
 /// The name used for metrics and log lines.
@@ -29,13 +30,13 @@ pub struct BasicAuth;
 impl wasmgate_common::PluginConfig for BasicAuth {
     const IMAGE: &'static str = "basic-auth";
     const NAME: &'static str = PLUGIN;
-    type Config = Config;
+    type Config = Authenticator;
 
-    fn parse(bytes: &[u8]) -> Result<Config, wasmgate_common::ConfigError> {
-        Config::from_json(bytes)
+    fn parse(bytes: &[u8]) -> Result<Authenticator, wasmgate_common::ConfigError> {
+        Authenticator::from_json(bytes)
     }
 
-    fn summary(config: &Config) -> String {
-        format!("{} rule(s)", config.rule_count())
+    fn summary(authenticator: &Authenticator) -> String {
+        format!("{} rule(s)", authenticator.config().rule_count())
     }
 }

@@ -174,17 +174,16 @@ fn forget_one(users: &mut UserCounts, user: &Fingerprint) {
     }
 }
 
-#[derive(Debug)]
-pub struct Lockout {
+/// The lockout as the config sets it, validated; [`start`](Self::start) makes the [`Lockout`] that tallies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LockoutSettings {
     max_failures: u32,
     max_address_failures: u32,
     window_ms: u64,
     duration_ms: u64,
-    tally: RefCell<Tally>,
-    users: Fingerprinter,
 }
 
-impl Lockout {
+impl LockoutSettings {
     pub(crate) fn compile(raw: RawLockout) -> Result<Self, ConfigError> {
         if raw.max_failures == 0 {
             return Err(ConfigError::new("max_failures", "must be at least 1"));
@@ -201,9 +200,31 @@ impl Lockout {
                 return Err(ConfigError::new(field, "must be longer than 0"));
             }
         }
-        Self::new(raw.max_failures, max_address_failures, raw.window.as_millis(), raw.duration.as_millis())
+        Ok(Self {
+            max_failures: raw.max_failures,
+            max_address_failures,
+            window_ms: raw.window.as_millis(),
+            duration_ms: raw.duration.as_millis(),
+        })
     }
 
+    /// A lockout with an empty tally and a key of its own for the user names it tallies.
+    pub fn start(&self) -> Result<Lockout, ConfigError> {
+        Lockout::new(self.max_failures, self.max_address_failures, self.window_ms, self.duration_ms)
+    }
+}
+
+#[derive(Debug)]
+pub struct Lockout {
+    max_failures: u32,
+    max_address_failures: u32,
+    window_ms: u64,
+    duration_ms: u64,
+    tally: RefCell<Tally>,
+    users: Fingerprinter,
+}
+
+impl Lockout {
     pub fn new(
         max_failures: u32,
         max_address_failures: u32,

@@ -3,14 +3,17 @@
 //! matches none passes). Before that, the request must read one way only: a host that is not a host name
 //! (where rules name hosts) or a path another server would read as a path with other rules is refused.
 
-use crate::authorization::{MAX_HEADER_LEN, Malformed, parse_basic};
+use crate::authorization::{BasicCredentials, MAX_HEADER_LEN, Malformed, parse_basic};
+use crate::budget::Budget;
 use crate::config::{Config, Rule};
 use crate::credentials::Check;
-use crate::lockout::{Admission, Client};
+use crate::fingerprint::Fingerprint;
+use crate::lockout::{Admission, Attempt, Client};
 use crate::remembered::Remembered;
+use crate::state::State;
 use crate::user_id::UserId;
 use std::cell::OnceCell;
-use wasmgate_common::{Denial, GrpcStatus, HeaderMapView, RequestLine, Unreadable};
+use wasmgate_common::{ConfigError, Denial, GrpcStatus, RequestLine, Unreadable};
 
 const NOT_FOUND_MESSAGE: &str = "Request denied by Basic Auth check. No Basic Authentication information found.";
 const INVALID_MESSAGE: &str = "Request denied by Basic Auth check. Invalid username and/or password.";
@@ -177,34 +180,58 @@ impl Client for Asked<'_> {
     }
 }
 
-impl Rule {
-    fn applies_to(&self, req: &RequestLine<'_>) -> bool {
-        self.path.matches(req.path) && self.methods.contains(req.method) && req.host_in(&self.hosts)
-    }
+/// basic-auth's decision for each request: the config, and the state requests change.
+#[derive(Debug)]
+pub struct Authenticator {
+    config: Config,
+    state: State,
+}
 
-    fn exempts(&self, req: &RequestLine<'_>) -> bool {
-        self.exempt.iter().any(|p| p.matches(req.path))
-    }
+/// The credentials a request presented: its `authorization` header, decoded only if a decision needs it.
+struct Presented<'h> {
+    header: &'h [u8],
+    decoded: OnceCell<Result<BasicCredentials, Malformed>>,
+}
 
-    fn enforces(&self, req: &RequestLine<'_>) -> bool {
-        self.applies_to(req) && !self.exempts(req)
+impl Presented<'_> {
+    fn decoded(&self) -> &Result<BasicCredentials, Malformed> {
+        self.decoded.get_or_init(|| parse_basic(self.header))
     }
 }
 
-impl Config {
-    fn enforcing_rules<'s>(&'s self, req: &'s RequestLine<'_>) -> impl Iterator<Item = &'s Rule> {
-        self.rules.iter().filter(|r| r.enforces(req))
+/// Who the credentials name, as far as the checks need to know.
+struct Claim<'l> {
+    /// `None`: a user no rule has.
+    user: Option<UserId>,
+    /// The fingerprint of `user:password`.
+    pair: Fingerprint,
+    /// The lockout's view of this attempt (no lockout: `None`).
+    attempt: Option<Attempt<'l>>,
+}
+
+impl Authenticator {
+    pub fn new(config: Config) -> Result<Self, ConfigError> {
+        Ok(Self { state: State::new(&config)?, config })
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Result<Self, ConfigError> {
+        Self::new(Config::from_json(bytes)?)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     pub fn requirement(&self, req: &RequestLine<'_>) -> Requirement {
+        let rules = &self.config.rules;
         let readable =
-            req.check_unambiguous(self.host_scoped, |a, b| self.rules.iter().all(|r| r.enforces(a) == r.enforces(b)));
+            req.check_unambiguous(self.config.host_scoped, |a, b| rules.iter().all(|r| r.enforces(a) == r.enforces(b)));
         if let Err(why) = readable {
             return Requirement::Refused(self.refuse(Outcome::DeniedUnreadable(why)));
         }
-        if self.enforcing_rules(req).next().is_some() {
+        if self.config.enforcing_rules(req).next().is_some() {
             Requirement::Credentials
-        } else if self.rules.iter().any(|r| r.applies_to(req)) {
+        } else if rules.iter().any(|r| r.applies_to(req)) {
             Requirement::None(Outcome::Exempt)
         } else {
             Requirement::None(Outcome::NoRule)
@@ -221,7 +248,9 @@ impl Config {
     }
 
     /// The decision for a request whose [`requirement`](Self::requirement) is [`Requirement::Credentials`], for
-    /// a caller that already asked (the filter does, to refuse duplicate headers first).
+    /// a caller that already asked (the filter does, to refuse duplicate headers first): who the credentials
+    /// claim to be, whether the lockout lets them try, whether every rule takes the password, and whether every
+    /// rule allows the user.
     pub fn check_credentials(
         &self,
         req: &RequestLine<'_>,
@@ -231,40 +260,74 @@ impl Config {
         let Some(header) = authorization else {
             return self.refuse(Outcome::DeniedMissing);
         };
-        // A header seen before names its user and pair without being decoded again; any other is decoded here and
-        // remembered. (Too long a header is refused before it is hashed.)
-        let decoded = OnceCell::new();
-        let key = (header.len() <= MAX_HEADER_LEN).then(|| self.remembered.key(header));
-        let lockout = self.lockout.as_ref();
-        let (user_id, pair, attempt) = match key.and_then(|key| self.remembered.get(&key)) {
-            Some(known) => (known.user, known.pair, lockout.map(|lockout| lockout.attempt_of(known.lockout_user))),
-            None => {
-                let credentials = match decoded.get_or_init(|| parse_basic(header)) {
-                    Ok(credentials) => credentials,
-                    Err(Malformed::NotBasic) if header.is_empty() => return self.refuse(Outcome::DeniedMissing),
-                    Err(why) => return self.refuse(Outcome::DeniedMalformed(*why)),
-                };
-                let (user, pair) = (self.user_id(credentials.user()), credentials.fingerprint(&self.fingerprinter));
-                if let Some(key) = key {
-                    let lockout_user = lockout.map_or([0; 16], |lockout| lockout.user_fingerprint(credentials.user()));
-                    self.remembered.remember(key, Remembered { user, pair, lockout_user });
-                }
-                (user, pair, lockout.map(|lockout| lockout.attempt(credentials.user())))
-            }
+        let presented = Presented { header, decoded: OnceCell::new() };
+        let claim = match self.claim(&presented) {
+            Ok(claim) => claim,
+            Err(outcome) => return self.refuse(outcome),
         };
         // Locks are checked before any password is: a locked client costs no bcrypt work and learns nothing. The
         // lockout asks for the address and the time only when its answer depends on them.
         let client = Asked { caller, address: OnceCell::new() };
-        if let Some(attempt) = &attempt {
+        if let Some(attempt) = &claim.attempt {
             match attempt.admit(&client) {
                 Admission::Open => {}
                 Admission::Locked => return self.refuse(Outcome::DeniedLocked),
                 Admission::Full => return self.refuse(Outcome::DeniedBusy),
             }
         }
-        // A bcrypt check runs when the budget has the time, and is charged what it took.
+        match self.check_password(req, &presented, &claim.pair, caller) {
+            Check::Valid => {
+                if let Some(attempt) = &claim.attempt {
+                    attempt.succeeded(&client);
+                }
+                self.admit_user(req, claim.user)
+            }
+            Check::Invalid => {
+                if let Some(attempt) = &claim.attempt {
+                    attempt.failed(&client);
+                }
+                self.refuse(Outcome::DeniedInvalid)
+            }
+            Check::Busy => self.refuse(Outcome::DeniedBusy),
+        }
+    }
+
+    /// Who a header names. One seen before names its user and pair without being decoded again; any other is
+    /// decoded here and remembered. (Too long a header is refused before it is hashed.)
+    fn claim<'s>(&'s self, presented: &'s Presented<'_>) -> Result<Claim<'s>, Outcome> {
+        let (header, remembered) = (presented.header, &self.state.remembered);
+        let key = (header.len() <= MAX_HEADER_LEN).then(|| remembered.key(header));
+        let lockout = self.state.lockout.as_ref();
+        if let Some(known) = key.and_then(|key| remembered.get(&key)) {
+            let attempt = lockout.map(|lockout| lockout.attempt_of(known.lockout_user));
+            return Ok(Claim { user: known.user, pair: known.pair, attempt });
+        }
+        let credentials = match presented.decoded() {
+            Ok(credentials) => credentials,
+            Err(Malformed::NotBasic) if header.is_empty() => return Err(Outcome::DeniedMissing),
+            Err(why) => return Err(Outcome::DeniedMalformed(*why)),
+        };
+        let (user, pair) =
+            (self.config.user_id(credentials.user()), credentials.fingerprint(&self.config.fingerprinter));
+        if let Some(key) = key {
+            let lockout_user = lockout.map_or([0; 16], |lockout| lockout.user_fingerprint(credentials.user()));
+            remembered.remember(key, Remembered { user, pair, lockout_user });
+        }
+        Ok(Claim { user, pair, attempt: lockout.map(|lockout| lockout.attempt(credentials.user())) })
+    }
+
+    /// Whether every rule that covers the request takes the password. A remembered header is decoded only if a
+    /// set must check its password against a hash (its caches were emptied, or another rule's set has not seen
+    /// the pair); a bcrypt check runs when the budget has the time, and is charged what it took.
+    fn check_password(
+        &self,
+        req: &RequestLine<'_>,
+        presented: &Presented<'_>,
+        pair: &Fingerprint,
+        caller: &Caller<'_>,
+    ) -> Check {
         let slow = |check: &dyn Fn() -> bool| {
-            let Some(budget) = &self.budget else {
+            let Some(budget) = &self.state.budget else {
                 return Some(check());
             };
             let started = (caller.now_us)();
@@ -275,84 +338,56 @@ impl Config {
             budget.charge((caller.now_us)().saturating_sub(started));
             Some(matched)
         };
-        // A remembered header is decoded only if a set must check its password against a hash (its caches were
-        // emptied, or another rule's set has not seen the pair).
-        let mut check = Check::Valid;
-        for rule in self.enforcing_rules(req) {
-            check = match rule.credentials.recall(&pair) {
+        for (rule, recalled) in self.config.rules.iter().zip(&self.state.recalled).filter(|(r, _)| r.enforces(req)) {
+            let check = match rule.credentials.recall(recalled, pair) {
                 Some(known) => known,
-                None => match decoded.get_or_init(|| parse_basic(header)) {
-                    Ok(credentials) => rule.credentials.verify(credentials, &pair, slow),
+                None => match presented.decoded() {
+                    Ok(credentials) => rule.credentials.verify(recalled, credentials, pair, slow),
                     Err(_) => Check::Invalid,
                 },
             };
             if check != Check::Valid {
-                break;
+                return check;
             }
         }
-        match check {
-            Check::Valid => {
-                if let Some(attempt) = &attempt {
-                    attempt.succeeded(&client);
-                }
-                // Only now, with the password checked: a 403 before it would tell a guesser the name exists.
-                let user = user_id.map_or("", |user| self.user_name(user));
-                if self
-                    .enforcing_rules(req)
-                    .any(|r| r.allow.as_ref().is_some_and(|a| a.binary_search_by(|u| u.as_str().cmp(user)).is_err()))
-                {
-                    return self.refuse(Outcome::DeniedForbidden);
-                }
-                // Valid credentials are always some configured user's.
-                user_id.map_or(Verdict::Allow(Outcome::Allowed), Verdict::Authenticated)
-            }
-            Check::Invalid => {
-                if let Some(attempt) = &attempt {
-                    attempt.failed(&client);
-                }
-                self.refuse(Outcome::DeniedInvalid)
-            }
-            Check::Busy => self.refuse(Outcome::DeniedBusy),
-        }
+        Check::Valid
     }
 
-    /// Every spelling of `forward_user_header` the client sent (any letter case, `_` for `-`, however many
-    /// times), one name each: the shell removes them (every copy) before anything else, whatever the request's
-    /// fate. Backends that fold `_` into `-` would read `x_wasmgate_user` as the gateway's word. Empty, and no
-    /// allocation, on a request without one.
-    pub fn client_identities(&self, headers: &HeaderMapView<'_>) -> Vec<String> {
-        let Some(name) = self.forward_user_header() else { return Vec::new() };
-        let mut names: Vec<String> = Vec::new();
-        for spelling in headers.spellings_of(name) {
-            let spelling = String::from_utf8_lossy(spelling).to_ascii_lowercase();
-            if !names.contains(&spelling) {
-                names.push(spelling);
-            }
+    /// The verdict for a user whose password every rule took: refused by a rule whose `allow` list leaves them
+    /// out. Only now, with the password checked: a 403 before it would tell a guesser the name exists.
+    fn admit_user(&self, req: &RequestLine<'_>, user: Option<UserId>) -> Verdict {
+        let name = user.map_or("", |user| self.config.user_name(user));
+        let allowed =
+            |rule: &Rule| rule.allow.as_ref().is_none_or(|a| a.binary_search_by(|u| u.as_str().cmp(name)).is_ok());
+        if !self.config.enforcing_rules(req).all(allowed) {
+            return self.refuse(Outcome::DeniedForbidden);
         }
-        names
+        // Valid credentials are always some configured user's.
+        user.map_or(Verdict::Allow(Outcome::Allowed), Verdict::Authenticated)
     }
 
     /// The header and user name to set for the upstream: only on an authenticated request, and only when the
     /// config forwards the user.
     pub fn forwarded_user(&self, verdict: &Verdict) -> Option<(&str, &str)> {
         match verdict {
-            Verdict::Authenticated(user) => Some((self.forward_user_header()?, self.user_name(*user))),
+            Verdict::Authenticated(user) => Some((self.config.forward_user_header()?, self.config.user_name(*user))),
             _ => None,
         }
     }
 
     /// bcrypt verifications run since the last call, for the shell's counter.
     pub fn take_bcrypt_checks(&self) -> u64 {
-        self.budget.as_ref().map_or(0, |b| b.take_checks())
+        self.state.take_bcrypt_checks()
     }
 
     /// The denial for `outcome`; the shell also uses it for refusals it decides (several headers).
     pub fn refuse(&self, outcome: Outcome) -> Verdict {
+        let challenge = || self.config.challenge.clone();
         let denial = match outcome {
             Outcome::DeniedLocked => Denial::new(429, GrpcStatus::ResourceExhausted, LOCKED_MESSAGE),
             // The budget earns one check per `refill`: a client that waits that long gets a turn.
             Outcome::DeniedBusy => {
-                let after = self.budget.as_ref().map_or(1, |b| b.retry_after_secs());
+                let after = self.state.budget.as_ref().map_or(1, Budget::retry_after_secs);
                 Denial::new(429, GrpcStatus::ResourceExhausted, BUSY_MESSAGE)
                     .with_header("retry-after", after.to_string())
             }
@@ -360,9 +395,9 @@ impl Config {
             // No challenge: asking for other credentials would not help a user the rule leaves out.
             Outcome::DeniedForbidden => Denial::new(403, GrpcStatus::PermissionDenied, FORBIDDEN_MESSAGE),
             Outcome::DeniedMissing => Denial::new(401, GrpcStatus::Unauthenticated, NOT_FOUND_MESSAGE)
-                .with_header("www-authenticate", self.challenge.clone()),
+                .with_header("www-authenticate", challenge()),
             _ => Denial::new(401, GrpcStatus::Unauthenticated, INVALID_MESSAGE)
-                .with_header("www-authenticate", self.challenge.clone()),
+                .with_header("www-authenticate", challenge()),
         };
         Verdict::Deny(outcome, denial)
     }
@@ -374,6 +409,7 @@ mod tests {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
     use proptest::prelude::*;
+    use wasmgate_common::HeaderMapView;
 
     const REFERENCE: &str = r#"{"basic_auth_rules":[{"prefix":"/","request_methods":["GET","PUT","POST","PATCH","DELETE"],"credentials":["username:password"],"hosts":["ml.example.com"]}]}"#;
 
@@ -381,7 +417,7 @@ mod tests {
         format!("Basic {}", STANDARD.encode(pair)).into_bytes()
     }
 
-    fn outcome(config: &Config, host: &str, path: &str, method: &str, auth: Option<&[u8]>) -> Outcome {
+    fn outcome(config: &Authenticator, host: &str, path: &str, method: &str, auth: Option<&[u8]>) -> Outcome {
         config.decide(&RequestLine::new(host, path, method), auth, &Caller::ANONYMOUS).outcome()
     }
 
@@ -392,7 +428,7 @@ mod tests {
 
     #[test]
     fn reference_config() {
-        let c = Config::from_json(REFERENCE.as_bytes()).unwrap();
+        let c = Authenticator::from_json(REFERENCE.as_bytes()).unwrap();
         let good = basic("username:password");
         assert_eq!(outcome(&c, "ml.example.com", "/v1/models", "POST", Some(&good)), Outcome::Allowed);
         assert_eq!(outcome(&c, "ml.example.com:8080", "/", "GET", Some(&good)), Outcome::Allowed);
@@ -409,7 +445,7 @@ mod tests {
 
     #[test]
     fn denial_carries_the_challenge() {
-        let c = Config::from_json(br#"{"realm":"models","basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["a:b"]}]}"#).unwrap();
+        let c = Authenticator::from_json(br#"{"realm":"models","basic_auth_rules":[{"prefix":"/","request_methods":["GET"],"credentials":["a:b"]}]}"#).unwrap();
         let Verdict::Deny(_, denial) = c.decide(&RequestLine::new("h", "/", "GET"), None, &Caller::ANONYMOUS) else {
             panic!("allowed")
         };
@@ -420,7 +456,7 @@ mod tests {
 
     #[test]
     fn every_matching_rule_must_pass() {
-        let c = Config::from_json(
+        let c = Authenticator::from_json(
             br#"{"basic_auth_rules":[
                 {"prefix":"/","request_methods":["GET"],"credentials":["a:1","b:2"]},
                 {"prefix":"/admin","request_methods":["GET"],"credentials":["b:2"]}]}"#,
@@ -433,7 +469,7 @@ mod tests {
 
     #[test]
     fn exact_and_suffix_ignore_the_query() {
-        let c = Config::from_json(
+        let c = Authenticator::from_json(
             br#"{"basic_auth_rules":[{"exact":"/admin","request_methods":["GET"],"credentials":["a:1"]},
                                      {"suffix":".json","request_methods":["GET"],"credentials":["a:1"]}]}"#,
         )
@@ -445,7 +481,7 @@ mod tests {
 
     #[test]
     fn exempt_paths_skip_only_their_rule() {
-        let c = Config::from_json(
+        let c = Authenticator::from_json(
             br#"{"basic_auth_rules":[{"prefix":"/","request_methods":["POST"],"credentials":["a:1"],
                 "exempt_paths":[{"prefix":"/grpc.health.v1.Health/"}]}]}"#,
         )
@@ -459,7 +495,7 @@ mod tests {
 
     #[test]
     fn empty_header_counts_as_missing() {
-        let c = Config::from_json(REFERENCE.as_bytes()).unwrap();
+        let c = Authenticator::from_json(REFERENCE.as_bytes()).unwrap();
         assert_eq!(outcome(&c, "ml.example.com", "/", "GET", Some(b"")), Outcome::DeniedMissing);
     }
 
@@ -468,7 +504,7 @@ mod tests {
         /// one right password.
         #[test]
         fn only_the_right_credentials_pass(header in proptest::collection::vec(any::<u8>(), 0..120)) {
-            let c = Config::from_json(REFERENCE.as_bytes()).unwrap();
+            let c = Authenticator::from_json(REFERENCE.as_bytes()).unwrap();
             let allowed = outcome(&c, "ml.example.com", "/", "GET", Some(&header)).is_allowed();
             let right = crate::authorization::parse_basic(&header).map(|c| c.pair() == "username:password").unwrap_or(false);
             prop_assert_eq!(allowed, right);
@@ -477,7 +513,7 @@ mod tests {
         #[test]
         fn random_pairs_are_refused(user in "[a-z]{1,12}", password in "[ -~]{0,16}") {
             prop_assume!(user != "username" || password != "password");
-            let c = Config::from_json(REFERENCE.as_bytes()).unwrap();
+            let c = Authenticator::from_json(REFERENCE.as_bytes()).unwrap();
             let header = basic(&format!("{user}:{password}"));
             prop_assert_eq!(outcome(&c, "ml.example.com", "/", "GET", Some(&header)), Outcome::DeniedInvalid);
         }
@@ -489,7 +525,7 @@ mod tests {
 
     #[test]
     fn lockout_refuses_the_right_password_from_a_locked_address_only() {
-        let config = Config::from_json(LOCKOUT_AFTER_TWO.as_bytes()).unwrap();
+        let config = Authenticator::from_json(LOCKOUT_AFTER_TWO.as_bytes()).unwrap();
         let req = RequestLine::new("ml.example.com", "/", "GET");
         let (right, wrong) = (basic("username:password"), basic("username:guess"));
         let decide =
@@ -507,7 +543,7 @@ mod tests {
     fn lockout_config_is_validated() {
         let bad = |lockout: &str| {
             let json = format!(r#"{{"allow_all":true,"lockout":{lockout}}}"#);
-            Config::from_json(json.as_bytes()).err().map(|e| e.to_string()).unwrap_or_default()
+            Authenticator::from_json(json.as_bytes()).err().map(|e| e.to_string()).unwrap_or_default()
         };
         assert!(bad(r#"{"max_failures":0,"window":"1m","duration":"5m"}"#).contains("lockout.max_failures"));
         assert!(bad(r#"{"max_failures":3,"window":"0s","duration":"5m"}"#).contains("lockout.window"));
@@ -522,12 +558,12 @@ mod tests {
     /// the rule, and a gRPC server answered anyway. `*` leaves no method out.
     #[test]
     fn a_star_rule_needs_credentials_whatever_the_method() {
-        let c = Config::from_json(ANY_METHOD.as_bytes()).unwrap();
+        let c = Authenticator::from_json(ANY_METHOD.as_bytes()).unwrap();
         let infer = "/inference.GRPCInferenceService/ModelInfer";
         for method in ["POST", "post", "OPTIONS", "TRACE", "PROPFIND", "FOO", "GET"] {
             assert_eq!(outcome(&c, "ml.example.com", infer, method, None), Outcome::DeniedMissing, "{method}");
         }
-        let reference = Config::from_json(REFERENCE.as_bytes()).unwrap();
+        let reference = Authenticator::from_json(REFERENCE.as_bytes()).unwrap();
         assert_eq!(
             outcome(&reference, "ml.example.com", infer, "OPTIONS", None),
             Outcome::NoRule,
@@ -537,14 +573,14 @@ mod tests {
 
     #[test]
     fn hosts_that_are_not_host_names_are_refused_where_rules_name_hosts() {
-        let c = Config::from_json(ANY_METHOD.as_bytes()).unwrap();
+        let c = Authenticator::from_json(ANY_METHOD.as_bytes()).unwrap();
         for host in ["a:b.ml.example.com:443", "[x]a.ml.example.com", "ml.example.com:1:2", "ml.example.com,x", ""] {
             let o = outcome(&c, host, "/", "POST", None);
             assert!(matches!(o, Outcome::DeniedUnreadable(Unreadable::Host(_))), "{host:?}: {o:?}");
         }
         assert_eq!(outcome(&c, "a.ML.example.com:443", "/", "POST", None), Outcome::DeniedMissing);
         // Rules without hosts never look at the host.
-        let anywhere = Config::from_json(
+        let anywhere = Authenticator::from_json(
             br#"{"basic_auth_rules":[{"prefix":"/","request_methods":["*"],"credentials":["a:b"]}]}"#,
         )
         .unwrap();
@@ -553,7 +589,7 @@ mod tests {
 
     #[test]
     fn paths_another_server_reads_differently_are_refused() {
-        let c = Config::from_json(ANY_METHOD.as_bytes()).unwrap();
+        let c = Authenticator::from_json(ANY_METHOD.as_bytes()).unwrap();
         for path in [
             "/grpc.health.v1.Health/..%2Finference.GRPCInferenceService/ModelInfer",
             "/grpc.health.v1.Health//../inference.GRPCInferenceService/ModelInfer",
@@ -566,7 +602,7 @@ mod tests {
             outcome(&c, "ml.example.com", "//inference.GRPCInferenceService/ModelInfer", "POST", None),
             Outcome::DeniedMissing
         );
-        let admin = Config::from_json(
+        let admin = Authenticator::from_json(
             br#"{"basic_auth_rules":[{"prefix":"/admin","request_methods":["*"],"credentials":["a:b"]}]}"#,
         )
         .unwrap();
@@ -576,12 +612,12 @@ mod tests {
         }
     }
 
-    fn bcrypt_config(budget: &str, lockout: &str) -> Config {
+    fn bcrypt_config(budget: &str, lockout: &str) -> Authenticator {
         let hash = bcrypt::hash_with_salt("password", 4, [3u8; 16]).unwrap().format_for_version(bcrypt::Version::TwoY);
         let json = format!(
             r#"{{"basic_auth_rules":[{{"prefix":"/","request_methods":["*"],"credentials":["username:{hash}"]}}]{budget}{lockout}}}"#
         );
-        Config::from_json(json.as_bytes()).unwrap()
+        Authenticator::from_json(json.as_bytes()).unwrap()
     }
 
     /// A flood of made-up passwords gets at most the budget's bcrypt time; after that, 429 at once, and a client
@@ -621,7 +657,7 @@ mod tests {
     /// neither unless a lock is active or its own user has failures to clear.
     #[test]
     fn the_address_and_clock_are_asked_for_only_when_the_tally_needs_them() {
-        let c = Config::from_json(
+        let c = Authenticator::from_json(
             br#"{"basic_auth_rules":[{"prefix":"/","request_methods":["*"],"credentials":["username:password"]}],
                  "lockout":{"max_failures":3,"window":"1m","duration":"5m"}}"#,
         )
@@ -685,14 +721,14 @@ mod tests {
         {"prefix":"/admin/","request_methods":["*"],"credentials":["alice:a-pw","bob:b-pw"],"allow":["alice"]}]}"#;
 
     fn teams_decide(path: &str, pair: &str) -> Verdict {
-        let c = Config::from_json(TEAMS.as_bytes()).unwrap();
+        let c = Authenticator::from_json(TEAMS.as_bytes()).unwrap();
         c.decide(&RequestLine::new("h", path, "POST"), Some(&basic(pair)), &Caller::ANONYMOUS)
     }
 
     #[test]
     fn allow_lists_refuse_other_users_with_403_only_once_the_password_is_right() {
-        let c = Config::from_json(TEAMS.as_bytes()).unwrap();
-        assert_eq!(c.users(), ["alice", "bob", "carol"]);
+        let c = Authenticator::from_json(TEAMS.as_bytes()).unwrap();
+        assert_eq!(c.config().users(), ["alice", "bob", "carol"]);
         let alice = teams_decide("/admin/x", "alice:a-pw");
         assert_eq!(c.forwarded_user(&alice), Some(("x-wasmgate-user", "alice")));
         let Verdict::Deny(Outcome::DeniedForbidden, denial) = teams_decide("/admin/x", "bob:b-pw") else {
@@ -715,7 +751,7 @@ mod tests {
     /// whatever came before, on every rule's own credentials and allow list.
     #[test]
     fn a_remembered_header_is_decided_as_a_fresh_one() {
-        let c = Config::from_json(TEAMS.as_bytes()).unwrap();
+        let c = Authenticator::from_json(TEAMS.as_bytes()).unwrap();
         let decide = |path: &str, header: &[u8]| {
             c.decide(&RequestLine::new("h", path, "POST"), Some(header), &Caller::ANONYMOUS)
         };
@@ -739,7 +775,7 @@ mod tests {
         assert_eq!(c.decide(&req, Some(&right), &Caller::ANONYMOUS), Verdict::Authenticated(UserId(0)));
         assert_eq!(c.decide(&req, Some(&wrong), &Caller::ANONYMOUS).outcome(), Outcome::DeniedInvalid);
         assert_eq!(c.take_bcrypt_checks(), 2);
-        c.rules[0].credentials.forget_pairs();
+        c.state.recalled[0].forget();
         assert_eq!(c.decide(&req, Some(&right), &Caller::ANONYMOUS), Verdict::Authenticated(UserId(0)));
         assert_eq!(c.decide(&req, Some(&wrong), &Caller::ANONYMOUS).outcome(), Outcome::DeniedInvalid);
         assert_eq!(c.take_bcrypt_checks(), 2, "both checked against the hash again");
@@ -751,7 +787,7 @@ mod tests {
     /// exist), and a remembered one is tallied by the lockout as a fresh one.
     #[test]
     fn a_remembered_header_of_any_user_is_tallied_as_a_fresh_one() {
-        let c = Config::from_json(LOCKOUT_AFTER_TWO.as_bytes()).unwrap();
+        let c = Authenticator::from_json(LOCKOUT_AFTER_TWO.as_bytes()).unwrap();
         let req = RequestLine::new("h", "/", "GET");
         let clock = || 1_000_000;
         for (header, address) in [(basic("ghost:guess"), "10.0.0.1"), (basic("username:guess"), "10.0.0.2")] {
@@ -760,9 +796,9 @@ mod tests {
                 (decide(), decide(), decide()),
                 (Outcome::DeniedInvalid, Outcome::DeniedInvalid, Outcome::DeniedLocked)
             );
-            assert!(c.remembered.get(&c.remembered.key(&header)).is_some());
+            assert!(c.state.remembered.get(&c.state.remembered.key(&header)).is_some());
         }
-        let ghost = c.remembered.get(&c.remembered.key(&basic("ghost:guess"))).unwrap();
+        let ghost = c.state.remembered.get(&c.state.remembered.key(&basic("ghost:guess"))).unwrap();
         assert_eq!(ghost.user, None);
         let right = basic("username:password");
         assert_eq!(c.decide(&req, Some(&right), &at("10.0.0.2", &clock)).outcome(), Outcome::DeniedLocked);
@@ -780,11 +816,11 @@ mod tests {
                 basic("alice:a-pw").to_ascii_lowercase(), b"Basic %%%".to_vec(), b"".to_vec(),
                 format!("bAsIc   {}", STANDARD.encode("alice:a-pw")).into_bytes(),
             ];
-            let c = Config::from_json(TEAMS.as_bytes()).unwrap();
+            let c = Authenticator::from_json(TEAMS.as_bytes()).unwrap();
             for (i, admin) in steps {
                 let path = if admin { "/admin/x" } else { "/models" };
                 let req = RequestLine::new("h", path, "POST");
-                let fresh = Config::from_json(TEAMS.as_bytes()).unwrap();
+                let fresh = Authenticator::from_json(TEAMS.as_bytes()).unwrap();
                 prop_assert_eq!(
                     c.decide(&req, Some(&headers[i]), &Caller::ANONYMOUS),
                     fresh.decide(&req, Some(&headers[i]), &Caller::ANONYMOUS)
@@ -808,11 +844,11 @@ mod tests {
             (rule("").replacen('{', r#"{"forward_user_header":":authority","#, 1), "pseudo-header"),
             (rule("").replace("b_c2:3", "b_c:3"), "would share the counter `user.b_c.allowed`"),
         ] {
-            let err = Config::from_json(json.as_bytes()).unwrap_err().to_string();
+            let err = Authenticator::from_json(json.as_bytes()).unwrap_err().to_string();
             assert!(err.contains(want), "{json}: {err}");
         }
         assert_eq!(
-            Config::from_json(rule(r#","allow":["b.c","a","a"]"#).as_bytes()).unwrap().users(),
+            Authenticator::from_json(rule(r#","allow":["b.c","a","a"]"#).as_bytes()).unwrap().config().users(),
             ["a", "b.c", "b_c2"]
         );
     }
@@ -833,13 +869,13 @@ mod tests {
             copies in 0usize..3,
             value in "[ -~]{0,12}",
         ) {
-            let c = Config::from_json(TEAMS.as_bytes()).unwrap();
+            let c = Authenticator::from_json(TEAMS.as_bytes()).unwrap();
             let mut pairs: Vec<(&str, &[u8])> = vec![(":path", path.as_bytes())];
             pairs.extend(std::iter::repeat_n((spoof.as_str(), value.as_bytes()), copies));
             let buf = headers_with(&pairs);
             let view = HeaderMapView::parse(&buf).unwrap();
             let expected: Vec<String> = if copies > 0 { vec![spoof.to_ascii_lowercase()] } else { vec![] };
-            prop_assert_eq!(c.client_identities(&view), expected);
+            prop_assert_eq!(c.config().client_identities(&view), expected);
             let verdict = c.decide(&RequestLine::new("h", &path, "GET"), Some(&basic(&format!("{user}:{password}"))), &Caller::ANONYMOUS);
             match c.forwarded_user(&verdict) {
                 Some((_, forwarded)) => {
