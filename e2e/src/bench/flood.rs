@@ -5,6 +5,7 @@
 //! with the flood from one address, then spread over 200 addresses.
 
 use crate::bench::wrk;
+use crate::counters::{BasicAuth, PluginCounter};
 use crate::fixtures::HOST;
 use crate::istio::load_wasm_plugin;
 use crate::{Gateway, RawRequest, Upstream, workspace};
@@ -85,7 +86,7 @@ async fn measure(name: &'static str, config: serde_json::Value, flood: Flood) ->
     // The signed-in client's credentials are verified once, before anything is measured.
     let first = RawRequest::get("/").host(HOST).header("authorization", &auth).from(IpAddr::from([127, 0, 0, 2]));
     anyhow::ensure!(first.send(envoy.listener).await?.status == 200, "the right password was refused");
-    let checks_before = envoy.counter("wasmcustom.wasmgate.basic_auth.bcrypt_checks").await?;
+    let checks_before = envoy.counter(&BasicAuth::BcryptChecks.stat()).await?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let tally = Arc::new(Tally::default());
@@ -106,7 +107,7 @@ async fn measure(name: &'static str, config: serde_json::Value, flood: Flood) ->
     for guesser in guessers {
         let _ = guesser.await;
     }
-    let checks = envoy.counter("wasmcustom.wasmgate.basic_auth.bcrypt_checks").await? - checks_before;
+    let checks = envoy.counter(&BasicAuth::BcryptChecks.stat()).await? - checks_before;
     Ok(Row {
         name,
         p50_us: load.p50_us,

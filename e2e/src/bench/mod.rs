@@ -129,14 +129,29 @@ mod tests {
     }
 }
 
+pub mod basic_auth;
+pub mod callgrind;
+pub mod chain;
 pub mod flood;
 pub mod floor;
+pub mod host_router;
 pub mod inference;
 pub mod instructions;
 pub mod payload;
 pub mod plot;
 pub mod rates;
+pub mod sections;
 pub mod variant;
+
+/// The authorised GET every request-rate and instruction section sends.
+pub const SIGNED_IN_PATH: &str = "/v1/models";
+
+/// `bench-report/` at the workspace root, where the report and its plots go.
+pub fn report_dir() -> Result<std::path::PathBuf> {
+    let dir = crate::workspace::root().join("bench-report");
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
 
 /// An environment override for a benchmark setting, else `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {

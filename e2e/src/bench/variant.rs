@@ -4,7 +4,7 @@
 use super::floor;
 use crate::istio::{WasmPlugin, load_wasm_plugin, load_wasm_plugins};
 use crate::{Gateway, workspace};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -216,4 +216,24 @@ pub fn router_config() -> Value {
         })
         .collect();
     json!({ "hosts": hosts })
+}
+
+/// Those of `variants` that `only` (`BENCH_ONLY`: `<name>|<name>`) names as the report does, in their order; all of
+/// them without it.
+pub fn only_named(variants: Vec<Variant>, only: Option<&str>) -> Result<Vec<Variant>> {
+    let Some(only) = only else { return Ok(variants) };
+    let names: Vec<&str> = only.split('|').map(str::trim).collect();
+    if let Some(unknown) = names.iter().find(|n| !variants.iter().any(|v| v.name() == **n)) {
+        let known: Vec<&str> = variants.iter().map(|v| v.name()).collect();
+        bail!("BENCH_ONLY names no variant `{unknown}`; the variants: {}", known.join(" | "));
+    }
+    Ok(variants.into_iter().filter(|v| names.contains(&v.name())).collect())
+}
+
+/// With `BENCH_ALT_WASM` set, `variants` and the other build of basic-auth.
+pub fn with_alt(mut variants: Vec<Variant>) -> Vec<Variant> {
+    if std::env::var_os("BENCH_ALT_WASM").is_some() {
+        variants.push(Variant::BasicAuthAlt);
+    }
+    variants
 }
