@@ -14,3 +14,18 @@ pub const METADATA: &str = "/inference.GRPCInferenceService/ModelMetadata";
 pub fn authorization() -> String {
     crate::http1::basic_authorization(USER, PASSWORD)
 }
+
+/// The form bodies a cross-site page can make a browser send, each with the signed-in user's credentials.
+pub fn cross_site_forms() -> Vec<(&'static str, Option<&'static str>)> {
+    vec![
+        ("text/plain", Some("text/plain")),
+        ("urlencoded", Some("application/x-www-form-urlencoded")),
+        ("multipart", Some("multipart/form-data; boundary=wasmgate")),
+        ("no content type", None),
+    ]
+}
+
+/// `127.0.0.<last>`: a client address of its own on loopback.
+pub fn loopback(last: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([127, 0, 0, last])
+}

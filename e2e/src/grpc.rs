@@ -7,6 +7,12 @@ use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Status, metadata::MetadataValue};
 
+/// A ModelInfer request for `images` generated images, framed as one gRPC message.
+pub fn infer_body(images: usize) -> Vec<u8> {
+    use prost::Message;
+    frame(&wasmgate_inference::client::generated(images).request().encode_to_vec())
+}
+
 /// `message` as one uncompressed gRPC frame: flag 0, the length in 4 big-endian bytes, the message. A message
 /// over 4 GiB - 1 cannot be framed; its length is written as the largest there is.
 pub fn frame(message: &[u8]) -> Vec<u8> {

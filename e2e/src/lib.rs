@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod browser;
 pub mod clients;
+pub mod counters;
 pub mod deployment_checks;
 pub mod envoy;
 pub mod fixtures;

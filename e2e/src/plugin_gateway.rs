@@ -48,9 +48,9 @@ impl PluginGateway {
         request.send(self.envoy.listener).await
     }
 
-    /// A plugin counter, `name` after `wasmgate.` (e.g. `basic_auth.allowed`).
-    pub async fn counter(&self, name: &str) -> Result<u64> {
-        self.envoy.counter(&format!("wasmcustom.wasmgate.{name}")).await
+    /// A plugin counter from Envoy's `/stats` (0 before the plugin first counts it).
+    pub async fn counter(&self, counter: impl crate::counters::PluginCounter) -> Result<u64> {
+        self.envoy.counter(&counter.stat()).await
     }
 }
 

@@ -6,12 +6,13 @@
 //! NLB delivers them: plain HTTP, TLS already terminated, each connection opened with a PROXY v2 header.
 
 use crate::fixtures::{CANARY_HOST, HOST};
-use crate::gateway::{Deployment, RunningGateway, gateway_install, mesh_options};
+use crate::gateway::{Deployment, Gateway, RunningGateway, gateway_install, mesh_options};
 use crate::model_server::ModelServer;
 use crate::registry::{Registry, publish};
 use crate::tls::TestCertificates;
 use crate::workspace;
 use crate::world::{Endpoint, ServedPods, World, cluster_objects, served_pods};
+use crate::{PathNormalization, Upstream};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::net::SocketAddr;
@@ -77,9 +78,9 @@ impl FullStack {
         gateway_target(self.envoy.listener, host, credentials)
     }
 
-    /// A plugin counter from Envoy's `/stats`, e.g. `basic_auth.allowed`.
-    pub async fn counter(&self, name: &str) -> Result<u64> {
-        self.envoy.counter(&format!("wasmcustom.wasmgate.{name}")).await
+    /// A plugin counter from Envoy's `/stats` (0 before the plugin first counts it).
+    pub async fn counter(&self, counter: impl crate::counters::PluginCounter) -> Result<u64> {
+        self.envoy.counter(&counter.stat()).await
     }
 }
 
@@ -252,6 +253,22 @@ pub fn override_sections(mut plugins: Vec<WasmPlugin>, sections: &Value) -> Resu
         }
     }
     Ok(plugins)
+}
+
+/// The committed CRs of `filters` with `sections`, in front of a recording upstream.
+pub async fn recording_gateway(
+    filters: Filters,
+    sections: Value,
+    normalization: PathNormalization,
+) -> Result<(RunningGateway, Upstream)> {
+    let upstream = Upstream::start("models").await?;
+    let envoy = Gateway::new()
+        .plugins(filters.plugins(&sections)?)
+        .upstream("models", upstream.addr)
+        .normalization(normalization)
+        .start()
+        .await?;
+    Ok((envoy, upstream))
 }
 
 /// Turns each `scenario(filters: Filters) -> Result<()>` into a test per layout: `three_filters::<scenario>` and

@@ -6,6 +6,7 @@
 use anyhow::{Context, Result};
 use serde_json::json;
 use wasmgate_e2e::browser::{self, PageCheck};
+use wasmgate_e2e::counters::{BasicAuth, GrpcLimits};
 use wasmgate_e2e::fixtures::{HOST, PASSWORD, USER};
 use wasmgate_e2e::stack::{Filters, FullStack};
 
@@ -26,10 +27,10 @@ async fn a_person_signs_in_and_classifies_photos(filters: Filters, screenshot: O
     }))?;
     // A page on another origin, visited while signed in: nothing it makes the browser send reaches the model.
     assert_eq!(check.until_waiting().await?.as_deref(), Some("cross-site attack"), "{:?}", check.steps);
-    let before = (model_calls(&stack), stack.counter("grpc_limits.refused.content_type").await?);
+    let before = (model_calls(&stack), stack.counter(GrpcLimits::RefusedContentType).await?);
     check.resume().await?;
     assert_eq!(check.until_waiting().await?.as_deref(), Some("cross-site attack done"), "{:?}", check.steps);
-    let after = (model_calls(&stack), stack.counter("grpc_limits.refused.content_type").await?);
+    let after = (model_calls(&stack), stack.counter(GrpcLimits::RefusedContentType).await?);
     // The three forms went with the person's credentials and were refused by grpc-limits as not gRPC (a form's
     // content types are not); the fetch went without them (Chromium keeps credentials from cross-site
     // subresources) and was refused by basic-auth.
@@ -56,8 +57,8 @@ async fn a_person_signs_in_and_classifies_photos(filters: Filters, screenshot: O
 
     // The 130 MiB upload was refused from its declared length (a browser's fetch sends `content-length`), before
     // any of it reached the model; the stale password was refused by basic-auth, not the server.
-    assert_eq!(stack.counter("grpc_limits.refused.content_length").await?, 1);
-    assert!(stack.counter("basic_auth.denied.invalid").await? >= 2);
+    assert_eq!(stack.counter(GrpcLimits::RefusedContentLength).await?, 1);
+    assert!(stack.counter(BasicAuth::DeniedInvalid).await? >= 2);
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 use anyhow::Result;
 use std::time::{Duration, Instant};
 use tonic::Code;
+use wasmgate_e2e::counters::GrpcLimits;
 use wasmgate_e2e::fixtures::{HOST, PASSWORD, USER};
 use wasmgate_e2e::model_server::{ModelProcess, ModelServer, free_addr};
 use wasmgate_e2e::registry::Registry;
@@ -83,10 +84,10 @@ async fn a_client_giving_up_mid_upload_leaves_nothing_behind() -> Result<()> {
     let _ = call.await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stack.stable.stats.snapshot().infer_ok, 0, "no answer for an abandoned request");
-    assert_eq!(stack.counter("grpc_limits.accepted").await?, 0, "an unfinished body is not accepted");
+    assert_eq!(stack.counter(GrpcLimits::Accepted).await?, 0, "an unfinished body is not accepted");
     let mut client = client_for(stack.envoy.listener).await?;
     assert_eq!(client.classify(&client::generated(3)).await?.len(), 3);
-    assert_eq!(stack.counter("grpc_limits.accepted").await?, 1);
+    assert_eq!(stack.counter(GrpcLimits::Accepted).await?, 1);
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wasmgate_e2e::clients;
+use wasmgate_e2e::counters::{BasicAuth, GrpcLimits, RouterRule, UserAllowed};
 use wasmgate_e2e::fixtures::{CANARY_HOST, HOST, PASSWORD, USER};
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::stack::{Filters, FullStack};
@@ -25,10 +26,10 @@ async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers
     assert_eq!((stable.infer_ok, stable.infer_invalid, stable.not_found), (3, 1, 1), "{stable:?}");
     assert_eq!(stack.canary.stats.snapshot().infer_ok, 0);
     // The script made 11 calls, each with credentials; grpc-limits passed every one of them.
-    assert_eq!(stack.counter("basic_auth.allowed").await?, 11);
-    assert_eq!(stack.counter("basic_auth.denied.invalid").await?, 0);
-    assert_eq!(stack.counter("grpc_limits.accepted").await?, 11);
-    assert!(stack.counter("grpc_limits.request_bytes").await? > 100_000_000);
+    assert_eq!(stack.counter(BasicAuth::Allowed).await?, 11);
+    assert_eq!(stack.counter(BasicAuth::DeniedInvalid).await?, 0);
+    assert_eq!(stack.counter(GrpcLimits::Accepted).await?, 11);
+    assert!(stack.counter(GrpcLimits::RequestBytes).await? > 100_000_000);
     Ok(())
 }
 
@@ -46,8 +47,8 @@ async fn tensorflow_serving_client_through_the_gateway_gets_the_same_answers(fil
     let stable = stack.stable.stats.snapshot();
     assert_eq!((stable.infer_ok, stable.infer_invalid, stable.not_found), (8, 4, 2), "{stable:?}");
     assert_eq!(stack.canary.stats.snapshot().infer_ok, 0);
-    assert_eq!(stack.counter("basic_auth.denied.invalid").await?, 1);
-    assert_eq!(stack.counter("grpc_limits.refused.message_bytes").await?, 1);
+    assert_eq!(stack.counter(BasicAuth::DeniedInvalid).await?, 1);
+    assert_eq!(stack.counter(GrpcLimits::RefusedMessageBytes).await?, 1);
     Ok(())
 }
 
@@ -103,7 +104,7 @@ async fn the_model_server_logs_the_user_the_gateway_authenticated(filters: Filte
     assert_eq!(line["fields"]["message"], "ModelInfer", "{line}");
     assert_eq!(line["span"]["user"], USER, "{line}");
     assert_eq!(line["span"]["method"], "/inference.GRPCInferenceService/ModelInfer");
-    assert_eq!(stack.counter(&format!("basic_auth.user.{USER}.allowed")).await?, 1);
+    assert_eq!(stack.counter(UserAllowed(USER)).await?, 1);
     Ok(())
 }
 
@@ -117,8 +118,8 @@ async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model(fil
     }
     let mut client = stack.target(CANARY_HOST, None).connect().await?;
     assert_eq!(client.infer(images.request()).await.unwrap_err().code(), Code::Unauthenticated, "canary host too");
-    assert_eq!(stack.counter("basic_auth.denied.invalid").await?, 2);
-    assert_eq!(stack.counter("basic_auth.denied.missing").await?, 2);
+    assert_eq!(stack.counter(BasicAuth::DeniedInvalid).await?, 2);
+    assert_eq!(stack.counter(BasicAuth::DeniedMissing).await?, 2);
     assert_eq!(stack.stable.stats.snapshot(), Default::default());
     assert_eq!(stack.canary.stats.snapshot(), Default::default());
     Ok(())
@@ -131,7 +132,7 @@ async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it
     let status = client.infer(client::fp32_zeros(too_big)).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
     assert_eq!(stack.stable.stats.snapshot(), Default::default(), "the model server got nothing");
-    assert_eq!(stack.counter("grpc_limits.refused.message_bytes").await?, 1);
+    assert_eq!(stack.counter(GrpcLimits::RefusedMessageBytes).await?, 1);
 
     // The same connection still works for a request within the limits.
     let probabilities = client.classify(&client::generated(3)).await?;
@@ -158,8 +159,8 @@ async fn the_canary_host_and_the_canary_header_reach_the_second_server(filters: 
 
     assert_eq!(stack.canary.stats.snapshot().infer_ok, 2, "canary host + canary header");
     assert_eq!(stack.stable.stats.snapshot().infer_ok, 1);
-    assert_eq!(stack.counter("host_router.rules.canary-host").await?, 1);
-    assert_eq!(stack.counter("host_router.rules.canary-version").await?, 1);
+    assert_eq!(stack.counter(RouterRule("canary-host")).await?, 1);
+    assert_eq!(stack.counter(RouterRule("canary-version")).await?, 1);
     Ok(())
 }
 
@@ -171,8 +172,8 @@ async fn grpc_health_through_the_gateway_needs_no_credentials(filters: Filters) 
         let response = health.check(HealthCheckRequest { service: service.into() }).await?.into_inner();
         assert_eq!(response.status(), ServingStatus::Serving, "{service:?}");
     }
-    assert_eq!(stack.counter("basic_auth.exempt").await?, 2);
-    assert_eq!(stack.counter("basic_auth.denied.missing").await?, 0);
+    assert_eq!(stack.counter(BasicAuth::Exempt).await?, 2);
+    assert_eq!(stack.counter(BasicAuth::DeniedMissing).await?, 0);
     Ok(())
 }
 

@@ -1,17 +1,28 @@
 //! grpc-limits through a real Envoy (V8), chained after basic-auth as the committed CRs order them.
+//!
+//! Attacks found in the shipped configuration are here too, each as the scenario that proves it closed; those run
+//! with the three plugin filters and with the suite (`for_both_layouts!`).
 
 use anyhow::{Result, anyhow};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use prost::Message;
+use serde_json::json;
 use sha2::{Digest, Sha256};
 use tonic::Code;
+use wasmgate_e2e::counters::GrpcLimits;
 use wasmgate_e2e::fixtures::{HOST, INFER, METADATA, authorization};
+use wasmgate_e2e::fixtures::{PASSWORD, USER, cross_site_forms};
+use wasmgate_e2e::grpc::infer_body;
 use wasmgate_e2e::grpc::{channel, frame, raw_unary};
+use wasmgate_e2e::http2::H2Request;
 use wasmgate_e2e::istio::load_wasm_plugins;
 use wasmgate_e2e::plugin_gateway::PluginGateway;
 use wasmgate_e2e::stack::Filters;
+use wasmgate_e2e::stack::FullStack;
 use wasmgate_e2e::{Gateway, RawRequest, workspace};
+use wasmgate_inference::client;
 
 const MI: usize = 1 << 20;
 
@@ -61,16 +72,16 @@ async fn a_100_mb_message_passes_intact_and_130_mib_is_refused() -> Result<()> {
     assert_eq!(String::from_utf8_lossy(&reply), framed_sha256(&big), "checksum at the upstream");
     let seen = s.upstream().requests();
     assert_eq!((seen.len(), seen[0].body_len, seen[0].complete), (1, 100_000_005, true));
-    assert_eq!(s.counter("grpc_limits.accepted").await?, 1);
-    assert_eq!(s.counter("grpc_limits.messages").await?, 1);
-    assert_eq!(s.counter("grpc_limits.request_bytes").await?, 100_000_005);
+    assert_eq!(s.counter(GrpcLimits::Accepted).await?, 1);
+    assert_eq!(s.counter(GrpcLimits::Messages).await?, 1);
+    assert_eq!(s.counter(GrpcLimits::RequestBytes).await?, 100_000_005);
     drop(big);
 
     let too_big = payload(130 * MI);
     let err = call(&s, HOST, INFER, too_big, true).await.expect_err("130 MiB must be refused");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("received message larger than max (136314880 vs. 134217728)"), "{err:?}");
-    assert_eq!(s.counter("grpc_limits.refused.message_bytes").await?, 1);
+    assert_eq!(s.counter(GrpcLimits::RefusedMessageBytes).await?, 1);
     // Refused at the prefix: whatever reached the upstream before the reset is a fraction of the message.
     for r in s.upstream().requests().iter().skip(1) {
         assert!(!r.complete && r.body_len < 64 * MI as u64, "{} bytes reached the upstream", r.body_len);
@@ -92,8 +103,8 @@ async fn limits_differ_per_method_and_per_host() -> Result<()> {
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(call(&s, HOST, METADATA, payload(MI), true).await.is_ok());
     assert!(call(&s, "canary.example.com", INFER, payload(4 * MI - 5), false).await.is_ok(), "exactly at the limit");
-    assert_eq!(s.counter("grpc_limits.refused.message_bytes").await?, 2);
-    assert_eq!(s.counter("grpc_limits.accepted").await?, 3);
+    assert_eq!(s.counter(GrpcLimits::RefusedMessageBytes).await?, 2);
+    assert_eq!(s.counter(GrpcLimits::Accepted).await?, 3);
     Ok(())
 }
 
@@ -107,11 +118,11 @@ async fn plain_http_gets_413_with_and_without_content_length() -> Result<()> {
     assert_eq!(declared.status, 413, "{}", declared.text());
     assert!(declared.text().contains("over the limit of 4Mi (rule default)"), "{}", declared.text());
     assert_eq!(s.upstream().count(), 0, "refused at the headers, before any body moved");
-    assert_eq!(s.counter("grpc_limits.refused.content_length").await?, 1);
+    assert_eq!(s.counter(GrpcLimits::RefusedContentLength).await?, 1);
 
     let chunked = post().body(body).chunked(64 * 1024).send(s.envoy.listener).await?;
     assert_eq!(chunked.status, 413, "{}", chunked.text());
-    assert_eq!(s.counter("grpc_limits.refused.request_bytes").await?, 1);
+    assert_eq!(s.counter(GrpcLimits::RefusedRequestBytes).await?, 1);
     assert!(s.upstream().requests().iter().all(|r| !r.complete), "the chunked body never arrived whole");
 
     let small = post().body(vec![b'x'; 1000]).send(s.envoy.listener).await?;
@@ -129,8 +140,8 @@ async fn basic_auth_runs_first() -> Result<()> {
     // grpc-limits never counts it.
     let err = call(&s, HOST, METADATA, payload(5 * MI), false).await.expect_err("refused");
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
-    assert_eq!(s.counter("grpc_limits.refused.message_bytes").await?, 0);
-    assert_eq!(s.counter("grpc_limits.accepted").await?, 0);
+    assert_eq!(s.counter(GrpcLimits::RefusedMessageBytes).await?, 0);
+    assert_eq!(s.counter(GrpcLimits::Accepted).await?, 0);
     assert_eq!(s.upstream().count(), 0);
     Ok(())
 }
@@ -152,7 +163,7 @@ async fn responses_over_their_limit_are_not_delivered() -> Result<()> {
     // The gRPC sink's reply (69 bytes, no content-length) is cut when its body goes over the limit.
     let err = call(&s, "small.example.com", INFER, payload(10), false).await.expect_err("reply over the limit");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
-    assert_eq!(s.counter("grpc_limits.refused.response_bytes").await?, 2);
+    assert_eq!(s.counter(GrpcLimits::RefusedResponseBytes).await?, 2);
     Ok(())
 }
 
@@ -211,7 +222,7 @@ async fn only_the_suite_image_that_sees_responses_takes_a_response_limit() -> Re
     assert_eq!(r.status, 502, "{}", r.text());
     assert!(r.text().contains("response body is over the limit of 50 bytes"), "{}", r.text());
     assert_eq!(RawRequest::get("/").host("big.example.com").send(s.envoy.listener).await?.status, 200);
-    assert_eq!(s.counter("grpc_limits.refused.response_bytes").await?, 1);
+    assert_eq!(s.counter(GrpcLimits::RefusedResponseBytes).await?, 1);
     Ok(())
 }
 
@@ -243,7 +254,7 @@ async fn grpc_web_is_limited_like_grpc() -> Result<()> {
     let seen = s.upstream().requests();
     assert_eq!((seen.len(), seen[0].body_len), (1, text.len() as u64));
     // Read as frames, those base64 characters would announce ~1 GiB ("AgQA" is 0x41675141): never how it is read.
-    assert_eq!(s.counter("grpc_limits.refused.message_bytes").await?, 1);
+    assert_eq!(s.counter(GrpcLimits::RefusedMessageBytes).await?, 1);
     Ok(())
 }
 
@@ -282,8 +293,7 @@ async fn text_spellings_the_server_reads_as_binary_are_limited_as_binary() -> Re
     }
     // Envoy joins the last pair into `text/plain,application/grpc-web-text`: no gRPC client at all, refused for
     // its content type before any of its body is read.
-    let refused =
-        s.counter("grpc_limits.refused.message_bytes").await? + s.counter("grpc_limits.refused.content_type").await?;
+    let refused = s.counter(GrpcLimits::RefusedMessageBytes).await? + s.counter(GrpcLimits::RefusedContentType).await?;
     assert_eq!(refused, spellings.len() as u64);
     Ok(())
 }
@@ -311,8 +321,87 @@ async fn malformed_grpc_bodies_never_break_the_vm() -> Result<()> {
         assert_eq!(r.header("grpc-status"), grpc_status, "{what}");
         assert_eq!(r.header("x-upstream").is_some(), grpc_status.is_none(), "{what}");
     }
-    assert_eq!(s.counter("grpc_limits.truncated").await?, 2);
-    assert_eq!(s.counter("grpc_limits.refused.message_bytes").await?, 1);
+    assert_eq!(s.counter(GrpcLimits::Truncated).await?, 2);
+    assert_eq!(s.counter(GrpcLimits::RefusedMessageBytes).await?, 1);
     assert!(call(&s, HOST, INFER, payload(1000), true).await.is_ok(), "the VM is still serving");
     Ok(())
 }
+
+// CSRF: a browser sends a signed-in user's cached Basic credentials with a form that another site's page
+// auto-submits (`enctype=text/plain`, urlencoded, multipart: no preflight), and tonic decoded the body, built to
+// survive form encoding, as ModelInfer. No request a browser sends cross-site without asking reaches a gRPC method:
+// the plugins refuse it on the model hosts, and the model server refuses it itself.
+
+async fn a_cross_site_form_never_reaches_a_grpc_method(filters: Filters) -> Result<()> {
+    let stack = FullStack::start_with(filters.overlay()).await?;
+    let body = infer_body(1);
+    let paths = [INFER, "/inference.GRPCInferenceService/ServerReady", "/tensorflow.serving.PredictionService/Predict"];
+    for path in paths {
+        for (what, content_type) in cross_site_forms() {
+            let mut form = RawRequest::new("POST", path)
+                .host(HOST)
+                .basic_auth(USER, PASSWORD)
+                .header("origin", "https://evil.example")
+                .header("sec-fetch-site", "cross-site");
+            if let Some(content_type) = content_type {
+                form = form.header("content-type", content_type);
+            }
+            let r = form.body(body.clone()).send(stack.envoy.listener).await?;
+            assert_eq!(r.status, 415, "{path} {what}: {:?}", r.text());
+        }
+    }
+    assert_eq!(stack.stable.stats.snapshot(), Default::default(), "nothing reached a model");
+    assert_eq!(stack.counter(GrpcLimits::RefusedContentType).await?, 3 * cross_site_forms().len() as u64);
+    // The signed-in page's own calls (gRPC-Web, same origin) still work.
+    let page = RawRequest::new("POST", "/inference.GRPCInferenceService/ServerReady")
+        .host(HOST)
+        .basic_auth(USER, PASSWORD)
+        .header("content-type", "application/grpc-web+proto")
+        .header("sec-fetch-site", "same-origin")
+        .body(frame(&[]))
+        .send(stack.envoy.listener)
+        .await?;
+    // gRPC-Web's answer: the message (`ready: true`), then its trailers in a frame of their own.
+    assert_eq!(page.status, 200, "{page:?}");
+    assert!(page.body.starts_with(&[0, 0, 0, 0, 2, 8, 1]) && page.text().contains("grpc-status:0"), "{page:?}");
+    Ok(())
+}
+
+// A 1.5 MiB message over a 1 MiB message limit reached ModelInfer when sent as text/plain, with no
+// content-type, as application/octet-stream, or with two content-type headers; tonic decoded it.
+
+async fn the_message_limit_holds_whatever_the_content_type(filters: Filters) -> Result<()> {
+    let sections = json!({"grpc_limits": {"default": {"max_request_bytes": "4Mi", "max_message_bytes": "4Mi"},
+        "rules": [{"name": "model-infer", "hosts": [HOST], "grpc_method": "inference.GRPCInferenceService/ModelInfer",
+                   "max_request_bytes": "4Mi", "max_message_bytes": "1Mi"}]}});
+    let stack = FullStack::start_overriding(filters.overlay(), &sections).await?;
+    let body = frame(&client::fp32_zeros(32).encode_to_vec());
+    assert!(body.len() > 1_500_000);
+    let types: [&[&str]; 4] =
+        [&["text/plain"], &[], &["application/octet-stream"], &["text/plain", "application/grpc"]];
+    for content_types in types {
+        let mut h1 = RawRequest::new("POST", INFER).host(HOST).basic_auth(USER, PASSWORD).header("te", "trailers");
+        let mut h2 = H2Request::new("POST", INFER, HOST).basic_auth(USER, PASSWORD).header("te", "trailers");
+        for content_type in content_types {
+            h1 = h1.header("content-type", content_type);
+            h2 = h2.header("content-type", content_type);
+        }
+        // Not gRPC at all: refused for its content type (415). Said to be gRPC by one of two: held to the limit.
+        let refused = |status: u16, grpc_status: Option<u32>| matches!(status, 413 | 415) || grpc_status == Some(8);
+        let r = h1.body(body.clone()).send(stack.envoy.listener).await?;
+        let grpc_status = r.header("grpc-status").and_then(|s| s.parse().ok());
+        assert!(refused(r.status, grpc_status), "HTTP/1.1 {content_types:?}: {} {:?}", r.status, r.headers);
+        let r = h2.body(body.clone()).send(stack.envoy.listener).await?;
+        assert!(refused(r.status, r.grpc_status()), "HTTP/2 {content_types:?}: {r:?}");
+    }
+    assert_eq!(stack.stable.stats.snapshot(), Default::default(), "the model server decoded nothing");
+    let content_type = stack.counter(GrpcLimits::RefusedContentType).await?;
+    let message_bytes = stack.counter(GrpcLimits::RefusedMessageBytes).await?;
+    assert_eq!((content_type + message_bytes, content_type >= 6), (8, true), "{content_type} + {message_bytes}");
+    Ok(())
+}
+
+wasmgate_e2e::for_both_layouts!(
+    a_cross_site_form_never_reaches_a_grpc_method,
+    the_message_limit_holds_whatever_the_content_type,
+);

@@ -1,11 +1,16 @@
 //! The model server driven by real clients: NVIDIA's tritonclient, grpcio reflection and health clients, and the
 //! crate's own tonic client.
+//!
+//! Also the model server's own refusals that the gateway's attacks showed it needs (only POST, only gRPC from its own site).
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 use std::sync::atomic::Ordering;
 use tonic::Code;
 use wasmgate_e2e::clients;
+use wasmgate_e2e::fixtures::{INFER, cross_site_forms};
+use wasmgate_e2e::grpc::infer_body;
+use wasmgate_e2e::http2::H2Request;
 use wasmgate_e2e::model_server::ModelServer;
 use wasmgate_inference::client::{self, Api, Images, Target};
 use wasmgate_inference::data;
@@ -217,5 +222,54 @@ async fn the_server_serves_its_page_and_answers_grpc_web_over_http1() -> Result<
 
     let get = RawRequest::get("/inference.GRPCInferenceService/ModelInfer").host("models").send(server.addr).await?;
     assert_eq!((get.status, get.header("allow")), (405, Some("POST")));
+    Ok(())
+}
+
+/// The model server on its own, without a gateway in front: gRPC is POST only.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_model_server_answers_only_post() -> Result<()> {
+    let server = wasmgate_e2e::model_server::ModelServer::start().await?;
+    let body = infer_body(1);
+    for method in ["OPTIONS", "post", "GET", "FOO"] {
+        let r = H2Request::new(method, INFER, "models")
+            .header("content-type", "application/grpc")
+            .body(body.clone())
+            .send(server.addr)
+            .await?;
+        assert_eq!((r.status, r.grpc_status()), (405, Some(12)), "{method}: {r:?}");
+        assert_eq!(r.header("allow"), Some("POST"));
+    }
+    let ok = H2Request::new("POST", INFER, "models")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(body)
+        .send(server.addr)
+        .await?;
+    assert_eq!((ok.status, ok.grpc_status()), (200, Some(0)), "{ok:?}");
+    assert_eq!(server.stats.snapshot().infer_ok, 1);
+    Ok(())
+}
+
+/// The model server on its own refuses what is not gRPC, and a browser's cross-site call even in gRPC-Web.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_model_server_takes_only_grpc_from_its_own_site() -> Result<()> {
+    let server = wasmgate_e2e::model_server::ModelServer::start().await?;
+    let body = infer_body(1);
+    for (what, content_type) in cross_site_forms() {
+        let mut form = H2Request::new("POST", INFER, "models");
+        if let Some(content_type) = content_type {
+            form = form.header("content-type", content_type);
+        }
+        let r = form.body(body.clone()).send(server.addr).await?;
+        assert_eq!((r.status, r.grpc_status()), (415, Some(3)), "{what}: {r:?}");
+    }
+    let cross_site = H2Request::new("POST", INFER, "models")
+        .header("content-type", "application/grpc-web+proto")
+        .header("sec-fetch-site", "cross-site")
+        .body(body)
+        .send(server.addr)
+        .await?;
+    assert_eq!((cross_site.status, cross_site.grpc_status()), (403, Some(7)), "{cross_site:?}");
+    assert_eq!(server.stats.snapshot(), Default::default());
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use wasmgate_e2e::RawRequest;
 use wasmgate_e2e::browser::{self, PageCheck};
 use wasmgate_e2e::clients;
+use wasmgate_e2e::counters::{BasicAuth, GrpcLimits, PluginCounter};
 use wasmgate_e2e::deployment_checks;
 use wasmgate_e2e::fixtures::{CANARY_HOST, HOST, PASSWORD, USER};
 use wasmgate_e2e::kind::{self, Cluster, GATEWAY_NAMESPACE, MODEL_NAMESPACE, OnDrop, eventually};
@@ -73,17 +74,16 @@ fn stable_requests(cluster: &Cluster) -> Result<u64> {
         .sum())
 }
 
-fn metric(cluster: &Cluster, counter: &str) -> Result<f64> {
-    // Istio's tag extraction turns `wasmcustom.wasmgate.<plugin>.<name>` into `wasmgate_<plugin>_<name>`.
-    cluster.gateway_metric(&format!("wasmgate_{counter}"))
+fn metric(cluster: &Cluster, counter: impl PluginCounter) -> Result<f64> {
+    cluster.gateway_metric(&counter.prometheus())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the kind cluster: make e2e-kind"]
 async fn real_clients_through_the_clusters_gateway() -> Result<()> {
     let (cluster, certs) = deployed().await?;
-    let allowed = metric(&cluster, "basic_auth_allowed")?;
-    let refused_too_big = metric(&cluster, "grpc_limits_refused_message_bytes")?;
+    let allowed = metric(&cluster, BasicAuth::Allowed)?;
+    let refused_too_big = metric(&cluster, GrpcLimits::RefusedMessageBytes)?;
 
     // tritonclient (its 100 MB batch accepted), the gateway's own answers (130 MiB refused), HTTP/1.1.
     deployment_checks::over_tls(kind::HTTPS, certs).await?;
@@ -96,9 +96,9 @@ async fn real_clients_through_the_clusters_gateway() -> Result<()> {
     anyhow::ensure!(summary["wrong_password"].is_string() && summary["too_big"].is_string(), "{summary}");
 
     // The plugins counted it on the gateway pod's merged Prometheus endpoint.
-    assert!(metric(&cluster, "basic_auth_allowed")? >= allowed + 20.0);
-    assert!(metric(&cluster, "grpc_limits_refused_message_bytes")? >= refused_too_big + 2.0);
-    assert!(metric(&cluster, "grpc_limits_request_bytes")? > 200_000_000.0);
+    assert!(metric(&cluster, BasicAuth::Allowed)? >= allowed + 20.0);
+    assert!(metric(&cluster, GrpcLimits::RefusedMessageBytes)? >= refused_too_big + 2.0);
+    assert!(metric(&cluster, GrpcLimits::RequestBytes)? > 200_000_000.0);
     Ok(())
 }
 
@@ -342,13 +342,13 @@ async fn a_person_uses_the_web_page_through_the_cluster() -> Result<()> {
         "screenshot": null,
     }))?;
     assert_eq!(check.until_waiting().await?.as_deref(), Some("cross-site attack"), "{:?}", check.steps);
-    let refused = metric(&cluster, "grpc_limits_refused_content_type")?;
+    let refused = metric(&cluster, GrpcLimits::RefusedContentType)?;
     check.resume().await?;
     assert_eq!(check.until_waiting().await?.as_deref(), Some("cross-site attack done"), "{:?}", check.steps);
     // The other site's three forms went with the person's credentials and were refused as not gRPC; its fetch
     // went without them and was refused by basic-auth.
     assert_eq!(browser::cross_site_statuses(&check.steps)?, [415, 415, 415, 401], "{:?}", check.steps);
-    assert_eq!(metric(&cluster, "grpc_limits_refused_content_type")? - refused, 3.0);
+    assert_eq!(metric(&cluster, GrpcLimits::RefusedContentType)? - refused, 3.0);
     check.resume().await?;
 
     // The model server down: its Deployment scaled to nothing, then back as the manifests have it.

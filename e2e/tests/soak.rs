@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tonic::Code;
 use wasmgate_e2e::bench::{env_or, proc_status_bytes};
+use wasmgate_e2e::counters::{BasicAuth, GrpcLimits, RouterRule};
 use wasmgate_e2e::fixtures::{CANARY_HOST, HOST, PASSWORD, USER};
 use wasmgate_e2e::stack::FullStack;
 use wasmgate_inference::client::{self, Client, Images};
@@ -71,12 +72,12 @@ async fn mixed_traffic_for_a_while_answers_right_and_leaks_nothing() -> Result<(
 
     // Counters add up exactly.
     let allowed = total.authorised + total.large + total.routed;
-    assert_eq!(stack.counter("basic_auth.allowed").await?, allowed);
-    assert_eq!(stack.counter("basic_auth.denied.invalid").await?, total.denied);
-    assert_eq!(stack.counter("basic_auth.denied.locked").await?, total.locked);
+    assert_eq!(stack.counter(BasicAuth::Allowed).await?, allowed);
+    assert_eq!(stack.counter(BasicAuth::DeniedInvalid).await?, total.denied);
+    assert_eq!(stack.counter(BasicAuth::DeniedLocked).await?, total.locked);
     assert!(total.denied <= 4 * 5, "each guesser is locked after 5 wrong passwords: {total:?}");
-    assert_eq!(stack.counter("grpc_limits.accepted").await?, allowed);
-    assert_eq!(stack.counter("host_router.rules.canary-host").await?, total.routed);
+    assert_eq!(stack.counter(GrpcLimits::Accepted).await?, allowed);
+    assert_eq!(stack.counter(RouterRule("canary-host")).await?, total.routed);
     assert_eq!(stack.stable.stats.snapshot().infer_ok, total.authorised + total.large);
     assert_eq!(stack.canary.stats.snapshot().infer_ok, total.routed);
     // Memory stays flat. The heap in use (Envoy's allocator, quiescent) is what a leak per request would grow;

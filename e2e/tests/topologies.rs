@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use std::net::IpAddr;
+use wasmgate_e2e::counters::BasicAuth;
 use wasmgate_e2e::fixtures::{HOST, PASSWORD, USER};
 use wasmgate_e2e::stack::{FullStack, roomy_bcrypt_budget};
 use wasmgate_e2e::{RawRequest, deployment_checks, workspace};
@@ -43,7 +44,7 @@ async fn behind_the_nlb_wrong_passwords_lock_out_only_the_client_that_sent_them(
     assert!(!matches!(signed_in.status, 401 | 429), "{} {:?}", signed_in.status, signed_in.headers);
     let over_tls = attempt(other, USER, PASSWORD).send_tls(nlb.https, HOST, &stack.certificates.ca_pem).await?;
     assert!(!matches!(over_tls.status, 401 | 429), "{} {:?}", over_tls.status, over_tls.headers);
-    assert_eq!(stack.counter("basic_auth.denied.locked").await?, 1);
+    assert_eq!(stack.counter(BasicAuth::DeniedLocked).await?, 1);
     // The gateway takes nothing that does not start with the header: a client cannot skip the NLB and name
     // itself, and the listener is not left open to connections without it.
     let direct =

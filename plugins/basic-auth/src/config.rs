@@ -262,7 +262,7 @@ fn check_counter_names(users: &[String]) -> Result<(), ConfigError> {
 
 /// A user's part of a stat name: letters, digits, `-`, `_` and `@` kept, anything else (`.` included, which
 /// separates a stat name's parts) as `_`.
-pub(crate) fn counter_name(user: &str) -> String {
+pub fn counter_name(user: &str) -> String {
     user.chars().map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '@') { c } else { '_' }).collect()
 }
 
