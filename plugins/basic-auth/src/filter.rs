@@ -19,12 +19,14 @@ impl Shell for BasicAuth {
         fixed.chain(users.map(|u| format!("user.{}.allowed", counter_name(u)))).collect()
     }
 
-    fn filter(state: Rc<Loaded<Authenticator>>) -> Box<dyn StreamFilter> {
-        Box::new(Filter { state })
+    type Filter = Filter;
+
+    fn filter(state: Rc<Loaded<Authenticator>>) -> Filter {
+        Filter { state }
     }
 }
 
-struct Filter {
+pub struct Filter {
     state: Rc<Loaded<Authenticator>>,
 }
 
@@ -150,7 +152,7 @@ mod tests {
     const CONFIG: &str = r#"{"basic_auth_rules": [{"prefix": "/", "request_methods": ["*"],
         "credentials": ["alice:s3cret"]}], "forward_user_header": "x-wasmgate-user"}"#;
 
-    fn filter() -> (Rc<Loaded<Authenticator>>, Box<dyn StreamFilter>) {
+    fn filter() -> (Rc<Loaded<Authenticator>>, Filter) {
         let state = Rc::new(Loaded::new::<BasicAuth>(BasicAuth::parse(CONFIG.as_bytes()).unwrap()));
         (state.clone(), BasicAuth::filter(state))
     }

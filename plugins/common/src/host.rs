@@ -316,9 +316,25 @@ impl Host for Proxy {
     }
 }
 
-/// A [`StreamFilter`] driven by the proxy's callbacks, through [`Proxy`]. The request headers are fetched at most
-/// once per callback, however many parts the filter runs.
-pub struct InProxy(pub Box<dyn StreamFilter>);
+/// A [`StreamFilter`] driven by the proxy's callbacks, through [`Proxy`].
+pub struct InProxy<F> {
+    filter: F,
+    /// Whether the filter runs several parts (the suite's), which then share one fetch of the request headers
+    /// per callback.
+    parts: bool,
+}
+
+impl<F: StreamFilter> InProxy<F> {
+    /// One plugin's filter.
+    pub fn new(filter: F) -> Self {
+        Self { filter, parts: false }
+    }
+
+    /// A filter that runs several plugins' filters in turn.
+    pub fn of_parts(filter: F) -> Self {
+        Self { filter, parts: true }
+    }
+}
 
 fn action(flow: Flow) -> Action {
     match flow {
@@ -327,27 +343,31 @@ fn action(flow: Flow) -> Action {
     }
 }
 
-impl Context for InProxy {}
+impl<F> Context for InProxy<F> {}
 
-impl HttpContext for InProxy {
+impl<F: StreamFilter> HttpContext for InProxy<F> {
     fn on_http_request_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        action(sharing_request_headers(|| self.0.on_request_headers(&Proxy, end_of_stream)))
+        let filter = &mut self.filter;
+        match self.parts {
+            true => action(sharing_request_headers(|| filter.on_request_headers(&Proxy, end_of_stream))),
+            false => action(filter.on_request_headers(&Proxy, end_of_stream)),
+        }
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_request_body(&Proxy, body_size, end_of_stream))
+        action(self.filter.on_request_body(&Proxy, body_size, end_of_stream))
     }
 
     fn on_http_request_trailers(&mut self, _trailers: usize) -> Action {
-        action(self.0.on_request_trailers(&Proxy))
+        action(self.filter.on_request_trailers(&Proxy))
     }
 
     fn on_http_response_headers(&mut self, _headers: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_response_headers(&Proxy, end_of_stream))
+        action(self.filter.on_response_headers(&Proxy, end_of_stream))
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        action(self.0.on_response_body(&Proxy, body_size, end_of_stream))
+        action(self.filter.on_response_body(&Proxy, body_size, end_of_stream))
     }
 }
 
@@ -379,7 +399,7 @@ impl<P: Shell> Active for Running<P> {
     }
 
     fn filter(&self) -> Box<dyn StreamFilter> {
-        P::filter(self.state.clone())
+        Box::new(P::filter(self.state.clone()))
     }
 }
 
@@ -420,7 +440,8 @@ impl<P: Shell> RootContext for PluginRoot<P> {
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        self.running.as_ref().map(|running| Box::new(InProxy(running.filter())) as Box<dyn HttpContext>)
+        let running = self.running.as_ref()?;
+        Some(Box::new(InProxy::new(P::filter(running.state.clone()))))
     }
 
     fn get_type(&self) -> Option<ContextType> {

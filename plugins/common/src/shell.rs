@@ -81,7 +81,10 @@ pub trait StreamFilter {
 pub trait Shell: PluginConfig {
     /// The plugin's counters, in index order; `host_error` is added after them.
     fn counters(config: &Self::Config) -> Vec<String>;
-    fn filter(state: Rc<Loaded<Self::Config>>) -> Box<dyn StreamFilter>;
+    /// The filter for one request: a type of its own, so that the proxy's request context holds it without a
+    /// second allocation.
+    type Filter: StreamFilter + 'static;
+    fn filter(state: Rc<Loaded<Self::Config>>) -> Self::Filter;
 }
 
 /// A configured plugin, shared by its requests.

@@ -21,8 +21,10 @@ impl Shell for GrpcLimits {
         Counter::NAMES.iter().map(|c| c.to_string()).collect()
     }
 
-    fn filter(state: Rc<Loaded<Config>>) -> Box<dyn StreamFilter> {
-        Box::new(Filter { state, stream: None })
+    type Filter = Filter;
+
+    fn filter(state: Rc<Loaded<Config>>) -> Filter {
+        Filter { state, stream: None }
     }
 }
 
@@ -31,7 +33,9 @@ impl Shell for GrpcLimitsRequests {
         GrpcLimits::counters(config)
     }
 
-    fn filter(state: Rc<Loaded<Config>>) -> Box<dyn StreamFilter> {
+    type Filter = Filter;
+
+    fn filter(state: Rc<Loaded<Config>>) -> Filter {
         GrpcLimits::filter(state)
     }
 }
@@ -45,7 +49,7 @@ struct Stream {
     finished: bool,
 }
 
-struct Filter {
+pub struct Filter {
     state: Rc<Loaded<Config>>,
     stream: Option<Stream>,
 }
@@ -189,7 +193,7 @@ mod tests {
     const CONFIG: &str =
         r#"{"default": {"max_request_bytes": 100, "max_message_bytes": 10, "max_response_bytes": 50}}"#;
 
-    fn filter() -> (Rc<Loaded<Config>>, Box<dyn StreamFilter>) {
+    fn filter() -> (Rc<Loaded<Config>>, Filter) {
         let state = Rc::new(Loaded::new::<GrpcLimits>(GrpcLimits::parse(CONFIG.as_bytes()).unwrap()));
         (state.clone(), GrpcLimits::filter(state))
     }
@@ -219,8 +223,8 @@ mod tests {
         body.extend_from_slice(b"abc");
         body.extend_from_slice(&prefix(11));
         // The second prefix is split over two chunks: nothing is decided until its last byte arrives.
-        assert_eq!(host.send_body(filter.as_mut(), &body[..8], false), Flow::Continue);
-        assert_eq!(host.send_body(filter.as_mut(), &body[8..], false), Flow::Pause);
+        assert_eq!(host.send_body(&mut filter, &body[..8], false), Flow::Continue);
+        assert_eq!(host.send_body(&mut filter, &body[8..], false), Flow::Pause);
         let (reply, details) = host.reply().unwrap();
         assert_eq!(
             (reply.grpc_status, details.as_str()),
@@ -230,7 +234,7 @@ mod tests {
         assert_eq!(state.counters.get(Counter::RequestBytes.index()), body.len() as u64);
         // Later chunks are neither read nor answered again.
         host.fail("request_body");
-        assert_eq!(host.send_body(filter.as_mut(), b"more", true), Flow::Continue);
+        assert_eq!(host.send_body(&mut filter, b"more", true), Flow::Continue);
     }
 
     #[test]
@@ -254,7 +258,7 @@ mod tests {
         let host = grpc_call();
         filter.on_request_headers(&host, false);
         host.fail("request_body");
-        assert_eq!(host.send_body(filter.as_mut(), &prefix(1), false), Flow::Pause);
+        assert_eq!(host.send_body(&mut filter, &prefix(1), false), Flow::Pause);
         let (reply, details) = host.reply().unwrap();
         assert_eq!(
             (reply.grpc_status, details.as_str()),

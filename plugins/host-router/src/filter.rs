@@ -17,15 +17,17 @@ impl Shell for HostRouter {
         names
     }
 
-    fn filter(state: Rc<Loaded<Config>>) -> Box<dyn StreamFilter> {
-        Box::new(Filter { state })
+    type Filter = Filter;
+
+    fn filter(state: Rc<Loaded<Config>>) -> Filter {
+        Filter { state }
     }
 }
 
 /// After the per-rule counters: requests refused because their host or path reads more than one way.
 const BAD_REQUEST_COUNTER: &str = "refused.bad_request";
 
-struct Filter {
+pub struct Filter {
     state: Rc<Loaded<Config>>,
 }
 
@@ -130,7 +132,7 @@ mod tests {
         "default": {"name": "stable", "set_headers": {"x-wasmgate-route": "stable"}},
         "gateway_headers": ["x-wasmgate-route"]}"#;
 
-    fn filter() -> (Rc<Loaded<Config>>, Box<dyn StreamFilter>) {
+    fn filter() -> (Rc<Loaded<Config>>, Filter) {
         let state = Rc::new(Loaded::new::<HostRouter>(HostRouter::parse(CONFIG.as_bytes()).unwrap()));
         (state.clone(), HostRouter::filter(state))
     }

@@ -65,7 +65,7 @@ mod tests {
     use wasmgate_common::{Loaded, Shell};
 
     fn part<P: Shell>(config: &str) -> Box<dyn StreamFilter> {
-        P::filter(Rc::new(Loaded::new::<P>(P::parse(config.as_bytes()).unwrap())))
+        Box::new(P::filter(Rc::new(Loaded::new::<P>(P::parse(config.as_bytes()).unwrap()))))
     }
 
     fn chain(responses: bool) -> Chain {

@@ -45,7 +45,7 @@ impl RootContext for SuiteRoot {
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
         let filters = self.parts.iter().map(|part| part.filter()).collect();
-        Some(Box::new(InProxy(Box::new(Chain::new(filters, self.responses)))))
+        Some(Box::new(InProxy::of_parts(Chain::new(filters, self.responses))))
     }
 
     fn get_type(&self) -> Option<ContextType> {
