@@ -21,7 +21,7 @@ pub struct ModelServer {
 impl ModelServer {
     /// With the server's defaults, and the web page as `make web` built it.
     pub async fn start() -> Result<Self> {
-        let web_dir = workspace::root().join(wasmgate_inference::page::DEFAULT_WEB_DIR);
+        let web_dir = workspace::root().join(wasmgate_inference::web::page::DEFAULT_WEB_DIR);
         Self::start_with(ServerOptions { web_dir, ..ServerOptions::default() }).await
     }
 

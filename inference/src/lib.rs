@@ -22,12 +22,10 @@ pub mod client;
 #[cfg(feature = "app")]
 pub mod codec;
 #[cfg(feature = "app")]
-pub mod grpc_only;
-#[cfg(feature = "app")]
-pub mod page;
-#[cfg(feature = "app")]
 pub mod plot;
 #[cfg(feature = "app")]
 pub mod server;
 #[cfg(feature = "app")]
 pub mod train;
+#[cfg(feature = "app")]
+pub mod web;

@@ -78,7 +78,7 @@ enum Command {
         #[arg(long, env = "WASMGATE_USER_HEADER", default_value = server::DEFAULT_USER_HEADER)]
         user_header: String,
         /// The built web page (`make web`), served at `/`.
-        #[arg(long, env = "WASMGATE_WEB_DIR", default_value = wasmgate_inference::page::DEFAULT_WEB_DIR)]
+        #[arg(long, env = "WASMGATE_WEB_DIR", default_value = wasmgate_inference::web::page::DEFAULT_WEB_DIR)]
         web_dir: PathBuf,
         /// The catvnoncat data the page's gallery shows; generated images when absent.
         #[arg(long, env = data::DATA_DIR_ENV, default_value_os_t = data::default_dir())]

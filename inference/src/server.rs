@@ -1,6 +1,6 @@
 //! The server: the Open Inference Protocol v2, TensorFlow Serving's API, `grpc.health.v1` and server reflection
-//! on one port, with a bounded message size, gRPC only (see [`crate::grpc_only`]) and graceful shutdown; gRPC-Web
-//! for browsers and the web page ([`crate::page`]) beside them.
+//! on one port, with a bounded message size, gRPC only (see [`crate::web::grpc_only`]) and graceful shutdown; gRPC-Web
+//! for browsers and the web page ([`crate::web::page`]) beside them.
 
 use crate::echo;
 use crate::http2_settings::Http2Settings;
@@ -39,7 +39,7 @@ impl Default for ServerOptions {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             http2: Http2Settings::DEFAULT,
             user_header: DEFAULT_USER_HEADER.to_owned(),
-            web_dir: PathBuf::from(crate::page::DEFAULT_WEB_DIR),
+            web_dir: PathBuf::from(crate::web::page::DEFAULT_WEB_DIR),
             samples_dir: crate::data::default_dir(),
         }
     }
@@ -88,14 +88,14 @@ pub async fn serve(
     // the browser's own request. Only around the services: tonic-web refuses any other HTTP/1.1 request, and the
     // page is fetched with plain GETs.
     let grpc = tower::ServiceBuilder::new()
-        .layer(crate::grpc_only::GrpcOnlyLayer)
+        .layer(crate::web::grpc_only::GrpcOnlyLayer)
         .layer(tonic_web::GrpcWebLayer::new())
         .map_request(|request: http::Request<tonic::body::Body>| request.map(axum::body::Body::new))
         .map_response(|response: http::Response<axum::body::Body>| response.map(tonic::body::Body::new))
         .service(grpc);
-    let samples = crate::page::Samples::load(&options.samples_dir)?;
+    let samples = crate::web::page::Samples::load(&options.samples_dir)?;
     tracing::info!(source = %samples.source, images = samples.images.len(), "web page gallery");
-    let routes = Routes::from(crate::page::router(&options.web_dir, &samples)?.fallback_service(grpc));
+    let routes = Routes::from(crate::web::page::router(&options.web_dir, &samples)?.fallback_service(grpc));
     let user_header = options.user_header.clone();
     tonic::transport::Server::builder()
         // The page's GETs and browsers without TLS speak HTTP/1.1; gRPC clients and the gateway speak h2.

@@ -9,7 +9,7 @@
 //!   other site's page has any business here: HTTP 403.
 //!
 //! Each refusal carries a gRPC status for clients that read one. The layer wraps the gRPC services only: the web
-//! page beside them ([`crate::page`]) is fetched with GET.
+//! page beside them ([`super::page`]) is fetched with GET.
 
 use http::{Method, Request, Response, StatusCode, header};
 use std::future::Future;
