@@ -8,7 +8,6 @@ the numpy reference's probabilities when the catvnoncat data is present) as DT_U
 password is UNAUTHENTICATED and a 130 MiB Predict RESOURCE_EXHAUSTED. Prints a JSON summary on stdout; exits
 non-zero on the first failed check.
 """
-import argparse
 import base64
 import json
 import os
@@ -29,7 +28,7 @@ from tensorflow_serving.apis import (  # noqa: E402
     prediction_service_pb2_grpc,
 )
 
-from triton_check import load_images  # noqa: E402
+from triton_check import load_images, target_arguments  # noqa: E402
 
 MODEL = "catnet"
 
@@ -107,13 +106,7 @@ def examples(images):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("address", help="host:port of the server or gateway")
-    ap.add_argument("--data", help="catvnoncat folder (test_x.npy, reference_test_probs_2500.npy)")
-    ap.add_argument("--big-bytes", type=int, default=100_000_000, help="size of the large DT_FLOAT Predict")
-    ap.add_argument("--authority", help=":authority to send (the host a gateway routes on)")
-    ap.add_argument("--basic-auth", help="user:password for a gateway that asks for it")
-    ap.add_argument("--tls-ca", help="CA certificate: talk TLS and trust this CA")
+    ap = target_arguments("DT_FLOAT Predict")
     ap.add_argument("--gateway", action="store_true", help="also check the gateway's own refusals")
     a = ap.parse_args()
     client = Client(a.address, a.authority, a.tls_ca, a.basic_auth)

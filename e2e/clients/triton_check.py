@@ -62,15 +62,20 @@ def connect(address, authority=None, tls_ca=None):
                                             channel_args=channel_args or None)
 
 
-def main():
+def target_arguments(big):
+    """The arguments every client check takes: where to call, with what data, through which gateway."""
     ap = argparse.ArgumentParser()
     ap.add_argument("address", help="host:port of the server or gateway")
     ap.add_argument("--data", help="catvnoncat folder (test_x.npy, reference_test_probs_2500.npy)")
-    ap.add_argument("--big-bytes", type=int, default=100_000_000, help="size of the large FP32 batch")
+    ap.add_argument("--big-bytes", type=int, default=100_000_000, help=f"size of the large {big}")
     ap.add_argument("--authority", help=":authority to send (the host a gateway routes on)")
     ap.add_argument("--basic-auth", help="user:password for a gateway that asks for it")
     ap.add_argument("--tls-ca", help="CA certificate: talk TLS (HTTPS) and trust this CA")
-    a = ap.parse_args()
+    return ap
+
+
+def main():
+    a = target_arguments("FP32 batch").parse_args()
     client = connect(a.address, a.authority, a.tls_ca)
     headers = None
     if a.basic_auth:
