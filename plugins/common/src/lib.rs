@@ -1,6 +1,7 @@
 //! What every wasmgate plugin needs, written once: config loading with clear errors, host and path matching,
-//! denial answers that suit HTTP and gRPC clients, and metric naming. Everything here is pure Rust with no host
-//! calls, so it is tested natively; only `host` (compiled for wasm32) talks to the proxy.
+//! denial answers that suit HTTP and gRPC clients, metric naming, and the shape of a plugin's shell ([`shell`]: the
+//! `Host` it asks, with a recording [`fake`] for tests). Everything here is pure Rust with no host calls, so it is
+//! tested natively; only `host` (compiled for wasm32) talks to the proxy.
 
 pub mod config;
 pub mod deny;

@@ -1,5 +1,5 @@
 //! What a plugin is without the proxy: its names and how its `pluginConfig` is parsed and summarised. The wasm
-//! shell (`host::Plugin` builds on it), `wasmgate check` and the fuzz targets all go through this, so a
+//! shell (`Shell` builds on it), `wasmgate check` and the fuzz targets all go through this, so a
 //! plugin is described once.
 
 use crate::ConfigError;
