@@ -92,6 +92,7 @@ istiod:
 
 lint:
 	shellcheck e2e/kind/run.sh e2e/kind/build.sh plugins/prune-exports.sh plugins/images.sh
+	cd tools && ../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 	python3 tools/module_cycles.py $(wildcard plugins/*/src) cli/src e2e/src inference/src
 	@test -z "$$(gofmt -l e2e/istiod e2e/kind)" || { gofmt -l e2e/istiod e2e/kind; echo "gofmt: the files above need formatting"; exit 1; }
 	cd e2e/istiod && go vet ./...

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Fails when two modules of a crate import each other (`crate::a` in b and `crate::b` in a).
+"""Fails when modules of a crate import each other in a circle: `crate::b` in a and `crate::a` in b, or longer
+(a → b → c → a).
 
 Usage: tools/module_cycles.py SRC_DIR...   (each a crate's src/)
 
@@ -58,13 +59,44 @@ def cycles(src):
     edges = {m: {resolve(p) for p in ps} - {None, m} for m, ps in graph.items()}
     # A module may use its own parent's items (`crate::oip` in `oip::tensor`): not a circle.
     edges = {m: {d for d in ds if not m.startswith(d + "::") and not d.startswith(m + "::")} for m, ds in edges.items()}
-    return sorted((a, b) for a in edges for b in edges[a] if a < b and a in edges.get(b, ()))
+    return circles(edges)
+
+
+def circles(edges):
+    """The strongly connected components of more than one module (Tarjan's algorithm), each sorted."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(module):
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for other in sorted(edges.get(module, ())):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in on_stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                other = stack.pop()
+                on_stack.discard(other)
+                component.append(other)
+                if other == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(edges):
+        if module not in index:
+            visit(module)
+    return sorted(found)
 
 
 def main(dirs):
-    found = [(src, a, b) for src in dirs for a, b in cycles(src)]
-    for src, a, b in found:
-        print(f"{src}: `{a}` and `{b}` import each other")
+    found = [(src, circle) for src in dirs for circle in cycles(src)]
+    for src, circle in found:
+        print(f"{src}: these modules import each other in a circle: " + ", ".join(f"`{m}`" for m in circle))
     return 1 if found else 0
 
 
