@@ -17,7 +17,7 @@ DIST := dist/plugins
 WASM_OPT_FLAGS := -O3 --strip-debug --strip-producers --enable-bulk-memory --enable-sign-ext \
 	--enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types --enable-multivalue
 # command:package pairs that `make setup` installs from Debian when the command is missing.
-APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk valgrind:valgrind node:nodejs npm:npm docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client shellcheck:shellcheck chromium:chromium dockerd:docker.io debootstrap:debootstrap
+APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk valgrind:valgrind node:nodejs npm:npm docker-registry:docker-registry skopeo:skopeo kubectl:kubernetes-client shellcheck:shellcheck chromium:chromium dockerd:docker.io debootstrap:debootstrap promtool:prometheus
 # Libraries and data the native crates build against (the model server's BLAS, the training plot's fonts).
 APT_LIBS := libopenblas-dev libfontconfig1-dev pkg-config fonts-dejavu-core
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
@@ -133,6 +133,8 @@ manifests:
 	done
 	$(VENV)/bin/python manifests/validate.py $(addprefix target/manifests/,$(addsuffix .yaml,$(OVERLAYS)))
 	cd manifests && ../$(VENV)/bin/python -m pytest -q
+	@# The alerting and recording rules, on series that raise each alert (and series that must not).
+	cd manifests/monitoring && promtool check rules wasmgate-rules.yaml && promtool test rules wasmgate-rules-test.yaml
 	@$(MAKE) --no-print-directory analyze
 
 # Istio's own analyzers (istioctl from the istio.io/istio e2e/istiod pins) on each rendered overlay together with

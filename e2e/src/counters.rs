@@ -51,6 +51,39 @@ impl PluginCounter for RouterRule<'_> {
     }
 }
 
+/// host-router's count of requests refused because their host or path reads more than one way.
+pub struct RouterBadRequest;
+
+impl PluginCounter for RouterBadRequest {
+    fn full_name(&self) -> String {
+        format!("{}.{}", host_router::PLUGIN, host_router::filter::BAD_REQUEST_COUNTER)
+    }
+}
+
+/// A plugin's count of host calls that failed (every plugin has one, after its own counters).
+pub struct HostError(pub &'static str);
+
+impl PluginCounter for HostError {
+    fn full_name(&self) -> String {
+        format!("{}.host_error", self.0)
+    }
+}
+
+/// Every counter whose name does not depend on a config, as Prometheus shows it.
+pub fn prometheus_names() -> Vec<String> {
+    let mut names: Vec<String> = BasicAuth::NAMES
+        .iter()
+        .map(|name| format!("{}.{name}", basic_auth::PLUGIN))
+        .chain(GrpcLimits::NAMES.iter().map(|name| format!("{}.{name}", grpc_limits::PLUGIN)))
+        .map(|full_name| format!("wasmgate_{}", full_name.replace(['.', '-'], "_")))
+        .collect();
+    names.push(RouterBadRequest.prometheus());
+    for plugin in [basic_auth::PLUGIN, grpc_limits::PLUGIN, host_router::PLUGIN] {
+        names.push(HostError(plugin).prometheus());
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +94,54 @@ mod tests {
         assert_eq!(GrpcLimits::RefusedContentType.prometheus(), "wasmgate_grpc_limits_refused_content_type");
         assert_eq!(UserAllowed("a.b").full_name(), "basic_auth.user.a_b.allowed");
         assert_eq!(RouterRule("canary-host").stat(), "wasmcustom.wasmgate.host_router.rules.canary-host");
+        assert!(prometheus_names().contains(&"wasmgate_grpc_limits_host_error".to_string()));
+    }
+
+    /// Whether `name` matches a selector's name pattern, which may use `.+` and nothing else of regex.
+    fn matches(pattern: &str, name: &str) -> bool {
+        assert!(!pattern.replace(".+", "").contains(['.', '*', '|', '(', '[', '?']), "a pattern past `.+`: {pattern}");
+        match pattern.split_once(".+") {
+            None => pattern == name,
+            Some((head, tail)) => name
+                .strip_prefix(head)
+                .is_some_and(|rest| (1..=rest.len()).any(|i| rest.is_char_boundary(i) && matches(tail, &rest[i..]))),
+        }
+    }
+
+    /// The alerting rules and the dashboard read the plugins' counters by name: each name they use exists, and
+    /// each name pattern matches some counter, so a renamed counter fails here instead of silencing an alert.
+    #[test]
+    fn the_rules_and_the_dashboard_read_counters_that_exist() {
+        let known = prometheus_names();
+        let dir = crate::workspace::root().join("manifests/monitoring");
+        for file in ["wasmgate-rules.yaml", "wasmgate-rules-test.yaml", "wasmgate-dashboard.json"] {
+            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+            let mut used = 0;
+            for (at, _) in text.match_indices("wasmgate_") {
+                let name: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                let pattern = text[at..].strip_prefix(&name).is_some_and(|rest| rest.starts_with(".+"));
+                let line = text[..at].lines().count();
+                if pattern {
+                    let end = text[at..].find(['"', '\\']).unwrap();
+                    let pattern = &text[at..at + end];
+                    assert!(known.iter().any(|n| matches(pattern, n)), "{file}:{line}: `{pattern}` matches no counter");
+                } else if !name.ends_with('_') {
+                    assert!(known.contains(&name), "{file}:{line}: no counter `{name}`; the counters: {known:?}");
+                }
+                used += 1;
+            }
+            assert!(used > 3, "{file} reads the counters");
+        }
+        // And the reverse: every reason a plugin refuses for counts in the rules' sums, so a new one is alerted on.
+        let rules = std::fs::read_to_string(dir.join("wasmgate-rules.yaml")).unwrap();
+        let refusals =
+            known.iter().filter(|n| n.contains("_denied_") || n.contains("_refused_") || n.ends_with("_host_error"));
+        // (host-router refuses only requests that read two ways, answered like any routing decision.)
+        for name in refusals.filter(|n| !n.starts_with("wasmgate_host_router_refused")) {
+            assert!(rules.contains(&format!("{name}[")), "wasmgate-rules.yaml does not count `{name}`");
+        }
+        assert!(matches("wasmgate_.+_host_error", "wasmgate_basic_auth_host_error"));
+        assert!(!matches("wasmgate_.+_host_error", "wasmgate__host_error"));
+        assert!(!matches("wasmgate_basic_auth_denied_.+", "wasmgate_basic_auth_allowed"));
     }
 }

@@ -25,7 +25,7 @@ impl Shell for HostRouter {
 }
 
 /// After the per-rule counters: requests refused because their host or path reads more than one way.
-const BAD_REQUEST_COUNTER: &str = "refused.bad_request";
+pub const BAD_REQUEST_COUNTER: &str = "refused.bad_request";
 
 pub struct Filter {
     state: Rc<Loaded<Config>>,
