@@ -13,8 +13,7 @@ use tonic::Code;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use wasmgate_e2e::counters::{BasicAuth, UserAllowed};
-use wasmgate_e2e::fixtures::{HOST, authorization};
-use wasmgate_e2e::fixtures::{INFER, PASSWORD, USER, loopback};
+use wasmgate_e2e::fixtures::{HOST, INFER, PASSWORD, USER, authorization, loopback};
 use wasmgate_e2e::grpc::infer_body;
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::http2::H2Request;
@@ -723,15 +722,12 @@ async fn configs_that_leave_the_gateway_open_are_refused_at_load(filters: Filter
 // No request without valid credentials reaches the upstream, however it is written: header name case, duplicate
 // headers, scheme spelling, path tricks, host spellings, absolute-form targets, HTTP/1.1 and HTTP/2.
 
-async fn bypass_gateway(normalization: PathNormalization) -> Result<(RunningGateway, Upstream)> {
-    let upstream = Upstream::start("models").await?;
-    let cr = load_wasm_plugin(&workspace::manifests_dir(), "basic-auth")?.with_config(json!({
+async fn bypass_gateway(normalization: PathNormalization) -> Result<PluginGateway> {
+    let cr = committed_cr().with_config(json!({
         "basic_auth_rules": [{"prefix": "/admin", "request_methods": ["GET", "POST"], "credentials": ["username:password"],
                               "hosts": [HOST]}]
     }));
-    let envoy =
-        Gateway::new().plugin(cr).upstream("models", upstream.addr).normalization(normalization).start().await?;
-    Ok((envoy, upstream))
+    PluginGateway::with([cr]).normalization(normalization).start().await
 }
 
 /// Sends raw bytes (for request lines no builder writes) and returns the status.
@@ -746,7 +742,8 @@ async fn raw(envoy: &RunningGateway, request: &str) -> Result<u16> {
 
 #[tokio::test]
 async fn request_spellings_never_bypass_auth() -> Result<()> {
-    let (envoy, upstream) = bypass_gateway(PathNormalization::MergeSlashes).await?;
+    let gateway = bypass_gateway(PathNormalization::MergeSlashes).await?;
+    let (envoy, upstream) = (&gateway.envoy, gateway.upstream());
     let good = authorization();
     let bad = format!("Basic {}", STANDARD.encode("username:wrong"));
     let cases: Vec<(&str, RawRequest)> = vec![
@@ -776,7 +773,7 @@ async fn request_spellings_never_bypass_auth() -> Result<()> {
     }
     // Absolute-form target: the authority comes from the URL, not from the Host header.
     let status =
-        raw(&envoy, "GET http://ml.example.com/admin HTTP/1.1\r\nhost: other.example.com\r\nconnection: close\r\n\r\n")
+        raw(envoy, "GET http://ml.example.com/admin HTTP/1.1\r\nhost: other.example.com\r\nconnection: close\r\n\r\n")
             .await?;
     assert!(status == 401 || status == 400, "absolute-form: {status}");
     assert_eq!(upstream.count(), 0, "nothing reached the upstream: {:?}", upstream.requests());
@@ -790,7 +787,8 @@ async fn request_spellings_never_bypass_auth() -> Result<()> {
 #[tokio::test]
 async fn encoded_slashes_follow_the_gateways_normalisation() -> Result<()> {
     // With DECODE_AND_MERGE_SLASHES (Istio's strictest), `%2F` is decoded before the plugin sees the path.
-    let (envoy, upstream) = bypass_gateway(PathNormalization::DecodeAndMergeSlashes).await?;
+    let gateway = bypass_gateway(PathNormalization::DecodeAndMergeSlashes).await?;
+    let (envoy, upstream) = (&gateway.envoy, gateway.upstream());
     let r = RawRequest::get("/admin%2Fusers").host(HOST).send(envoy.listener).await?;
     assert_eq!(r.status, 401);
     let r = RawRequest::get("/%2Fadmin").host(HOST).send(envoy.listener).await?;
@@ -801,7 +799,8 @@ async fn encoded_slashes_follow_the_gateways_normalisation() -> Result<()> {
 
 #[tokio::test]
 async fn http2_requests_are_checked_too() -> Result<()> {
-    let (envoy, upstream) = bypass_gateway(PathNormalization::Base).await?;
+    let gateway = bypass_gateway(PathNormalization::Base).await?;
+    let (envoy, upstream) = (&gateway.envoy, gateway.upstream());
     let channel = wasmgate_e2e::grpc::channel(envoy.listener, HOST).await?;
     let err = wasmgate_e2e::grpc::raw_unary(channel.clone(), "/admin.Svc/Do", bytes::Bytes::new(), &[])
         .await

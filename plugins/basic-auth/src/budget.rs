@@ -61,15 +61,20 @@ impl BudgetSettings {
     }
 
     /// A full budget.
-    pub fn start(&self) -> Budget {
-        Budget::new(self.per_second_us, self.burst_us)
+    pub fn start(self) -> Budget {
+        Budget {
+            settings: self,
+            tokens_ns: Cell::new(i64::try_from(self.burst_us.saturating_mul(1000)).unwrap_or(i64::MAX)),
+            filled_at_us: Cell::new(None),
+            last_check_us: Cell::new(0),
+            checks: Cell::new(0),
+        }
     }
 }
 
 #[derive(Debug)]
 pub struct Budget {
-    per_second_us: u64,
-    burst_us: u64,
+    settings: BudgetSettings,
     /// Time left to spend, in nanoseconds (so that frequent fills lose nothing to rounding); negative after a
     /// check that took more than was left.
     tokens_ns: Cell<i64>,
@@ -83,14 +88,7 @@ pub struct Budget {
 
 impl Budget {
     pub fn new(per_second_us: u64, burst_us: u64) -> Self {
-        Self {
-            per_second_us,
-            burst_us,
-            tokens_ns: Cell::new(i64::try_from(burst_us.saturating_mul(1000)).unwrap_or(i64::MAX)),
-            filled_at_us: Cell::new(None),
-            last_check_us: Cell::new(0),
-            checks: Cell::new(0),
-        }
+        BudgetSettings { per_second_us, burst_us }.start()
     }
 
     /// Fills the bucket for the time since the last fill (a clock that goes back earns nothing); returns the
@@ -98,8 +96,8 @@ impl Budget {
     fn fill(&self, now_us: u64) -> i64 {
         let filled_at = self.filled_at_us.get().unwrap_or(now_us);
         // `per_second_us` microseconds per second is `per_second_us / 1000` nanoseconds per microsecond.
-        let earned = u128::from(now_us.saturating_sub(filled_at)) * u128::from(self.per_second_us) / 1000;
-        let burst = i64::try_from(self.burst_us.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let earned = u128::from(now_us.saturating_sub(filled_at)) * u128::from(self.settings.per_second_us) / 1000;
+        let burst = i64::try_from(self.settings.burst_us.saturating_mul(1000)).unwrap_or(i64::MAX);
         let tokens = i64::try_from(earned).unwrap_or(i64::MAX).saturating_add(self.tokens_ns.get()).min(burst);
         self.tokens_ns.set(tokens);
         self.filled_at_us.set(Some(now_us.max(filled_at)));
@@ -127,7 +125,7 @@ impl Budget {
     /// Whole seconds until a check like the last one may start, at least 1 (for `retry-after`).
     pub fn retry_after_secs(&self) -> u64 {
         let missing_ns = u64::try_from(self.last_check_ns().saturating_sub(self.tokens_ns.get())).unwrap_or(0);
-        missing_ns.div_ceil(self.per_second_us.saturating_mul(1000)).max(1)
+        missing_ns.div_ceil(self.settings.per_second_us.saturating_mul(1000)).max(1)
     }
 
     /// Checks run since the last call.

@@ -209,17 +209,14 @@ impl LockoutSettings {
     }
 
     /// A lockout with an empty tally and a key of its own for the user names it tallies.
-    pub fn start(&self) -> Result<Lockout, ConfigError> {
-        Lockout::new(self.max_failures, self.max_address_failures, self.window_ms, self.duration_ms)
+    pub fn start(self) -> Result<Lockout, ConfigError> {
+        Ok(Lockout { settings: self, tally: RefCell::default(), users: Fingerprinter::random()? })
     }
 }
 
 #[derive(Debug)]
 pub struct Lockout {
-    max_failures: u32,
-    max_address_failures: u32,
-    window_ms: u64,
-    duration_ms: u64,
+    settings: LockoutSettings,
     tally: RefCell<Tally>,
     users: Fingerprinter,
 }
@@ -231,14 +228,7 @@ impl Lockout {
         window_ms: u64,
         duration_ms: u64,
     ) -> Result<Self, ConfigError> {
-        Ok(Self {
-            max_failures,
-            max_address_failures,
-            window_ms,
-            duration_ms,
-            tally: RefCell::default(),
-            users: Fingerprinter::random()?,
-        })
+        LockoutSettings { max_failures, max_address_failures, window_ms, duration_ms }.start()
     }
 
     /// One request's password attempt for `user`; the user's fingerprint is computed once, if ever needed.
@@ -298,7 +288,9 @@ impl Attempt<'_> {
             return Admission::Locked;
         }
         let missing = keys.iter().filter(|k| !tally.entries.contains_key(*k)).count();
-        if tally.entries.len() + missing > MAX_TRACKED && !tally.make_room(self.lockout.window_ms, now, missing) {
+        if tally.entries.len() + missing > MAX_TRACKED
+            && !tally.make_room(self.lockout.settings.window_ms, now, missing)
+        {
             return Admission::Full;
         }
         Admission::Open
@@ -311,15 +303,17 @@ impl Attempt<'_> {
         let now = client.now_ms();
         let mut locked = false;
         let [user_key, address_key] = self.keys(client);
-        for (key, limit) in [(user_key, lockout.max_failures), (address_key, lockout.max_address_failures)] {
+        for (key, limit) in
+            [(user_key, lockout.settings.max_failures), (address_key, lockout.settings.max_address_failures)]
+        {
             if !tally.entries.contains_key(&key)
                 && tally.entries.len() >= MAX_TRACKED
-                && !tally.make_room(lockout.window_ms, now, 1)
+                && !tally.make_room(lockout.settings.window_ms, now, 1)
             {
                 continue;
             }
             let entry = tally.insert(key);
-            if now.saturating_sub(entry.window_start) >= lockout.window_ms {
+            if now.saturating_sub(entry.window_start) >= lockout.settings.window_ms {
                 entry.failures = 0;
                 entry.window_start = now;
             }
@@ -327,8 +321,8 @@ impl Attempt<'_> {
             if entry.failures >= limit {
                 entry.failures = 0;
                 entry.window_start = now;
-                entry.locked_until = now.saturating_add(lockout.duration_ms);
-                tally.locks_until = tally.locks_until.max(now.saturating_add(lockout.duration_ms));
+                entry.locked_until = now.saturating_add(lockout.settings.duration_ms);
+                tally.locks_until = tally.locks_until.max(now.saturating_add(lockout.settings.duration_ms));
                 locked = true;
             }
         }

@@ -2,10 +2,10 @@
 //! set learned of pairs it checked, and the `authorization` headers seen before. Made from a [`Config`] at load
 //! and changed by requests; the config never changes. Each part is bounded (see its module).
 
-use crate::budget::Budget;
+use crate::budget::{Budget, BudgetSettings};
 use crate::config::Config;
 use crate::credentials::Recalled;
-use crate::lockout::Lockout;
+use crate::lockout::{Lockout, LockoutSettings};
 use crate::remembered::RememberedHeaders;
 use wasmgate_common::ConfigError;
 
@@ -23,8 +23,8 @@ impl State {
     /// Empty tallies, a full budget, nothing remembered.
     pub fn new(config: &Config) -> Result<Self, ConfigError> {
         Ok(Self {
-            lockout: config.lockout.map(|settings| settings.start()).transpose()?,
-            budget: config.budget.map(|settings| settings.start()),
+            lockout: config.lockout.map(LockoutSettings::start).transpose()?,
+            budget: config.budget.map(BudgetSettings::start),
             remembered: RememberedHeaders::new(config.fingerprinter.clone()),
             recalled: config.rules.iter().map(|_| Recalled::default()).collect(),
         })

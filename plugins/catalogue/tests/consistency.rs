@@ -22,8 +22,9 @@ fn manifest(image: &Image) -> Result<Table, String> {
 }
 
 fn is_cdylib(manifest: &Table) -> bool {
-    manifest["lib"]
-        .get("crate-type")
+    manifest
+        .get("lib")
+        .and_then(|lib| lib.get("crate-type"))
         .and_then(|t| t.as_array())
         .is_some_and(|t| t.iter().any(|t| t.as_str() == Some("cdylib")))
 }
@@ -33,12 +34,7 @@ fn each_image_is_built_from_a_crate_that_has_what_the_line_names() {
     for image in IMAGES {
         let manifest = manifest(image).unwrap();
         assert_eq!(manifest["package"]["name"].as_str(), Some(image.crate_name), "{}: the crate's name", image.name);
-        assert!(
-            manifest.contains_key("lib") && is_cdylib(&manifest),
-            "{}: plugins/{} is not a cdylib",
-            image.name,
-            image.crate_name
-        );
+        assert!(is_cdylib(&manifest), "{}: plugins/{} is not a cdylib", image.name, image.crate_name);
         let exports = plugins_dir().join(image.crate_name).join(image.exports);
         assert!(exports.is_file(), "{}: no export list {}", image.name, exports.display());
         if let Features::Exactly(features) = image.features {
@@ -107,7 +103,7 @@ fn every_plugin_crate_and_export_list_belongs_to_an_image() {
         let manifest = toml_file(&dir.join("Cargo.toml")).unwrap();
         let fixture =
             manifest["package"].get("metadata").and_then(|m| m.get("wasmgate")).and_then(|w| w.get("fixture"));
-        if manifest.contains_key("lib") && is_cdylib(&manifest) && fixture.is_none() {
+        if is_cdylib(&manifest) && fixture.is_none() {
             assert!(
                 crates.contains(crate_dir.as_str()),
                 "plugins/{crate_dir} is a cdylib no image is built from (add a line to images.txt, or mark a test module [package.metadata.wasmgate] fixture)"

@@ -147,10 +147,7 @@ thread_local! {
 /// [`sharing_request_headers`] the host is asked once, and the parts share one parsed copy.
 fn request_headers() -> Result<Rc<HeaderMap>, Status> {
     REQUEST_HEADERS.with_borrow_mut(|headers| {
-        headers.get(|| {
-            let raw = header_map_raw(proxy_wasm::types::MapType::HttpRequestHeaders)?;
-            HeaderMap::parse(raw).map(Rc::new).map_err(|_| Status::ParseFailure)
-        })
+        headers.get(|| header_map(proxy_wasm::types::MapType::HttpRequestHeaders).map(Rc::new))
     })
 }
 
@@ -189,6 +186,11 @@ fn shared_headers_changed(edit: Option<Edit<'_>>) {
         // else on a copy: a part still holding the old one reads what it read before.
         headers.update(|map| edit.is_some_and(|edit| edit.apply(Rc::make_mut(map))));
     });
+}
+
+/// One of the request's header maps, in one host call, parsed.
+fn header_map(map: proxy_wasm::types::MapType) -> Result<HeaderMap, Status> {
+    HeaderMap::parse(header_map_raw(map)?).map_err(|_| Status::ParseFailure)
 }
 
 fn header_map_raw(map: proxy_wasm::types::MapType) -> Result<Vec<u8>, Status> {
@@ -269,8 +271,7 @@ impl Host for Proxy {
     }
 
     fn request_trailers(&self) -> Result<HeaderMap, HostError> {
-        let raw = header_map_raw(proxy_wasm::types::MapType::HttpRequestTrailers).map_err(host_error)?;
-        HeaderMap::parse(raw).map_err(|_| host_error(Status::ParseFailure))
+        header_map(proxy_wasm::types::MapType::HttpRequestTrailers).map_err(host_error)
     }
 
     fn set_request_trailer(&self, name: &str, value: Option<&str>) -> Result<(), HostError> {
@@ -283,8 +284,7 @@ impl Host for Proxy {
     }
 
     fn response_headers(&self) -> Result<HeaderMap, HostError> {
-        let raw = header_map_raw(proxy_wasm::types::MapType::HttpResponseHeaders).map_err(host_error)?;
-        HeaderMap::parse(raw).map_err(|_| host_error(Status::ParseFailure))
+        header_map(proxy_wasm::types::MapType::HttpResponseHeaders).map_err(host_error)
     }
 
     fn send_local_response(&self, response: &LocalResponse, details: &str) -> Result<(), HostError> {

@@ -53,7 +53,8 @@ impl Config {
     }
 
     /// What each section holds, as its plugin summarises it.
-    pub fn summaries(&self) -> Vec<String> {
+    #[cfg(test)]
+    fn summaries(&self) -> Vec<String> {
         self.parts.iter().map(|part| format!("{}: {}", part.key(), part.summary())).collect()
     }
 
