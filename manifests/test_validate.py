@@ -1,8 +1,13 @@
-"""The validator accepts the committed overlays and catches each kind of broken object."""
+"""The chart, rendered by the real Helm for each deployment, passes the validator, which catches each kind of
+broken object; and what the chart makes of its values."""
 import copy
 import os
+import subprocess
+
+import json
 
 import pytest
+import yaml
 
 import validate
 
@@ -16,18 +21,21 @@ def crds():
     return validate.load_crds(validate.DEFAULT_CRDS)
 
 
+DEPLOYMENTS = ("default", "kind", "kind-suite", "eks", "eks-suite")
+
+
 @pytest.fixture(scope="module")
 def rendered():
-    return {o: validate.render(os.path.join(HERE, "overlays", o)) for o in ("kind", "kind-suite", "eks", "eks-suite")}
+    return {d: validate.helm_template(values=validate.values_files(d)) for d in DEPLOYMENTS}
 
 
 def find(objs, kind, name):
     return copy.deepcopy(next(o for o in objs if o["kind"] == kind and o["metadata"]["name"] == name))
 
 
-@pytest.mark.parametrize("overlay", ["kind", "kind-suite", "eks", "eks-suite"])
-def test_overlays_render_and_validate(crds, rendered, overlay):
-    objs = rendered[overlay]
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_each_deployment_renders_and_validates(crds, rendered, deployment):
+    objs = rendered[deployment]
     kinds = {o["kind"] for o in objs}
     assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Gateway", "VirtualService",
             "DestinationRule", "WasmPlugin"} <= kinds
@@ -58,16 +66,27 @@ def test_broken_objects_are_caught(crds, rendered, kind, name, change, message):
         validate.validate_object(obj, crds)
 
 
+@pytest.mark.parametrize("change,message", [
+    (lambda spec: spec["groups"][0]["rules"][0].update(expr="sum(rate(x[5m])"), "promtool"),
+    (lambda spec: spec.update(rules=[]), "exactly `groups`"),
+])
+def test_a_broken_prometheus_rule_is_caught(crds, rendered, change, message):
+    rule = find(rendered["eks"], "PrometheusRule", "wasmgate")
+    change(rule["spec"])
+    with pytest.raises(ValueError, match=message):
+        validate.validate_object(rule, crds)
+
+
 def test_pinned_sha256_passes(crds, rendered):
     obj = find(rendered["kind"], "WasmPlugin", "basic-auth")
     obj["spec"]["sha256"] = "a" * 64
     validate.validate_object(obj, crds)
 
 
-@pytest.mark.parametrize("overlay", ["kind", "eks"])
-def test_the_canary_deployment_is_the_stable_one_but_for_name_track_and_replicas(rendered, overlay):
-    stable = find(rendered[overlay], "Deployment", "inference")
-    canary = find(rendered[overlay], "Deployment", "inference-canary")
+@pytest.mark.parametrize("deployment", ["kind", "eks"])
+def test_the_canary_deployment_is_the_stable_one_but_for_name_track_and_replicas(rendered, deployment):
+    stable = find(rendered[deployment], "Deployment", "inference")
+    canary = find(rendered[deployment], "Deployment", "inference-canary")
     assert canary["spec"]["template"]["metadata"]["labels"]["track"] == "canary"
     assert canary["spec"]["selector"]["matchLabels"] == {"app": "inference", "track": "canary"}
     for obj, track in ((stable, "stable"), (canary, "canary")):
@@ -80,10 +99,98 @@ def test_the_canary_deployment_is_the_stable_one_but_for_name_track_and_replicas
     assert stable == canary
 
 
-@pytest.mark.parametrize("overlay", ["kind-suite", "eks-suite"])
-def test_the_suite_overlays_replace_the_three_plugins(rendered, overlay):
-    plugins = {o["metadata"]["name"] for o in rendered[overlay] if o["kind"] == "WasmPlugin"}
+@pytest.mark.parametrize("deployment", ["kind-suite", "eks-suite"])
+def test_the_suite_replaces_the_three_plugins(rendered, deployment):
+    plugins = {o["metadata"]["name"] for o in rendered[deployment] if o["kind"] == "WasmPlugin"}
     assert plugins == {"suite"}
+
+
+@pytest.mark.parametrize("deployment", ["eks", "eks-suite"])
+def test_on_eks_every_plugin_pulls_with_the_secret_the_refresher_keeps(rendered, deployment):
+    plugins = [o for o in rendered[deployment] if o["kind"] == "WasmPlugin"]
+    assert plugins and all(p["spec"]["imagePullSecret"] == "ecr-pull" for p in plugins)
+    role = find(rendered[deployment], "Role", "wasmgate-pull-secret-refresher")
+    named = [r for r in role["rules"] if set(r["verbs"]) & {"get", "patch", "update"}]
+    assert named == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["ecr-pull"],
+                      "verbs": ["get", "patch", "update"]}], "only the one Secret"
+    account = find(rendered[deployment], "ServiceAccount", "wasmgate-pull-secret-refresher")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
+    # The Secret is written before the WasmPlugins that pull with it (a hook before the release's objects), and
+    # then well inside the 12 hours an ECR password lasts.
+    job = find(rendered[deployment], "Job", "wasmgate-pull-secret")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    cron = find(rendered[deployment], "CronJob", "wasmgate-pull-secret")
+    hours = cron["spec"]["schedule"].split()[1]
+    assert hours.startswith("*/") and int(hours[2:]) < 12
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]
+    assert pod == job["spec"]["template"]
+    assert pod["spec"]["initContainers"][0]["args"][:3] == ["aws", "ecr", "get-login-password"]
+    secret_env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert secret_env["SECRET"] == "ecr-pull" and secret_env["SERVER"].endswith(".amazonaws.com")
+
+
+@pytest.mark.parametrize("deployment", ["default", "kind"])
+def test_without_a_pull_secret_there_is_no_refresher(rendered, deployment):
+    kinds = {o["kind"] for o in rendered[deployment]}
+    assert not kinds & {"CronJob", "Job", "Role", "ServiceAccount"}
+    assert all("imagePullSecret" not in o["spec"] for o in rendered[deployment] if o["kind"] == "WasmPlugin")
+
+
+def test_the_hpa_owns_the_stable_replica_count(rendered):
+    """With the HPA on, a `helm upgrade` must not reset the replicas it chose: the stable Deployment leaves the
+    count out. Without it, the value is the count."""
+    assert "replicas" not in find(rendered["default"], "Deployment", "inference")["spec"]
+    fixed = validate.helm_template(sets=["inference.autoscaling.enabled=false", "inference.replicas=3"])
+    assert find(fixed, "Deployment", "inference")["spec"]["replicas"] == 3
+    assert not [o for o in fixed if o["kind"] == "HorizontalPodAutoscaler"]
+
+
+def test_without_the_canary_no_route_or_subset_names_it(crds):
+    objs = validate.helm_template(sets=["inference.canary.enabled=false"])
+    assert not [o for o in objs if o["metadata"]["name"] == "inference-canary"]
+    subsets = [s["name"] for s in find(objs, "DestinationRule", "inference")["spec"]["subsets"]]
+    routes = [r["route"][0]["destination"]["subset"] for r in find(objs, "VirtualService", "inference")["spec"]["http"]]
+    assert subsets == ["stable", "stable-health"] and routes == ["stable-health", "stable"]
+    for obj in objs:
+        validate.validate_object(obj, crds)
+
+
+def test_the_prometheus_rule_is_the_plain_rules_file(tmp_path):
+    objs = validate.helm_template(sets=["monitoring.prometheusRule.enabled=true",
+                                        "monitoring.prometheusRule.labels.release=prometheus"])
+    rule = find(objs, "PrometheusRule", "wasmgate")
+    assert rule["metadata"]["labels"]["release"] == "prometheus"
+    with open(os.path.join(validate.CHART, "files", "wasmgate-rules.yaml")) as f:
+        assert rule["spec"] == yaml.safe_load(f)
+    # And Prometheus reads it.
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(yaml.safe_dump(rule["spec"]))
+    subprocess.run(["promtool", "check", "rules", str(rules)], check=True, capture_output=True)
+
+
+def test_the_dashboard_config_map_holds_the_dashboard():
+    objs = validate.helm_template(sets=["monitoring.grafanaDashboard.enabled=true"])
+    config_map = find(objs, "ConfigMap", "wasmgate-dashboard")
+    assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
+    with open(os.path.join(validate.CHART, "files", "wasmgate-dashboard.json")) as f:
+        assert json.loads(config_map["data"]["wasmgate.json"]) == json.load(f)
+
+
+@pytest.mark.parametrize("assignment,field", [
+    ("layout=both", "/layout"),
+    ("gateway.tls=none", "/gateway/tls"),
+    ("images.digests.basic-auth=sha256:" + "a" * 64, "/images/digests/basic-auth"),
+    ("inference.replica=3", "replica"),
+    ("pullSecretRefresher.schedule=hourly", "/pullSecretRefresher/schedule"),
+])
+def test_a_bad_value_is_refused_with_its_field(assignment, field):
+    with pytest.raises(ValueError, match=field):
+        validate.helm_template(sets=[assignment])
+
+
+def test_the_refresher_needs_the_secret_it_refreshes():
+    with pytest.raises(ValueError, match="images.pullSecret"):
+        validate.helm_template(sets=["pullSecretRefresher.enabled=true", "pullSecretRefresher.server=r.example"])
 
 
 def test_behind_the_nlb_the_443_server_speaks_plain_http(rendered):
@@ -94,11 +201,12 @@ def test_behind_the_nlb_the_443_server_speaks_plain_http(rendered):
     assert server["port"]["protocol"] == "HTTP" and "tls" not in server
 
 
-@pytest.mark.parametrize("overlay", ["kind", "eks", "kind-suite", "eks-suite"])
-def test_the_gateway_service_is_the_one_istio_installs(rendered, overlay):
+@pytest.mark.parametrize("deployment", DEPLOYMENTS)
+def test_the_gateway_service_is_the_one_istio_installs(rendered, deployment):
     """A second Service selecting the gateway's pods makes istiod's port resolution ambiguous: the ports are set
     through the install options (manifests/istio/*-gateway.yaml), not by another Service."""
-    assert not [o for o in rendered[overlay] if o["kind"] == "Service" and o["metadata"]["namespace"] == "istio-system"]
+    assert not [o for o in rendered[deployment]
+                if o["kind"] == "Service" and o["metadata"]["namespace"] == "istio-system"]
 
 
 def test_kind_keeps_tls_at_the_gateway(rendered):

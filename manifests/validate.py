@@ -1,16 +1,18 @@
 #!/usr/bin/env python3
 """Offline validation of the rendered manifests, as strict as an API server with field validation on:
 Kubernetes kinds against the Kubernetes OpenAPI schemas (kubernetes-validate, strict), Istio kinds against
-Istio's CRD schemas with unknown fields refused.
+Istio's CRD schemas with unknown fields refused, a PrometheusRule's rules by Prometheus's own `promtool`.
 
-usage: validate.py [--istio-crds FILE] [--kubernetes-version V] (OVERLAY_DIR | FILE.yaml)...
-A directory is rendered with `kubectl kustomize`; a file is read as rendered YAML.
+usage: validate.py [--istio-crds FILE] [--kubernetes-version V] (CHART_DIR | FILE.yaml)...
+A chart is rendered with `helm template` ($WASMGATE_HELM, else the project's target/helm, else helm) and its
+default values; a file is read as rendered YAML.
 """
 import argparse
 import copy
 import os
 import subprocess
 import sys
+import tempfile
 
 import jsonschema
 import kubernetes_validate
@@ -69,6 +71,9 @@ def validate_object(obj, crds, kubernetes_version=KUBERNETES_VERSION):
     if not obj.get("metadata", {}).get("name"):
         raise ValueError(f"{name}: metadata.name is required")
     group, _, version = api_version.rpartition("/")
+    if (api_version, kind) == ("monitoring.coreos.com/v1", "PrometheusRule"):
+        validate_prometheus_rule(name, obj)
+        return
     if group.endswith("istio.io"):
         schema = crds.get((group, version, kind))
         if schema is None:
@@ -84,13 +89,53 @@ def validate_object(obj, crds, kubernetes_version=KUBERNETES_VERSION):
         raise ValueError(f"{name}: {e}") from e
 
 
+CHART = os.path.join(HERE, "..", "charts", "wasmgate")
+
+
+def helm():
+    built = os.path.join(HERE, "..", "target", "helm")
+    return os.environ.get("WASMGATE_HELM") or (built if os.path.exists(built) else "helm")
+
+
+def values_files(deployment, chart=CHART):
+    """The values files of one of the project's deployments: `default` none, `eks-suite` values-eks.yaml then
+    values-suite.yaml (as the Makefile and `wasmgate::chart` name them)."""
+    if deployment == "default":
+        return []
+    return [os.path.join(chart, f"values-{part}.yaml") for part in deployment.split("-")]
+
+
+def helm_template(chart=CHART, values=(), sets=()):
+    command = [helm(), "template", "wasmgate", chart, "--namespace", "istio-system"]
+    for file in values:
+        command += ["--values", file]
+    for assignment in sets:
+        command += ["--set", assignment]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ValueError(f"helm template: {result.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def validate_prometheus_rule(name, obj):
+    """The Prometheus Operator's CRD schema is not at hand: its spec (`groups`, exactly a rules file) goes through
+    Prometheus's own parser, `promtool check rules`."""
+    spec = obj.get("spec") or {}
+    if set(spec) != {"groups"}:
+        raise ValueError(f"{name}: spec must hold exactly `groups`, not {sorted(spec)}")
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as rules:
+        yaml.safe_dump(spec, rules)
+        rules.flush()
+        result = subprocess.run(["promtool", "check", "rules", rules.name], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise ValueError(f"{name}: promtool check rules: {result.stdout.strip()} {result.stderr.strip()}")
+
+
 def render(path):
     if os.path.isdir(path):
-        out = subprocess.run(["kubectl", "kustomize", path], check=True, capture_output=True, text=True).stdout
-    else:
-        with open(path) as f:
-            out = f.read()
-    return [doc for doc in yaml.safe_load_all(out) if doc]
+        return helm_template(path)
+    with open(path) as f:
+        return [doc for doc in yaml.safe_load_all(f) if doc]
 
 
 def main():

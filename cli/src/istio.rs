@@ -257,9 +257,9 @@ mod tests {
     }
 
     #[test]
-    fn committed_manifests_parse() {
-        let manifests = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests");
-        let plugins = load_wasm_plugins(&manifests).unwrap();
-        assert!(plugins.iter().any(|p| p.metadata.name == "basic-auth"));
+    fn the_charts_wasm_plugins_parse() {
+        let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmgate");
+        let plugins = crate::chart::default_wasm_plugins(&chart).unwrap();
+        assert!(plugins.iter().any(|p| p.metadata.name == "basic-auth" && p.spec.plugin_config.is_some()));
     }
 }

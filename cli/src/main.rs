@@ -1,9 +1,9 @@
 //! The `wasmgate` command.
 //!
 //! ```text
-//! wasmgate check [PATH...]                  check WasmPlugin pluginConfigs with the plugins' own parsers
+//! wasmgate check [PATH...] [-f VALUES...]   check WasmPlugin pluginConfigs with the plugins' own parsers
 //! wasmgate image push --registry HOST[:PORT]/PREFIX [--tag T] [--variant oci|compat] [--insecure] [--user U]
-//!                     [--pin-overlay DIR [--base ../../base] [--pull-registry HOST[:PORT]/PREFIX]] FILE.wasm...
+//!                     [--pin-values FILE [--pull-registry HOST[:PORT]/PREFIX]] FILE.wasm...
 //! wasmgate image pull REF [--sha256 HEX] [--insecure] [--user U] -o OUT.wasm
 //! wasmgate image digest [--tag T] [--variant oci|compat] FILE.wasm...
 //! ```
@@ -28,9 +28,13 @@ struct Cli {
 enum Command {
     /// Check WasmPlugin pluginConfigs with the plugins' own parsers.
     Check {
-        /// Files or directories of YAML.
-        #[arg(default_value = "manifests")]
+        /// YAML files, directories of them, `-` (standard input), or a Helm chart, rendered with `helm template`
+        /// (`$WASMGATE_HELM` or `helm`) and the --values files.
+        #[arg(default_value = "charts/wasmgate")]
         paths: Vec<PathBuf>,
+        /// Values files for the charts, in order (as `helm template -f`).
+        #[arg(short = 'f', long = "values")]
+        values: Vec<PathBuf>,
     },
     /// Package, push, pull and verify plugin images as Istio reads them.
     #[command(subcommand)]
@@ -48,14 +52,12 @@ enum Image {
         format: Format,
         #[command(flatten)]
         access: Access,
-        /// Write a kustomize overlay here pinning each WasmPlugin to the image just pushed.
+        /// Write a Helm values file here pinning the chart's WasmPlugins to the images just pushed (registry,
+        /// tag and each image's digest).
         #[arg(long)]
-        pin_overlay: Option<PathBuf>,
-        /// The overlay's base, relative to it.
-        #[arg(long, default_value = "../../base", requires = "pin_overlay")]
-        base: String,
-        /// The registry as the cluster names it, for the pinned urls (kind: kind-registry:5000/...).
-        #[arg(long, requires = "pin_overlay")]
+        pin_values: Option<PathBuf>,
+        /// The registry as the cluster names it, for the pinned values (kind: kind-registry:5000/...).
+        #[arg(long, requires = "pin_values")]
         pull_registry: Option<String>,
         /// Plugin modules, each named for its plugin (dist/plugins/basic-auth.wasm).
         #[arg(required = true)]
@@ -115,7 +117,7 @@ impl Access {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
-        Command::Check { paths } => return check(paths),
+        Command::Check { paths, values } => return check(paths, &values),
         Command::Image(image) => run_image(image),
     };
     match result {
@@ -127,10 +129,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(paths: Vec<PathBuf>) -> ExitCode {
+fn check(paths: Vec<PathBuf>, values: &[PathBuf]) -> ExitCode {
     let mut failed = false;
     for path in paths {
-        match wasmgate::check::check_path(&path) {
+        match wasmgate::check::check_path(&path, values) {
             Ok(findings) => {
                 for finding in findings {
                     match finding.result {
@@ -154,26 +156,24 @@ fn check(paths: Vec<PathBuf>) -> ExitCode {
 fn run_image(image: Image) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match image {
-        Image::Push { registry, format, access, pin_overlay, base, pull_registry, files } => {
+        Image::Push { registry, format, access, pin_values, pull_registry, files } => {
             let variant: oci::Variant = format.variant.parse()?;
             let (client, auth) = access.client();
-            let mut pins = Vec::new();
+            // The cluster may reach the same registry under another name (kind: kind-registry:5000).
+            let registry_for_cluster = pull_registry.as_deref().unwrap_or(&registry).trim_end_matches('/');
+            let mut pins = wasmgate::pin::Pins {
+                registry: registry_for_cluster.to_string(),
+                tag: format.tag.clone(),
+                digests: BTreeMap::new(),
+            };
             for file in &files {
                 let (reference, digest) = push_one(&runtime, &client, &auth, &registry, &format.tag, variant, file)?;
                 println!("{reference}@sha256:{digest}");
-                let image = plugin_name(file)?;
-                // The cluster may reach the same registry under another name (kind: kind-registry:5000).
-                let reference = match &pull_registry {
-                    Some(pull) => format!("{}/{image}:{}", pull.trim_end_matches('/'), format.tag),
-                    None => reference,
-                };
-                if let Some(plugin) = wasmgate_catalogue::wasm_plugin_of(image) {
-                    pins.push(wasmgate::pin::Pin { plugin: plugin.to_string(), reference, sha256: digest });
-                }
+                pins.digests.insert(plugin_name(file)?.to_string(), digest);
             }
-            if let Some(dir) = pin_overlay {
-                wasmgate::pin::write_overlay(&dir, &base, &pins)?;
-                eprintln!("pinned {} WasmPlugin(s) in {}/kustomization.yaml", pins.len(), dir.display());
+            if let Some(file) = pin_values {
+                wasmgate::pin::write_values(&file, &pins)?;
+                eprintln!("pinned {} image(s) in {}", pins.digests.len(), file.display());
             }
             Ok(())
         }

@@ -30,57 +30,36 @@ fn push_digest_and_pull() {
     let (ok, local, err) = wasmgate(&["image", "digest", "--tag", "t1", wasm]);
     assert!(ok, "{err}");
     let repo = format!("{}/wasmgate", registry.host());
-    let overlay = tempfile::tempdir().unwrap();
-    let overlay_dir = overlay.path().to_str().unwrap();
-    let (ok, pushed, err) = wasmgate(&[
-        "image",
-        "push",
-        "--insecure",
-        "--user",
-        "ci",
-        "--registry",
-        &repo,
-        "--tag",
-        "t1",
-        "--pin-overlay",
-        overlay_dir,
-        wasm,
-    ]);
+    let pins_dir = tempfile::tempdir().unwrap();
+    let pins_file = pins_dir.path().join("pins.yaml");
+    let pins_path = pins_file.to_str().unwrap();
+    let push = |extra: &[&str]| {
+        let mut args = vec!["image", "push", "--insecure", "--user", "ci", "--registry", &repo, "--tag", "t1"];
+        args.extend_from_slice(extra);
+        args.push(wasm);
+        wasmgate(&args)
+    };
+    let (ok, pushed, err) = push(&["--pin-values", pins_path]);
     assert!(ok, "{err}");
     assert!(err.contains("pushing"), "progress is shown: {err}");
     let (reference, digest) = pushed.trim().split_once("@sha256:").unwrap();
     assert_eq!(reference, format!("{repo}/basic-auth:t1"));
     assert!(local.trim().ends_with(&format!("sha256:{digest}")), "digest before push {local} vs {pushed}");
-    let pins = std::fs::read_to_string(overlay.path().join("kustomization.yaml")).unwrap();
-    assert!(
-        pins.contains(&format!("value: oci://{reference}")) && pins.contains(&format!("value: \"{digest}\"")),
-        "{pins}"
-    );
+    // The pins, given to the chart, pin its basic-auth WasmPlugin to what was pushed.
+    let pinned = |file: &std::path::Path| {
+        let chart = workspace::root().join("charts/wasmgate");
+        let yaml = wasmgate::chart::render(&chart, &[file.to_path_buf()], &[]).unwrap();
+        let plugins = wasmgate::istio::parse_wasm_plugins(&yaml).unwrap();
+        let cr = plugins.into_iter().find(|p| p.metadata.name == "basic-auth").unwrap();
+        (cr.spec.url, cr.spec.sha256)
+    };
+    assert_eq!(pinned(&pins_file), (format!("oci://{reference}"), Some(digest.to_string())));
 
-    // Pinned for a cluster that reaches the same registry under another name, on top of another overlay.
-    let (ok, _, err) = wasmgate(&[
-        "image",
-        "push",
-        "--insecure",
-        "--user",
-        "ci",
-        "--registry",
-        &repo,
-        "--tag",
-        "t1",
-        "--pin-overlay",
-        overlay_dir,
-        "--base",
-        "../kind",
-        "--pull-registry",
-        "kind-registry:5000/wasmgate",
-        wasm,
-    ]);
+    // Pinned for a cluster that reaches the same registry under another name.
+    let (ok, _, err) = push(&["--pin-values", pins_path, "--pull-registry", "kind-registry:5000/wasmgate"]);
     assert!(ok, "{err}");
-    let pins = std::fs::read_to_string(overlay.path().join("kustomization.yaml")).unwrap();
-    assert!(pins.contains("  - ../kind\n"), "{pins}");
-    assert!(pins.contains("value: oci://kind-registry:5000/wasmgate/basic-auth:t1"), "{pins}");
-    assert!(pins.contains(&format!("value: \"{digest}\"")), "same digest: {pins}");
+    let url = "oci://kind-registry:5000/wasmgate/basic-auth:t1".to_string();
+    assert_eq!(pinned(&pins_file), (url, Some(digest.to_string())), "same digest");
 
     let out = tempfile::tempdir().unwrap();
     let file = out.path().join("pulled.wasm");

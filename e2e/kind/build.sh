@@ -30,7 +30,7 @@ NODE_IMAGE="wasmgate-kind/node:$KUBERNETES"
 ISTIO_HUB=registry.istio.io/testing
 ISTIO_TAG=1.31-dev
 BASE_IMAGE=wasmgate-kind/debian:bookworm
-# The model server, as overlays/kind names it (the node's containerd finds localhost:5001 at run.sh's registry).
+# The model server, as charts/wasmgate/values-kind.yaml names it (the node's containerd finds localhost:5001 at run.sh's registry).
 INFERENCE_IMAGE=localhost:5001/wasmgate/inference:0.1.0
 
 mkdir -p "$BIN"

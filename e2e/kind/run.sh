@@ -12,7 +12,7 @@
 # cluster with a registry container on it (Debian's docker-registry), which the node's containerd uses for
 # registry.k8s.io, registry.istio.io, docker.io and localhost:5001 (certs.d); the cluster; Istio, installed as the
 # deployment guide (docs/deployment.md) says; checks that they run; our plugins pushed (make push); the tests through the cluster
-# (e2e/tests/kind.rs), which apply the kind overlay unchanged.
+# (e2e/tests/kind.rs), which install the chart with helm and its kind values.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -115,7 +115,7 @@ while read -r image; do
     "docker-daemon:$image" "docker://$REGISTRY/${image#*/}"
 done < <(bash "$ROOT/e2e/kind/build.sh" --images)
 # The node's containerd resolves these at the registry (mounted at /etc/containerd/certs.d): the upstream
-# registries the images are named after, and localhost:5001, where overlays/kind names the model server's image.
+# registries the images are named after, and localhost:5001, where values-kind.yaml names the model server's image.
 for upstream in registry.k8s.io registry.istio.io docker.io localhost:5001; do
   mkdir -p "$OUT/certs.d/$upstream"
   printf 'server = "http://kind-registry:5000"\n\n[host."http://kind-registry:5000"]\n  capabilities = ["pull", "resolve"]\n' \
@@ -156,12 +156,15 @@ gateway_pod=$("${KUBECTL[@]}" -n istio-system get pod -l istio=ingressgateway -o
 
 step "7. our plugins, pushed as docs/deployment.md says (make push), for the gateway's istio-agent to pull"
 start=$(date +%s)
-make -s -C "$ROOT" push REGISTRY="$REGISTRY/wasmgate" INSECURE=1
+# PIN: the digests, for the chart (the registry as the nodes reach it, kind-registry:5000).
+make -s -C "$ROOT" push REGISTRY="$REGISTRY/wasmgate" INSECURE=1 PIN="$OUT/pins.yaml" \
+  PULL_REGISTRY=kind-registry:5000/wasmgate
 echo "ready in $(elapsed "$start")"
 
-step "8. the kind overlay applied unchanged, and the tests through the cluster (e2e/tests/kind.rs)"
+step "8. wasmgate installed with helm (the kind values and the pins), and the tests through the cluster (e2e/tests/kind.rs)"
 start=$(date +%s)
 WASMGATE_KIND_CONTEXT="kind-$CLUSTER" WASMGATE_KUBECTL="$BIN/kubectl" WASMGATE_ISTIOCTL="$BIN/istioctl" \
+  WASMGATE_KIND_PINS="$OUT/pins.yaml" \
   cargo test -p wasmgate-e2e --test kind -- --ignored --test-threads=1 ||
   {
     "${KUBECTL[@]}" get pods -A -o wide || true

@@ -113,9 +113,16 @@ mod tests {
     #[test]
     fn the_rules_and_the_dashboard_read_counters_that_exist() {
         let known = prometheus_names();
-        let dir = crate::workspace::root().join("manifests/monitoring");
-        for file in ["wasmgate-rules.yaml", "wasmgate-rules-test.yaml", "wasmgate-dashboard.json"] {
-            let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let root = crate::workspace::root();
+        let rules_file = root.join("charts/wasmgate/files/wasmgate-rules.yaml");
+        let files = [
+            rules_file.clone(),
+            root.join("manifests/monitoring/wasmgate-rules-test.yaml"),
+            root.join("charts/wasmgate/files/wasmgate-dashboard.json"),
+        ];
+        for path in &files {
+            let file = path.file_name().unwrap().to_string_lossy();
+            let text = std::fs::read_to_string(path).unwrap();
             let mut used = 0;
             for (at, _) in text.match_indices("wasmgate_") {
                 let name: String = text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
@@ -133,7 +140,7 @@ mod tests {
             assert!(used > 3, "{file} reads the counters");
         }
         // And the reverse: every reason a plugin refuses for counts in the rules' sums, so a new one is alerted on.
-        let rules = std::fs::read_to_string(dir.join("wasmgate-rules.yaml")).unwrap();
+        let rules = std::fs::read_to_string(&rules_file).unwrap();
         let refusals =
             known.iter().filter(|n| n.contains("_denied_") || n.contains("_refused_") || n.ends_with("_host_error"));
         // (host-router refuses only requests that read two ways, answered like any routing decision.)

@@ -17,6 +17,11 @@ pub const CONTEXT_ENV: &str = "WASMGATE_KIND_CONTEXT";
 pub const KUBECTL_ENV: &str = "WASMGATE_KUBECTL";
 /// The istioctl run.sh built (the Istio the cluster runs); `istioctl` on PATH without it.
 pub const ISTIOCTL_ENV: &str = "WASMGATE_ISTIOCTL";
+/// The values file `wasmgate image push --pin-values` wrote when run.sh pushed the plugins: their digests, and the
+/// registry as the cluster reaches it. Without it the chart's tags are pulled unpinned.
+pub const PINS_ENV: &str = "WASMGATE_KIND_PINS";
+/// The Helm release run.sh's tests install.
+pub const RELEASE: &str = wasmgate::chart::RELEASE;
 /// The gateway's node ports, which e2e/kind/cluster.yaml maps to this machine's loopback.
 pub const HTTPS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 30443);
 pub const HTTP: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 30080);
@@ -78,10 +83,38 @@ impl Cluster {
         Ok(stdout)
     }
 
-    /// `kubectl apply -k manifests/overlays/<overlay>`: the overlay exactly as a user applies it.
-    pub fn apply_overlay(&self, overlay: &str) -> Result<String> {
-        let dir = workspace::manifests_dir().join("overlays").join(overlay);
-        self.kubectl(&["apply", "-k", &dir.display().to_string()])
+    /// `helm upgrade --install wasmgate charts/wasmgate -n istio-system -f <values...> [-f pins]`: the chart as a
+    /// user installs it, with the values files of `deployment` (`kind`, `kind-suite`: `wasmgate::chart`) and
+    /// run.sh's pins; `set` as `--set`.
+    pub fn helm_install(&self, deployment: &str, set: &[&str]) -> Result<String> {
+        let chart = workspace::chart_dir();
+        let mut args: Vec<String> = ["upgrade", "--install", RELEASE].map(String::from).to_vec();
+        args.extend([chart.display().to_string(), "--namespace".into(), GATEWAY_NAMESPACE.into()]);
+        let mut values = wasmgate::chart::values_files(&chart, deployment)?;
+        values.extend(std::env::var_os(PINS_ENV).map(std::path::PathBuf::from));
+        for file in values {
+            args.extend(["--values".into(), file.display().to_string()]);
+        }
+        for assignment in set {
+            args.extend(["--set".into(), assignment.to_string()]);
+        }
+        self.helm(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// `helm --kube-context <cluster> args...` (the Helm `make helm` builds); its standard output.
+    pub fn helm(&self, args: &[&str]) -> Result<String> {
+        let helm = wasmgate::chart::helm();
+        let output = Command::new(&helm)
+            .arg("--kube-context")
+            .arg(&self.context)
+            .args(args)
+            .output()
+            .with_context(|| format!("running {helm:?}"))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if !output.status.success() {
+            bail!("helm {}: {stdout}{}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(stdout)
     }
 
     /// `kubectl apply -f -` of one object.

@@ -1,6 +1,6 @@
-//! The whole gateway on loopback, as `make demo` and the full-stack tests run it: an EKS overlay rendered by
-//! `kubectl kustomize`, its `WasmPlugin` images pushed to a real registry and pinned by digest, istiod's own
-//! generator turning the overlay (Gateway, VirtualService, DestinationRule, WasmPlugins) into Envoy config for
+//! The whole gateway on loopback, as `make demo` and the full-stack tests run it: the chart rendered by `helm
+//! template` with the EKS values, its `WasmPlugin` images pushed to a real registry and pinned by digest, istiod's
+//! own generator turning the result (Gateway, VirtualService, DestinationRule, WasmPlugins) into Envoy config for
 //! the gateway, istio-agent's own fetcher pulling the modules, and two model servers as the `inference`
 //! Service's `stable` and `canary` Pods. Requests reach the Gateway's 443 server through the NLB stand-in, as the
 //! NLB delivers them: plain HTTP, TLS already terminated, each connection opened with a PROXY v2 header.
@@ -16,7 +16,6 @@ use crate::{PathNormalization, Upstream};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use wasmgate::istio::{WasmPlugin, parse_wasm_plugins};
 use wasmgate_inference::client::Target;
@@ -37,37 +36,24 @@ pub struct FullStack {
     pub registry: Registry,
 }
 
-/// `kubectl kustomize manifests/overlays/<name>`.
-pub fn render_overlay(name: &str) -> Result<String> {
-    let dir = workspace::manifests_dir().join("overlays").join(name);
-    let output = Command::new("kubectl")
-        .arg("kustomize")
-        .arg(&dir)
-        .output()
-        .context("running kubectl kustomize (make setup installs kubectl)")?;
-    if !output.status.success() {
-        bail!("kubectl kustomize {}: {}", dir.display(), String::from_utf8_lossy(&output.stderr));
-    }
-    Ok(String::from_utf8(output.stdout)?)
-}
-
 impl FullStack {
-    /// The EKS overlay: three plugin filters.
+    /// The chart with the EKS values: three plugin filters.
     pub async fn start() -> Result<Self> {
-        Self::start_with(Filters::Separate.overlay()).await
+        Self::start_with(Filters::Separate.deployment()).await
     }
 
-    /// The gateway from `manifests/overlays/<overlay>` (`eks`, or `eks-suite` with the one suite filter).
-    pub async fn start_with(overlay: &str) -> Result<Self> {
-        Self::start_overriding(overlay, &Value::Null).await
+    /// The gateway from the chart rendered for `values` (`eks`, or `eks-suite` with the one suite filter: see
+    /// `wasmgate::chart`).
+    pub async fn start_with(values: &str) -> Result<Self> {
+        Self::start_overriding(values, &Value::Null).await
     }
 
     /// [`FullStack::start_with`], with the plugin configs in `sections` (see [`override_sections`]) in place of
-    /// the overlay's.
-    pub async fn start_overriding(overlay: &str, sections: &Value) -> Result<Self> {
+    /// the chart's.
+    pub async fn start_overriding(values: &str, sections: &Value) -> Result<Self> {
         let stable = ModelServer::start().await?;
         let canary = ModelServer::start().await?;
-        let (deployment, registry, plugins) = deployment(overlay, sections, &[stable.addr], canary.addr).await?;
+        let (deployment, registry, plugins) = deployment(values, sections, &[stable.addr], canary.addr).await?;
         let certificates = deployment.certificates.clone().context("the deployment has the hosts' certificate")?;
         let envoy = deployment.start(443, 1, &[]).await?;
         Ok(Self { envoy, certificates, stable, canary, plugins, registry })
@@ -84,11 +70,11 @@ impl FullStack {
     }
 }
 
-/// The install options the overlay's gateway Service and Pod come from: `manifests/istio/eks-gateway.yaml` for the
-/// EKS overlays (the NLB's annotations, the target ports, PROXY protocol), `kind-gateway.yaml` for the kind ones
+/// The install options the gateway Service and Pod come from: `manifests/istio/eks-gateway.yaml` with the EKS
+/// values (the NLB's annotations, the target ports, PROXY protocol), `kind-gateway.yaml` with the kind ones
 /// (NodePorts).
-fn gateway_options(overlay: &str) -> Result<Option<String>> {
-    let file = match overlay.split('-').next() {
+fn gateway_options(values: &str) -> Result<Option<String>> {
+    let file = match values.split('-').next() {
         Some("eks") => "eks-gateway.yaml",
         Some("kind") => "kind-gateway.yaml",
         _ => return Ok(None),
@@ -97,7 +83,7 @@ fn gateway_options(overlay: &str) -> Result<Option<String>> {
     Ok(Some(std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?))
 }
 
-/// The `credentialName`s of the overlay's Gateways: the TLS Secrets the cluster holds for them.
+/// The `credentialName`s of the rendered Gateways: the TLS Secrets the cluster holds for them.
 fn credential_names(rendered: &str) -> Result<Vec<String>> {
     let gateways: Vec<Value> = wasmgate::istio::objects_of_kind(rendered, "Gateway")?;
     Ok(gateways
@@ -107,18 +93,18 @@ fn credential_names(rendered: &str) -> Result<Vec<String>> {
         .collect())
 }
 
-/// What istiod reads for an overlay: its resources with the `WasmPlugin`s pushed to a fresh registry and pinned
-/// (their `sections` overridden), the cluster's objects (the overlay's Services and Namespaces, a model Pod at each
+/// What istiod reads for the chart rendered for `values`: its resources with the `WasmPlugin`s pushed to a fresh registry and pinned
+/// (their `sections` overridden), the cluster's objects (the chart's Services and Namespaces, a model Pod at each
 /// of the `stable` replicas' addresses and one at `canary`, the image pull secret the CRs name, the Gateway's TLS
-/// Secrets), and the gateway Service and Pod as the overlay's install creates them; with the hosts' certificate
+/// Secrets), and the gateway Service and Pod as Istio's install for it creates them; with the hosts' certificate
 /// (the NLB's, on EKS). The registry must outlive the gateway's start.
 pub async fn deployment(
-    overlay: &str,
+    values: &str,
     sections: &Value,
     stable: &[SocketAddr],
     canary: SocketAddr,
 ) -> Result<(Deployment, Registry, Vec<WasmPlugin>)> {
-    let rendered = render_overlay(overlay)?;
+    let rendered = workspace::render_chart(values)?;
     let plugins = override_sections(parse_wasm_plugins(&rendered)?, sections)?;
     let registry = Registry::start(None)?;
     let plugins = publish(&registry, plugins).await?;
@@ -134,7 +120,7 @@ pub async fn deployment(
     for object in cluster_objects(&rendered)? {
         world = world.object(object);
     }
-    // The model pods as the overlay's Deployments make them: their labels (which the DestinationRule's subsets
+    // The model pods as the chart's Deployments make them: their labels (which the DestinationRule's subsets
     // select) and the Service's port, so that a label or port name the cluster would not match fails here too.
     let (service, namespace) = MODEL_SERVICE;
     let stable_pods = served_pods(&rendered, namespace, service, "inference")?;
@@ -160,7 +146,7 @@ pub async fn deployment(
         istio,
         plugins: plugins.clone(),
         world,
-        install: gateway_install(gateway_options(overlay)?.as_deref())?,
+        install: gateway_install(gateway_options(values)?.as_deref())?,
         certificates: Some(certificates),
         mesh: mesh_options(None)?,
         insecure_registries: vec![registry.host()],
@@ -178,7 +164,7 @@ pub fn gateway_target(listener: SocketAddr, host: &str, credentials: Option<(&st
     }
 }
 
-/// The two ways the manifests deploy the plugins: three filters (overlay `eks`) or the one suite filter
+/// The two ways the chart deploys the plugins: three filters (`eks`) or the one suite filter
 /// (`eks-suite`). Scenarios that must hold for both run once per layout.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filters {
@@ -189,21 +175,22 @@ pub enum Filters {
 impl Filters {
     pub const BOTH: [Filters; 2] = [Filters::Separate, Filters::Suite];
 
-    /// The overlay the full stack deploys for this layout (the EKS topology, which the seed deployment runs).
-    pub fn overlay(self) -> &'static str {
+    /// The chart's deployment the full stack runs for this layout (the EKS topology, which the seed deployment
+    /// runs).
+    pub fn deployment(self) -> &'static str {
         match self {
             Self::Separate => "eks",
             Self::Suite => "eks-suite",
         }
     }
 
-    /// The committed CRs of this layout (base plugins, or the suite component), with `sections` applied.
+    /// The chart's CRs of this layout (the three plugins, or the suite), with `sections` applied.
     pub fn plugins(self, sections: &Value) -> Result<Vec<WasmPlugin>> {
-        let dir = match self {
-            Self::Separate => workspace::plugin_crs_dir(),
-            Self::Suite => workspace::manifests_dir().join("components/suite"),
+        let plugins = match self {
+            Self::Separate => workspace::plugin_crs()?,
+            Self::Suite => vec![workspace::plugin_cr("suite")?],
         };
-        override_sections(wasmgate::istio::load_wasm_plugins(&dir)?, sections)
+        override_sections(plugins, sections)
     }
 }
 
@@ -217,7 +204,7 @@ pub fn model_cluster(subset: &str) -> String {
 /// Sections for [`FullStack::start_overriding`]: the committed basic-auth config with room for many bcrypt checks,
 /// for scenarios about something other than the bcrypt budget.
 pub fn roomy_bcrypt_budget() -> Result<Value> {
-    let cr = crate::istio::load_wasm_plugin(&workspace::plugin_crs_dir(), "basic-auth")?;
+    let cr = workspace::plugin_cr("basic-auth")?;
     let mut config = cr.spec.plugin_config.unwrap_or_default();
     config["bcrypt_budget"] = serde_json::json!({"per_second": "100ms", "burst": "2s"});
     Ok(serde_json::json!({"basic_auth": config}))

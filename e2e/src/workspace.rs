@@ -2,6 +2,8 @@
 
 use anyhow::{Context, Result, bail};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use wasmgate::istio::WasmPlugin;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
@@ -11,9 +13,38 @@ pub fn manifests_dir() -> PathBuf {
     root().join("manifests")
 }
 
-/// The base's plugin CRs: the set a cluster gets (the suite CR under `manifests/components` replaces them).
-pub fn plugin_crs_dir() -> PathBuf {
-    manifests_dir().join("base/plugins")
+/// wasmgate's Helm chart, the source of every resource a cluster gets.
+pub fn chart_dir() -> PathBuf {
+    root().join("charts/wasmgate")
+}
+
+/// The chart rendered for one of the project's deployments (`eks`, `kind-suite`, ...: `wasmgate::chart`).
+pub fn render_chart(deployment: &str) -> Result<String> {
+    wasmgate::chart::render_deployment(&chart_dir(), deployment)
+}
+
+/// Every WasmPlugin the chart makes with its default values: the three plugins, then the suite (rendered once).
+fn chart_plugins() -> Result<&'static [WasmPlugin]> {
+    static PLUGINS: OnceLock<Vec<WasmPlugin>> = OnceLock::new();
+    if let Some(plugins) = PLUGINS.get() {
+        return Ok(plugins);
+    }
+    let plugins = wasmgate::chart::default_wasm_plugins(&chart_dir())?;
+    Ok(PLUGINS.get_or_init(|| plugins))
+}
+
+/// The chart's three plugin CRs, as its default values make them: the set a cluster gets (or the suite instead).
+pub fn plugin_crs() -> Result<Vec<WasmPlugin>> {
+    Ok(chart_plugins()?.iter().filter(|p| p.metadata.name != "suite").cloned().collect())
+}
+
+/// The chart's WasmPlugin `name` (`basic-auth`, `grpc-limits`, `host-router` or `suite`), with its default values.
+pub fn plugin_cr(name: &str) -> Result<WasmPlugin> {
+    chart_plugins()?
+        .iter()
+        .find(|p| p.metadata.name == name)
+        .cloned()
+        .with_context(|| format!("the chart makes no WasmPlugin named {name}"))
 }
 
 /// `dist/plugins/<name>.wasm`, as `make build` leaves it.

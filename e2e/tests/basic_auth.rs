@@ -17,13 +17,12 @@ use wasmgate_e2e::fixtures::{HOST, INFER, PASSWORD, USER, authorization, loopbac
 use wasmgate_e2e::grpc::infer_body;
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::http2::H2Request;
-use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::plugin_gateway::PluginGateway;
 use wasmgate_e2e::stack::{Filters, FullStack, recording_gateway, roomy_bcrypt_budget};
 use wasmgate_e2e::{Gateway, PathNormalization, RawRequest, RunningGateway, Upstream, WasmPlugin, workspace};
 
 fn committed_cr() -> WasmPlugin {
-    load_wasm_plugin(&workspace::manifests_dir(), "basic-auth").expect("basic-auth WasmPlugin in manifests/")
+    workspace::plugin_cr("basic-auth").expect("basic-auth WasmPlugin in manifests/")
 }
 
 /// The plugin goes through a real registry first: pushed and pinned by digest, then pulled and verified by
@@ -497,7 +496,7 @@ fn unauthenticated(status: u16, grpc_status: Option<u32>) -> bool {
 // classified the images. The shipped rule now covers every method, and the model server takes only POST.
 
 async fn model_infer_needs_credentials_whatever_the_method(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let body = infer_body(1);
     for method in ["OPTIONS", "TRACE", "PROPFIND", "POST"] {
         let r = RawRequest::new(method, INFER)
@@ -547,7 +546,7 @@ fn passed(status: u16) -> bool {
 }
 
 async fn unknown_users_cost_the_same_bcrypt_check_as_known_ones(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_overriding(filters.overlay(), &roomy_bcrypt_budget()?).await?;
+    let stack = FullStack::start_overriding(filters.deployment(), &roomy_bcrypt_budget()?).await?;
     let listener = stack.envoy.listener;
     assert!(passed(attempt(listener, USER, PASSWORD, 2).await?));
     // Guesses from addresses of their own (no lockout applies), alternately for the real user and made-up ones:
@@ -569,12 +568,9 @@ async fn bcrypt_work_stays_within_its_share_of_the_worker(filters: Filters) -> R
     // follow get 429 at once. (At cost 10 a check of fully optimised code took under 50 ms, which leaves the
     // bucket enough for a second one.)
     let hash = bcrypt::hash(PASSWORD, 11)?;
-    let mut config = wasmgate_e2e::istio::load_wasm_plugin(&wasmgate_e2e::workspace::plugin_crs_dir(), "basic-auth")?
-        .spec
-        .plugin_config
-        .unwrap_or_default();
+    let mut config = workspace::plugin_cr("basic-auth")?.spec.plugin_config.unwrap_or_default();
     config["basic_auth_rules"][0]["credentials"] = json!([format!("{USER}:{hash}")]);
-    let stack = FullStack::start_overriding(filters.overlay(), &json!({"basic_auth": config})).await?;
+    let stack = FullStack::start_overriding(filters.deployment(), &json!({"basic_auth": config})).await?;
     let listener = stack.envoy.listener;
     assert!(passed(attempt(listener, USER, PASSWORD, 2).await?));
     for i in 0..24u8 {
@@ -591,7 +587,7 @@ async fn bcrypt_work_stays_within_its_share_of_the_worker(filters: Filters) -> R
 }
 
 async fn a_guessing_address_is_locked_before_any_bcrypt_work(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_overriding(filters.overlay(), &roomy_bcrypt_budget()?).await?;
+    let stack = FullStack::start_overriding(filters.deployment(), &roomy_bcrypt_budget()?).await?;
     let listener = stack.envoy.listener;
     // The shipped lockout: 5 wrong passwords for one user lock the address for that user.
     for i in 0..5 {

@@ -14,7 +14,7 @@ use wasmgate_e2e::stack::{Filters, FullStack};
 const OVERSIZED_BYTES: usize = 130 << 20;
 
 async fn a_person_signs_in_and_classifies_photos(filters: Filters, screenshot: Option<&str>) -> Result<()> {
-    let mut stack = FullStack::start_with(filters.overlay()).await?;
+    let mut stack = FullStack::start_with(filters.deployment()).await?;
     let nlb = stack.envoy.nlb.as_ref().context("the EKS install puts an NLB in front")?;
     let mut check = PageCheck::start(&json!({
         "url": format!("https://{HOST}/"),

@@ -9,7 +9,6 @@ use serde_json::json;
 use std::path::PathBuf;
 use wasmgate_e2e::bench::floor::write_module;
 use wasmgate_e2e::fixtures::HOST;
-use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, workspace};
 
 struct Case {
@@ -28,9 +27,7 @@ async fn gateway(strategy: &str) -> Result<Case> {
 
 /// The committed basic-auth CR with `strategy`, running `module` in its place.
 async fn gateway_running(module: PathBuf, strategy: &str, dir: tempfile::TempDir) -> Result<Case> {
-    let plugin = load_wasm_plugin(&workspace::plugin_crs_dir(), "basic-auth")?
-        .with_config(json!({}))
-        .with_fail_strategy(strategy);
+    let plugin = workspace::plugin_cr("basic-auth")?.with_config(json!({})).with_fail_strategy(strategy);
     let upstream = Upstream::start("models").await?;
     let envoy = Gateway::new()
         .plugin(plugin)

@@ -16,7 +16,7 @@ use wasmgate_inference::client;
 use wasmgate_inference::model::IMAGE_VALUES;
 
 async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let credentials = format!("{USER}:{PASSWORD}");
     let args = clients::args(stack.envoy.listener, &["--authority", HOST, "--basic-auth", &credentials]);
     clients::classified("triton_check.py", args).await?;
@@ -37,7 +37,7 @@ async fn tritonclient_through_the_gateway_with_basic_auth_gets_the_right_answers
 /// grpc-limits' rule for Predict, a wrong password UNAUTHENTICATED, a 130 MiB Predict refused before any server
 /// counts it.
 async fn tensorflow_serving_client_through_the_gateway_gets_the_same_answers(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let credentials = format!("{USER}:{PASSWORD}");
     let args = clients::args(stack.envoy.listener, &["--authority", HOST, "--basic-auth", &credentials, "--gateway"]);
     let summary = clients::classified("tf_serving_check.py", args).await?;
@@ -84,7 +84,7 @@ impl std::io::Write for LogWriter {
 /// basic-auth authenticated (from `x-wasmgate-user`, which the gateway sets and no client can).
 async fn the_model_server_logs_the_user_the_gateway_authenticated(filters: Filters) -> Result<()> {
     let log = model_server_log();
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let mut request = client::generated(1).request();
     let id = format!("trace-{}-{filters:?}", std::process::id());
     request.id = id.clone();
@@ -109,7 +109,7 @@ async fn the_model_server_logs_the_user_the_gateway_authenticated(filters: Filte
 }
 
 async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let images = client::generated(2);
     for credentials in [Some((USER, "guess")), Some(("admin", PASSWORD)), None] {
         let mut client = stack.target(HOST, credentials).connect().await?;
@@ -126,7 +126,7 @@ async fn wrong_or_missing_credentials_are_unauthenticated_and_reach_no_model(fil
 }
 
 async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let mut client = stack.target(HOST, Some((USER, PASSWORD))).connect().await?;
     let too_big = (130 << 20) / (IMAGE_VALUES * 4) + 1;
     let status = client.infer(client::fp32_zeros(too_big)).await.unwrap_err();
@@ -142,7 +142,7 @@ async fn a_130_mib_request_is_resource_exhausted_before_the_model_server_sees_it
 }
 
 async fn the_canary_host_and_the_canary_header_reach_the_second_server(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let images = client::generated(4);
     let mut canary = stack.target(CANARY_HOST, Some((USER, PASSWORD))).connect().await?;
     let via_canary = canary.classify(&images).await?;
@@ -165,7 +165,7 @@ async fn the_canary_host_and_the_canary_header_reach_the_second_server(filters: 
 }
 
 async fn grpc_health_through_the_gateway_needs_no_credentials(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let channel = wasmgate_e2e::grpc::channel(stack.envoy.listener, HOST).await?;
     let mut health = HealthClient::new(channel);
     for service in ["", "inference.GRPCInferenceService"] {
@@ -179,7 +179,7 @@ async fn grpc_health_through_the_gateway_needs_no_credentials(filters: Filters) 
 
 /// The script the kind e2e runs against a cluster's gateway, here against the loopback one.
 async fn the_kind_e2e_gateway_checks_pass(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let args = vec![
         stack.envoy.listener.to_string(),
         "--host".to_owned(),

@@ -17,7 +17,6 @@ use wasmgate_e2e::fixtures::{PASSWORD, USER, cross_site_forms};
 use wasmgate_e2e::grpc::infer_body;
 use wasmgate_e2e::grpc::{channel, frame, raw_unary};
 use wasmgate_e2e::http2::H2Request;
-use wasmgate_e2e::istio::load_wasm_plugins;
 use wasmgate_e2e::plugin_gateway::PluginGateway;
 use wasmgate_e2e::stack::Filters;
 use wasmgate_e2e::stack::FullStack;
@@ -28,7 +27,7 @@ const MI: usize = 1 << 20;
 
 /// Both committed CRs (basic-auth in AUTHN, grpc-limits in AUTHZ) in front of the recording upstream.
 async fn stack() -> Result<PluginGateway> {
-    PluginGateway::with(load_wasm_plugins(&workspace::plugin_crs_dir())?).start().await
+    PluginGateway::with(workspace::plugin_crs()?).start().await
 }
 
 /// `len` bytes that are not all alike, so a corrupted transfer shows in the checksum.
@@ -149,7 +148,7 @@ async fn basic_auth_runs_first() -> Result<()> {
 /// With the `grpc-limits` image: the committed CR pulls `grpc-limits-requests`, which does not see responses.
 #[tokio::test]
 async fn responses_over_their_limit_are_not_delivered() -> Result<()> {
-    let cr = wasmgate_e2e::istio::load_wasm_plugin(&workspace::manifests_dir(), "grpc-limits")?;
+    let cr = workspace::plugin_cr("grpc-limits")?;
     let config = serde_json::json!({"rules": [{"hosts": ["small.example.com"], "max_response_bytes": 50}]});
     let cr = cr.with_config(config).with_image("grpc-limits");
     let s = PluginGateway::with([cr]).start().await?;
@@ -191,7 +190,7 @@ async fn the_committed_grpc_limits_image_sees_requests_only() -> Result<()> {
     assert!(requests_only.contains(&"proxy_on_request_body".to_string()), "{requests_only:?}");
     assert_eq!(callbacks("grpc-limits")?.iter().filter(|n| response(n)).count(), 2, "headers and body");
 
-    let committed = wasmgate_e2e::istio::load_wasm_plugin(&workspace::manifests_dir(), "grpc-limits")?;
+    let committed = workspace::plugin_cr("grpc-limits")?;
     assert_eq!(committed.image_name(), "grpc-limits-requests", "the image the manifests deploy");
     let config = serde_json::json!({"rules": [{"hosts": ["small.example.com"], "max_response_bytes": 50}]});
     let refused = Gateway::new().plugin(committed.with_config(config)).validate().await.expect_err("a response limit");
@@ -333,7 +332,7 @@ async fn malformed_grpc_bodies_never_break_the_vm() -> Result<()> {
 // the plugins refuse it on the model hosts, and the model server refuses it itself.
 
 async fn a_cross_site_form_never_reaches_a_grpc_method(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let body = infer_body(1);
     let paths = [INFER, "/inference.GRPCInferenceService/ServerReady", "/tensorflow.serving.PredictionService/Predict"];
     for path in paths {
@@ -374,7 +373,7 @@ async fn the_message_limit_holds_whatever_the_content_type(filters: Filters) -> 
     let sections = json!({"grpc_limits": {"default": {"max_request_bytes": "4Mi", "max_message_bytes": "4Mi"},
         "rules": [{"name": "model-infer", "hosts": [HOST], "grpc_method": "inference.GRPCInferenceService/ModelInfer",
                    "max_request_bytes": "4Mi", "max_message_bytes": "1Mi"}]}});
-    let stack = FullStack::start_overriding(filters.overlay(), &sections).await?;
+    let stack = FullStack::start_overriding(filters.deployment(), &sections).await?;
     let body = frame(&client::fp32_zeros(32).encode_to_vec());
     assert!(body.len() > 1_500_000);
     let types: [&[&str]; 4] =

@@ -15,7 +15,6 @@ use wasmgate_e2e::fixtures::{PASSWORD, USER};
 use wasmgate_e2e::grpc::{channel, raw_unary};
 use wasmgate_e2e::http1::basic_authorization;
 use wasmgate_e2e::http2::H2Request;
-use wasmgate_e2e::istio::{load_wasm_plugin, load_wasm_plugins};
 use wasmgate_e2e::plugin_gateway::PluginGateway;
 use wasmgate_e2e::stack::{Filters, FullStack, recording_gateway};
 use wasmgate_e2e::{RawRequest, WasmPlugin, workspace};
@@ -31,11 +30,11 @@ async fn stack(plugins: Vec<WasmPlugin>) -> Result<PluginGateway> {
 }
 
 async fn committed() -> Result<PluginGateway> {
-    stack(load_wasm_plugins(&workspace::plugin_crs_dir())?).await
+    stack(workspace::plugin_crs()?).await
 }
 
 async fn with_config(config: Value) -> Result<PluginGateway> {
-    stack(vec![load_wasm_plugin(&workspace::manifests_dir(), "host-router")?.with_config(config)]).await
+    stack(vec![workspace::plugin_cr("host-router")?.with_config(config)]).await
 }
 
 /// GET `path` on `host`, signed in.
@@ -221,7 +220,7 @@ async fn redirects_never_point_where_the_client_wrote(filters: Filters) -> Resul
 // A client's `x-wasmgate-route: canary` reached routing unchanged and picked the canary.
 
 async fn clients_cannot_pick_the_canary(filters: Filters) -> Result<()> {
-    let stack = FullStack::start_with(filters.overlay()).await?;
+    let stack = FullStack::start_with(filters.deployment()).await?;
     let images = client::generated(2);
     for version in ["canary", "stable"] {
         let mut request = tonic::Request::new(images.request());

@@ -7,13 +7,12 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use wasmgate_e2e::fixtures::{HOST, PASSWORD, USER};
 use wasmgate_e2e::gateway::Extension;
-use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::registry::{Registry, publish, publish_module};
 use wasmgate_e2e::stack::FullStack;
 use wasmgate_e2e::{Gateway, RawRequest, RunningGateway, Upstream, WasmPlugin, workspace};
 
 fn basic_auth() -> Result<WasmPlugin> {
-    load_wasm_plugin(&workspace::plugin_crs_dir(), "basic-auth")
+    workspace::plugin_cr("basic-auth")
 }
 
 async fn status(gateway: &RunningGateway, credentials: Option<(&str, &str)>) -> Result<u16> {

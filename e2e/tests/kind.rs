@@ -1,12 +1,12 @@
-//! The kind cluster (`make e2e-kind`): Istio installed by istioctl as docs/deployment.md says, the kind overlay applied
-//! unchanged with `kubectl apply -k`, the plugins pulled by the gateway pod's own istio-agent from a registry on
+//! The kind cluster (`make e2e-kind`): Istio installed by istioctl as docs/deployment.md says, wasmgate installed
+//! with `helm install` of the chart and its kind values, the plugins (pinned by digest) pulled by the gateway pod's own istio-agent from a registry on
 //! the cluster's network, the model server's image built from inference/Dockerfile, and real clients through the
 //! gateway's node port. `#[ignore]`d in a plain `cargo test`: e2e/kind/run.sh starts the cluster and runs them.
 
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
 use std::collections::BTreeSet;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 use wasmgate_e2e::RawRequest;
 use wasmgate_e2e::browser::{self, PageCheck};
@@ -25,24 +25,31 @@ const PLUGINS_PULLED: Duration = Duration::from_secs(120);
 /// A few of the HPA controller's 15 s passes.
 const HPA_SYNC: Duration = Duration::from_secs(60);
 
-/// The kind overlay on the cluster, once per test run: the Gateway's TLS Secret (a test CA's certificate for both
-/// hosts), `kubectl apply -k manifests/overlays/kind`, both model Deployments rolled out, and the gateway
-/// answering with the plugins in place. The certificates, for the clients to trust.
+/// The chart on the cluster, once per test run: the Gateway's TLS Secret (a test CA's certificate for both
+/// hosts), `helm upgrade --install` with the kind values, both model Deployments rolled out (the stable one to
+/// the HPA's minimum, which the HPA sets), and the gateway answering with the plugins in place. The certificates,
+/// for the clients to trust.
 async fn deployed() -> Result<(Cluster, &'static TestCertificates)> {
     static CERTS: OnceLock<TestCertificates> = OnceLock::new();
-    static SETUP: Mutex<()> = Mutex::new(());
+    static SETUP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let cluster = Cluster::from_env()?;
     let certs = {
-        let _once = SETUP.lock().map_err(|_| anyhow::anyhow!("an earlier setup panicked"))?;
+        let _once = SETUP.lock().await;
         match CERTS.get() {
             Some(certs) => certs,
             None => {
                 let certs = TestCertificates::new(&[HOST, CANARY_HOST])?;
                 cluster.apply(&certs.secret("ml-example-com-tls", GATEWAY_NAMESPACE))?;
-                cluster.apply_overlay("kind")?;
+                cluster.helm_install("kind", &[])?;
                 for deployment in ["inference", "inference-canary"] {
                     cluster.rolled_out(MODEL_NAMESPACE, deployment, ROLLOUT)?;
                 }
+                eventually(ROLLOUT, || async {
+                    let stable = cluster.pods(MODEL_NAMESPACE, "app=inference,track=stable")?;
+                    ensure!(stable.len() >= 2, "stable pods serving: {stable:?}");
+                    Ok(())
+                })
+                .await?;
                 CERTS.get_or_init(|| certs)
             }
         }
@@ -99,6 +106,31 @@ async fn real_clients_through_the_clusters_gateway() -> Result<()> {
     assert!(metric(&cluster, BasicAuth::Allowed)? >= allowed + 20.0);
     assert!(metric(&cluster, GrpcLimits::RefusedMessageBytes)? >= refused_too_big + 2.0);
     assert!(metric(&cluster, GrpcLimits::RequestBytes)? > 200_000_000.0);
+    Ok(())
+}
+
+/// The release as `helm install` made it: the three WasmPlugins, each pinned to the digest run.sh pushed (the
+/// values file `image push --pin-values` wrote), from the registry as the nodes reach it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the kind cluster: make e2e-kind"]
+async fn helm_installed_the_plugins_pinned_by_digest() -> Result<()> {
+    let (cluster, _) = deployed().await?;
+    let pins_file = std::env::var(kind::PINS_ENV).with_context(|| format!("{} is not set", kind::PINS_ENV))?;
+    let pins: serde_json::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&pins_file)?)?;
+    let selector = format!("app.kubernetes.io/instance={}", kind::RELEASE);
+    let plugins = cluster.get(GATEWAY_NAMESPACE, &["wasmplugins", "-l", &selector])?;
+    let plugins = plugins["items"].as_array().context("no WasmPlugins")?;
+    let names: BTreeSet<&str> = plugins.iter().filter_map(|p| p["metadata"]["name"].as_str()).collect();
+    assert_eq!(names, THREE_PLUGINS.into_iter().collect());
+    for plugin in plugins {
+        let url = plugin["spec"]["url"].as_str().context("url")?;
+        let image = url.rsplit('/').next().and_then(|i| i.split(':').next()).context("image")?;
+        assert!(url.starts_with("oci://kind-registry:5000/wasmgate/"), "{url}");
+        assert_eq!(plugin["spec"]["sha256"], pins["images"]["digests"][image], "{url}");
+        assert!(plugin["spec"]["sha256"].as_str().is_some_and(|d| d.len() == 64), "{plugin}");
+    }
+    let status = cluster.helm(&["status", kind::RELEASE, "--namespace", GATEWAY_NAMESPACE])?;
+    assert!(status.contains("STATUS: deployed"), "{status}");
     Ok(())
 }
 
@@ -192,30 +224,30 @@ fn steady_traffic(certs: &TestCertificates) -> SteadyTraffic {
     )
 }
 
-/// The switch as docs/deployment.md gives it: the new CRs applied first, then the old ones deleted.
-fn switch(cluster: &Cluster, overlay: &str, old: &[&str]) -> Result<()> {
-    cluster.apply_overlay(overlay)?;
-    cluster.delete(GATEWAY_NAMESPACE, &[&["wasmplugin"], old].concat())?;
+/// The switch as docs/deployment.md gives it: one `helm upgrade` to the other layout (Helm applies the new CRs,
+/// then deletes the ones the release no longer has).
+fn switch(cluster: &Cluster, deployment: &str) -> Result<()> {
+    cluster.helm_install(deployment, &[])?;
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the kind cluster: make e2e-kind"]
-async fn switching_to_the_suite_and_back_under_traffic_lets_nothing_through_unauthenticated_and_loses_nothing()
+async fn helm_upgrade_to_the_suite_and_back_under_traffic_lets_nothing_through_unauthenticated_and_loses_nothing()
 -> Result<()> {
     let (cluster, certs) = deployed().await?;
     gateway_runs(&cluster, &THREE_PLUGINS).await?;
     let undo = cluster.clone();
     let _three_plugins_again = OnDrop::new(move || {
-        let _ = switch(&undo, "kind", &["suite"]);
+        let _ = switch(&undo, "kind");
     });
     let traffic = steady_traffic(certs);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    switch(&cluster, "kind-suite", &THREE_PLUGINS)?;
+    switch(&cluster, "kind-suite")?;
     gateway_runs(&cluster, &["suite"]).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    switch(&cluster, "kind", &["suite"])?;
+    switch(&cluster, "kind")?;
     gateway_runs(&cluster, &THREE_PLUGINS).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use wasmgate::oci::{self, Variant};
 use wasmgate::progress::{Progress, silent};
 use wasmgate_e2e::fixtures::HOST;
-use wasmgate_e2e::istio::load_wasm_plugin;
 use wasmgate_e2e::registry::Registry;
 use wasmgate_e2e::{Gateway, RawRequest, Upstream, workspace};
 
@@ -162,7 +161,7 @@ async fn registry_auth_and_registry_down() -> Result<()> {
 async fn envoy_runs_the_module_pulled_from_the_registry() -> Result<()> {
     let registry = Registry::start(None)?;
     let digest = push(&registry, "basic-auth", "0.1.0", Variant::Compat, &RegistryAuth::Anonymous).await?;
-    let mut cr = load_wasm_plugin(&workspace::manifests_dir(), "basic-auth")?;
+    let mut cr = workspace::plugin_cr("basic-auth")?;
     cr.spec.url = format!("oci://{}/wasmgate/basic-auth:0.1.0", registry.host());
     cr.spec.sha256 = Some(digest);
     let dir = tempfile::tempdir()?;

@@ -70,8 +70,20 @@ fn weights_of_another_shape_are_refused_at_start() -> Result<()> {
 
 #[test]
 fn the_deployment_args_are_the_ones_this_binary_takes() -> Result<()> {
-    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/base/inference/deployment.yaml");
-    let deployment: serde_yaml_ng::Value = serde_yaml_ng::from_str(&std::fs::read_to_string(&manifest)?)?;
+    // The Deployment as the chart renders it (`helm template`: the Helm `make helm` builds, which
+    // .cargo/config.toml names in WASMGATE_HELM).
+    let chart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/wasmgate");
+    let helm = std::env::var_os("WASMGATE_HELM").unwrap_or_else(|| "helm".into());
+    let rendered = Command::new(&helm)
+        .args(["template", "wasmgate"])
+        .arg(&chart)
+        .args(["--show-only", "templates/inference/deployments.yaml"])
+        .output()
+        .with_context(|| format!("running {helm:?} (make helm)"))?;
+    anyhow::ensure!(rendered.status.success(), "{}", String::from_utf8_lossy(&rendered.stderr));
+    let text = String::from_utf8(rendered.stdout)?;
+    let first = text.split("\n---\n").find(|doc| doc.contains("kind: Deployment")).context("no Deployment")?;
+    let deployment: serde_yaml_ng::Value = serde_yaml_ng::from_str(first)?;
     let args: Vec<String> = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
         .as_sequence()
         .context("args")?

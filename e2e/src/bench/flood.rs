@@ -7,7 +7,6 @@
 use crate::bench::wrk;
 use crate::counters::{BasicAuth, PluginCounter};
 use crate::fixtures::HOST;
-use crate::istio::load_wasm_plugin;
 use crate::{Gateway, RawRequest, Upstream, workspace};
 use anyhow::Result;
 use serde_json::json;
@@ -77,7 +76,7 @@ async fn guess(listener: SocketAddr, flood: Flood, stop: Arc<AtomicBool>, tally:
 
 async fn measure(name: &'static str, config: serde_json::Value, flood: Flood) -> Result<Row> {
     let upstream = Upstream::start("models").await?;
-    let cr = load_wasm_plugin(&workspace::manifests_dir(), "basic-auth")?.with_config(config);
+    let cr = workspace::plugin_cr("basic-auth")?.with_config(config);
     let envoy = Gateway::new().plugin(cr).upstream("models", upstream.addr).start().await?;
     let auth = {
         use base64::Engine;
@@ -120,7 +119,7 @@ async fn measure(name: &'static str, config: serde_json::Value, flood: Flood) ->
 }
 
 pub async fn run() -> Result<String> {
-    let shipped = load_wasm_plugin(&workspace::manifests_dir(), "basic-auth")?.spec.plugin_config.unwrap_or_default();
+    let shipped = workspace::plugin_cr("basic-auth")?.spec.plugin_config.unwrap_or_default();
     // Close to the plugin as the attack found it: no lockout, and the largest budget a config may set (half of
     // each second, a minute at once).
     let mut unbounded = shipped.clone();

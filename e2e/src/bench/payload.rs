@@ -5,7 +5,6 @@
 
 use super::{env_or, median, proc_status_bytes, reset_peak_rss};
 use crate::fixtures::{HOST, INFER, PASSWORD, USER, authorization};
-use crate::istio::{load_wasm_plugin, load_wasm_plugins};
 use crate::model_server::ModelServer;
 use crate::{Gateway, RunningGateway, Upstream, grpc, workspace};
 use anyhow::{Context, Result, ensure};
@@ -91,9 +90,9 @@ fn gateway(filters: Filters, upstream: std::net::SocketAddr) -> Result<Gateway> 
     };
     Ok(match filters {
         Filters::None => base,
-        Filters::GrpcLimits => base.plugin(load_wasm_plugin(&workspace::manifests_dir(), "grpc-limits")?),
-        Filters::Chain => base.plugins(load_wasm_plugins(&workspace::plugin_crs_dir())?),
-        Filters::Suite => base.plugin(load_wasm_plugin(&workspace::manifests_dir().join("components/suite"), "suite")?),
+        Filters::GrpcLimits => base.plugin(workspace::plugin_cr("grpc-limits")?),
+        Filters::Chain => base.plugins(workspace::plugin_crs()?),
+        Filters::Suite => base.plugin(workspace::plugin_cr("suite")?),
         Filters::NativeBuffer => base.native_filter(native(
             "envoy.filters.http.buffer",
             "envoy.extensions.filters.http.buffer.v3.Buffer",

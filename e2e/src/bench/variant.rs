@@ -2,7 +2,7 @@
 //! report, how its gateway is built, and what a right and a wrong password must get through it.
 
 use super::floor;
-use crate::istio::{WasmPlugin, load_wasm_plugin, load_wasm_plugins};
+use crate::istio::WasmPlugin;
 use crate::{Gateway, workspace};
 use anyhow::{Context, Result, bail};
 use base64::Engine;
@@ -103,7 +103,7 @@ impl Variant {
     /// The variant's gateway in front of `upstream` (Service `models`).
     pub fn gateway(self, upstream: SocketAddr, floors: &Floors) -> Result<Gateway> {
         let base = Gateway::new().upstream("models", upstream);
-        let cr = |name: &str| load_wasm_plugin(&workspace::plugin_crs_dir(), name);
+        let cr = workspace::plugin_cr;
         let with_module = |plugin: WasmPlugin, module: &PathBuf| {
             let module = module.clone();
             Gateway::new().upstream("models", upstream).plugin(plugin).resolver(move |_| Ok(module.clone()))
@@ -127,13 +127,13 @@ impl Variant {
             Variant::GrpcLimitsResponses => base.plugin(cr("grpc-limits")?.with_image("grpc-limits")),
             Variant::HostRouter => base.plugin(cr("host-router")?),
             Variant::HostRouterManyRules => base.plugin(cr("host-router")?.with_config(router_config())),
-            Variant::Chain => base.plugins(load_wasm_plugins(&workspace::plugin_crs_dir())?),
+            Variant::Chain => base.plugins(workspace::plugin_crs()?),
             Variant::Suite => base.plugin(suite_cr()?),
             Variant::SuiteResponses => base.plugin(suite_cr()?.with_image("suite")),
             Variant::FloorNoop => with_module(floor_cr()?, &floors.noop),
             Variant::FloorNoopThree => {
                 let noop = floors.noop.clone();
-                let plugins = load_wasm_plugins(&workspace::plugin_crs_dir())?;
+                let plugins = workspace::plugin_crs()?;
                 base.plugins(plugins.into_iter().map(|p| p.with_config(json!({})))).resolver(move |_| Ok(noop.clone()))
             }
             Variant::FloorHeaders => with_module(floor_cr()?, &floors.headers),
@@ -176,7 +176,7 @@ fn same_as_native(forward: Option<&str>) -> Value {
 
 /// The committed suite CR (`manifests/components/suite`).
 fn suite_cr() -> Result<WasmPlugin> {
-    load_wasm_plugin(&workspace::manifests_dir().join("components/suite"), "suite")
+    workspace::plugin_cr("suite")
 }
 
 /// The floor modules, written once per run into a directory that lives as long as this value.
