@@ -113,17 +113,27 @@ def test_on_eks_every_plugin_pulls_with_the_secret_the_refresher_keeps(rendered,
     named = [r for r in role["rules"] if set(r["verbs"]) & {"get", "patch", "update"}]
     assert named == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["ecr-pull"],
                       "verbs": ["get", "patch", "update"]}], "only the one Secret"
-    account = find(rendered[deployment], "ServiceAccount", "wasmgate-pull-secret-refresher")
-    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::")
-    # The Secret is written before the WasmPlugins that pull with it (a hook before the release's objects), and
-    # then well inside the 12 hours an ECR password lasts.
+    # The Secret is written before the WasmPlugins that pull with it (a Job, with its own account, as hooks before
+    # the release's objects, removed once they ran), and then well inside the 12 hours an ECR password lasts.
     job = find(rendered[deployment], "Job", "wasmgate-pull-secret")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
     cron = find(rendered[deployment], "CronJob", "wasmgate-pull-secret")
     hours = cron["spec"]["schedule"].split()[1]
     assert hours.startswith("*/") and int(hours[2:]) < 12
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]
-    assert pod == job["spec"]["template"]
+    accounts = {}
+    for run in (pod, job["spec"]["template"]):
+        name = run["spec"].pop("serviceAccountName")
+        accounts[name] = find(rendered[deployment], "ServiceAccount", name)
+        role = find(rendered[deployment], "RoleBinding", name)
+        assert role["subjects"][0]["name"] == name and role["roleRef"]["name"] == name
+    assert pod == job["spec"]["template"], "the Job's pod is the CronJob's"
+    for name, account in accounts.items():
+        annotations = account["metadata"]["annotations"]
+        assert annotations["eks.amazonaws.com/role-arn"].startswith("arn:aws:iam::"), name
+    assert "helm.sh/hook" not in accounts["wasmgate-pull-secret-refresher"]["metadata"]["annotations"]
+    hook = accounts["wasmgate-pull-secret-refresher-hook"]["metadata"]["annotations"]
+    assert hook["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
     assert pod["spec"]["initContainers"][0]["args"][:3] == ["aws", "ecr", "get-login-password"]
     secret_env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
     assert secret_env["SECRET"] == "ecr-pull" and secret_env["SERVER"].endswith(".amazonaws.com")

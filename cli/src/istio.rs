@@ -1,4 +1,4 @@
-//! Istio `WasmPlugin` resources as the manifests hold them: read from files or a rendered overlay, varied by tests
+//! Istio `WasmPlugin` resources as the manifests hold them: read from files or the rendered chart, varied by tests
 //! (another `pluginConfig`, another `failStrategy`), and written back. Turning them into Envoy config is istiod's
 //! and istio-agent's job: the e2e harness runs their own code (`e2e/istiod`), never a translation of ours.
 
@@ -172,7 +172,7 @@ pub fn load_wasm_plugins(dir: &Path) -> Result<Vec<WasmPlugin>> {
     Ok(plugins)
 }
 
-/// Every `WasmPlugin` in a YAML stream (e.g. a rendered kustomize overlay), in order.
+/// Every `WasmPlugin` in a YAML stream (e.g. the chart as `helm template` renders it), in order.
 pub fn parse_wasm_plugins(yaml: &str) -> Result<Vec<WasmPlugin>> {
     objects_of_kind(yaml, "WasmPlugin")
 }

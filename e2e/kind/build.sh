@@ -4,9 +4,9 @@
 #     Go module proxy;
 #   - images, into the Docker engine at $DOCKER_HOST: a Debian bookworm base (debootstrap), the kind node image
 #     (kind's own base files on it), a registry (Debian's docker-registry), the control plane's images under the
-#     names kubeadm asks for (registry.k8s.io/...) and Istio's under its charts' hub, and the model server from
-#     inference/Dockerfile (on stand-ins for its Docker Hub bases), which e2e/kind/run.sh serves to the node from
-#     that registry.
+#     names kubeadm asks for (registry.k8s.io/...) and Istio's under its charts' hub, kubectl (the chart's
+#     pull-secret refresher), Prometheus (Debian's), and the model server from inference/Dockerfile (on stand-ins
+#     for its Docker Hub bases), which e2e/kind/run.sh serves to the node from that registry.
 # Prints each step's time. Outputs go to target/kind/.
 #
 #   e2e/kind/build.sh
@@ -32,6 +32,12 @@ ISTIO_TAG=1.31-dev
 BASE_IMAGE=wasmgate-kind/debian:bookworm
 # The model server, as charts/wasmgate/values-kind.yaml names it (the node's containerd finds localhost:5001 at run.sh's registry).
 INFERENCE_IMAGE=localhost:5001/wasmgate/inference:0.1.0
+# The chart's pull-secret refresher runs kubectl (the official image is Debian's base with kubectl and a shell), and
+# the refresher's test runs a registry with a password in the cluster (e2e/tests/kind.rs).
+KUBECTL_IMAGE=registry.k8s.io/kubectl:$KUBERNETES
+REGISTRY_IMAGE=localhost:5001/wasmgate-kind/registry:1
+# The cluster's Prometheus (e2e/kind/prometheus.yaml): Debian's package.
+PROMETHEUS_IMAGE=localhost:5001/wasmgate-kind/prometheus:1
 
 mkdir -p "$BIN"
 export CGO_ENABLED=0
@@ -122,7 +128,20 @@ component_image() {
 }
 
 build_registry_image() {
-  "$DOCKER" build -q -t wasmgate-kind/registry "$KIND_DIR/images/registry" >/dev/null
+  "$DOCKER" build -q -t wasmgate-kind/registry -t "$REGISTRY_IMAGE" "$KIND_DIR/images/registry" >/dev/null
+}
+
+build_prometheus_image() {
+  "$DOCKER" build -q -t "$PROMETHEUS_IMAGE" "$KIND_DIR/images/prometheus" >/dev/null
+}
+
+# kubectl on the Debian base, as registry.k8s.io/kubectl is (its shell is what the refresher's commands run in).
+build_kubectl_image() {
+  local ctx="$OUT/images/kubectl"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp "$BIN/kubectl" "$ctx/"
+  printf 'FROM %s\nCOPY kubectl /usr/local/bin/kubectl\nENTRYPOINT ["/usr/local/bin/kubectl"]\n' "$BASE_IMAGE" >"$ctx/Dockerfile"
+  "$DOCKER" build -q -t "$KUBECTL_IMAGE" "$ctx" >/dev/null
 }
 
 build_component_images() {
@@ -188,12 +207,14 @@ build_inference_image() {
     { tail -30 "$OUT/inference-build.log"; return 1; }
 }
 
-# The images run.sh pushes to its registry for the node to pull: the control plane's, Istio's and the model server's.
+# The images run.sh pushes to its registry for the node to pull: the control plane's, Istio's, the model server's,
+# kubectl, the registry and Prometheus.
 pushed_images() {
   printf '%s\n' "registry.k8s.io/kube-apiserver:$KUBERNETES" "registry.k8s.io/kube-controller-manager:$KUBERNETES" \
     "registry.k8s.io/kube-scheduler:$KUBERNETES" "registry.k8s.io/kube-proxy:$KUBERNETES" \
     "registry.k8s.io/etcd:$ETCD_IMAGE" "registry.k8s.io/coredns/coredns:$COREDNS" "registry.k8s.io/pause:$PAUSE" \
-    "$ISTIO_HUB/pilot:$ISTIO_TAG" "$ISTIO_HUB/proxyv2:$ISTIO_TAG" "$INFERENCE_IMAGE"
+    "$ISTIO_HUB/pilot:$ISTIO_TAG" "$ISTIO_HUB/proxyv2:$ISTIO_TAG" "$INFERENCE_IMAGE" "$KUBECTL_IMAGE" "$REGISTRY_IMAGE" \
+    "$PROMETHEUS_IMAGE"
 }
 
 if [[ ${1:-} == --images ]]; then
@@ -212,6 +233,8 @@ timed "kind, crictl, CoreDNS, pause" build_small_tools
 timed "Debian base image" build_base_image
 timed "node image" build_node_image
 timed "registry image" build_registry_image
+timed "kubectl image" build_kubectl_image
+timed "Prometheus image" build_prometheus_image
 timed "control plane images" build_component_images
 timed "istiod, istio-agent, istioctl" build_istio
 timed "Istio images" build_istio_images

@@ -11,8 +11,8 @@
 # CAP_SYS_RESOURCE, which privileged containers such as kind's nodes ask for); the build; a network for the
 # cluster with a registry container on it (Debian's docker-registry), which the node's containerd uses for
 # registry.k8s.io, registry.istio.io, docker.io and localhost:5001 (certs.d); the cluster; Istio, installed as the
-# deployment guide (docs/deployment.md) says; checks that they run; our plugins pushed (make push); the tests through the cluster
-# (e2e/tests/kind.rs), which install the chart with helm and its kind values.
+# deployment guide (docs/deployment.md) says; checks that they run; a Prometheus; our plugins pushed (make push); the
+# tests through the cluster (e2e/tests/kind.rs), which install the chart with helm and its kind values.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -154,14 +154,22 @@ gateway_pod=$("${KUBECTL[@]}" -n istio-system get pod -l istio=ingressgateway -o
 "${KUBECTL[@]}" get --raw "/api/v1/namespaces/istio-system/pods/$gateway_pod:15021/proxy/healthz/ready" >/dev/null ||
   die "the ingress gateway is not ready"
 
-step "7. our plugins, pushed as docs/deployment.md says (make push), for the gateway's istio-agent to pull"
+step "7. Prometheus (Debian's), scraping the gateway, with wasmgate's rules (e2e/kind/prometheus.yaml)"
+start=$(date +%s)
+"${KUBECTL[@]}" apply -f "$ROOT/e2e/kind/prometheus.yaml" >/dev/null
+"${KUBECTL[@]}" -n monitoring create configmap wasmgate-rules --dry-run=client -o yaml \
+  --from-file="$ROOT/charts/wasmgate/files/wasmgate-rules.yaml" | "${KUBECTL[@]}" apply -f - >/dev/null
+"${KUBECTL[@]}" -n monitoring rollout status deployment/prometheus --timeout=180s
+echo "ready in $(elapsed "$start")"
+
+step "8. our plugins, pushed as docs/deployment.md says (make push), for the gateway's istio-agent to pull"
 start=$(date +%s)
 # PIN: the digests, for the chart (the registry as the nodes reach it, kind-registry:5000).
 make -s -C "$ROOT" push REGISTRY="$REGISTRY/wasmgate" INSECURE=1 PIN="$OUT/pins.yaml" \
   PULL_REGISTRY=kind-registry:5000/wasmgate
 echo "ready in $(elapsed "$start")"
 
-step "8. wasmgate installed with helm (the kind values and the pins), and the tests through the cluster (e2e/tests/kind.rs)"
+step "9. wasmgate installed with helm (the kind values and the pins), and the tests through the cluster (e2e/tests/kind.rs)"
 start=$(date +%s)
 WASMGATE_KIND_CONTEXT="kind-$CLUSTER" WASMGATE_KUBECTL="$BIN/kubectl" WASMGATE_ISTIOCTL="$BIN/istioctl" \
   WASMGATE_KIND_PINS="$OUT/pins.yaml" \

@@ -339,7 +339,7 @@ impl Gateway {
         self.modules.resolve(&self.plugins)
     }
 
-    /// The Istio resources but the plugins: a Gateway whose 443 server (plain HTTP, as behind the EKS overlay's NLB)
+    /// The Istio resources but the plugins: a Gateway whose 443 server (plain HTTP, as behind the EKS values' NLB)
     /// takes every host, and a VirtualService.
     fn istio_resources(&self) -> Result<String> {
         let mut docs: Vec<Value> = Vec::new();

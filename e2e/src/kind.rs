@@ -27,6 +27,8 @@ pub const HTTPS: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv
 pub const HTTP: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 30080);
 pub const GATEWAY_NAMESPACE: &str = "istio-system";
 pub const MODEL_NAMESPACE: &str = "ml-serving";
+/// Where run.sh runs Prometheus (e2e/kind/prometheus.yaml).
+pub const PROMETHEUS_NAMESPACE: &str = "monitoring";
 
 #[derive(Clone)]
 pub struct Cluster {
@@ -43,6 +45,16 @@ impl Cluster {
         let kubectl = std::env::var(KUBECTL_ENV).unwrap_or_else(|_| "kubectl".to_owned());
         let istioctl = std::env::var(ISTIOCTL_ENV).unwrap_or_else(|_| "istioctl".to_owned());
         Ok(Self { context, kubectl, istioctl })
+    }
+
+    /// The kubectl context of the cluster.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+
+    /// The kubectl program the cluster is driven with.
+    pub fn kubectl_program(&self) -> &str {
+        &self.kubectl
     }
 
     /// `kubectl --context <cluster> args...`; its standard output, or an error with both outputs.
@@ -84,19 +96,22 @@ impl Cluster {
     }
 
     /// `helm upgrade --install wasmgate charts/wasmgate -n istio-system -f <values...> [-f pins]`: the chart as a
-    /// user installs it, with the values files of `deployment` (`kind`, `kind-suite`: `wasmgate::chart`) and
-    /// run.sh's pins; `set` as `--set`.
-    pub fn helm_install(&self, deployment: &str, set: &[&str]) -> Result<String> {
+    /// user installs it, with the values files of `deployment` (`kind`, `kind-suite`: `wasmgate::chart`),
+    /// run.sh's pins, and `extra` values last.
+    pub fn helm_install(&self, deployment: &str, extra: &[Value]) -> Result<String> {
         let chart = workspace::chart_dir();
         let mut args: Vec<String> = ["upgrade", "--install", RELEASE].map(String::from).to_vec();
         args.extend([chart.display().to_string(), "--namespace".into(), GATEWAY_NAMESPACE.into()]);
         let mut values = wasmgate::chart::values_files(&chart, deployment)?;
         values.extend(std::env::var_os(PINS_ENV).map(std::path::PathBuf::from));
+        let dir = tempfile::tempdir()?;
+        for (i, value) in extra.iter().enumerate() {
+            let file = dir.path().join(format!("values-{i}.yaml"));
+            std::fs::write(&file, serde_yaml_ng::to_string(value)?)?;
+            values.push(file);
+        }
         for file in values {
             args.extend(["--values".into(), file.display().to_string()]);
-        }
-        for assignment in set {
-            args.extend(["--set".into(), assignment.to_string()]);
         }
         self.helm(&args.iter().map(String::as_str).collect::<Vec<_>>())
     }
@@ -209,6 +224,31 @@ impl Cluster {
         let mut names = BTreeSet::new();
         discovered_filters(&listener["active_state"]["listener"], &mut names);
         Ok(names.iter().map(|name| wasm_plugin_of(name).to_owned()).collect())
+    }
+
+    /// An instant query to the cluster's Prometheus (e2e/kind/prometheus.yaml) through the API server's proxy:
+    /// its result vector (each `{metric, value: [time, "v"]}`).
+    pub fn prometheus_query(&self, query: &str) -> Result<Vec<Value>> {
+        // Prometheus's query API takes the query form-encoded; its names, parentheses and colons need only this.
+        let encoded: String = query
+            .bytes()
+            .map(|b| match b {
+                b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let data = self.prometheus_api(&format!("query?query={encoded}"))?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// `GET /api/v1/<path>` of the cluster's Prometheus: its `data`.
+    pub fn prometheus_api(&self, path: &str) -> Result<Value> {
+        let path = format!("/api/v1/namespaces/{PROMETHEUS_NAMESPACE}/services/prometheus:9090/proxy/api/v1/{path}");
+        let answer: Value = serde_json::from_str(&self.kubectl(&["get", "--raw", &path])?)?;
+        if answer["status"] != "success" {
+            bail!("Prometheus answered {answer}");
+        }
+        Ok(answer["data"].clone())
     }
 
     /// One sample of the gateway's merged Prometheus endpoint (`:15020/stats/prometheus`), summed over its

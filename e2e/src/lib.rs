@@ -17,6 +17,7 @@ pub mod http1;
 pub mod http2;
 pub mod istiod;
 pub mod kind;
+pub mod kind_registry;
 pub mod loopback;
 pub mod model_server;
 pub mod nlb;

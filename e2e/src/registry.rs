@@ -106,16 +106,29 @@ pub async fn publish(registry: &Registry, plugins: Vec<WasmPlugin>) -> Result<Ve
 
 /// Pushes `wasm` as `<registry>/wasmgate/<image name>:<tag>` and returns `plugin` pinned to it.
 pub async fn publish_module(registry: &Registry, plugin: &WasmPlugin, wasm: &[u8], tag: &str) -> Result<WasmPlugin> {
-    let reference: oci_client::Reference =
-        format!("{}/wasmgate/{}:{tag}", registry.host(), plugin.image_name()).parse()?;
-    let package = oci::package(wasm, oci::Variant::Oci, &std::collections::BTreeMap::new())?;
-    let auth = match &registry.credentials {
-        Some((user, password)) => oci_client::secrets::RegistryAuth::Basic(user.clone(), password.clone()),
-        None => oci_client::secrets::RegistryAuth::Anonymous,
-    };
-    let digest = oci::push(&oci::client(true), &reference, package, &auth, &silent()).await?;
+    let credentials = registry.credentials.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+    let (reference, digest) = push_module(&registry.host(), plugin.image_name(), wasm, tag, credentials).await?;
     let mut pinned = plugin.clone();
     pinned.spec.url = format!("oci://{reference}");
     pinned.spec.sha256 = Some(digest);
     Ok(pinned)
+}
+
+/// Pushes `wasm` as `<host>/wasmgate/<image>:<tag>`, with basic `credentials` if given: the reference and the
+/// manifest digest.
+pub async fn push_module(
+    host: &str,
+    image: &str,
+    wasm: &[u8],
+    tag: &str,
+    credentials: Option<(&str, &str)>,
+) -> Result<(oci_client::Reference, String)> {
+    let reference: oci_client::Reference = format!("{host}/wasmgate/{image}:{tag}").parse()?;
+    let package = oci::package(wasm, oci::Variant::Oci, &std::collections::BTreeMap::new())?;
+    let auth = match credentials {
+        Some((user, password)) => oci_client::secrets::RegistryAuth::Basic(user.to_owned(), password.to_owned()),
+        None => oci_client::secrets::RegistryAuth::Anonymous,
+    };
+    let digest = oci::push(&oci::client(true), &reference, package, &auth, &silent()).await?;
+    Ok((reference, digest))
 }

@@ -1,6 +1,6 @@
 //! A test certificate authority and the gateway hosts' certificate it signs, as PEM files in a temporary
-//! directory: what the NLB presents for the EKS overlay (an ACM certificate there) and the Gateway's
-//! `credentialName` secret holds for the kind overlay.
+//! directory: what the NLB presents with the EKS values (an ACM certificate there) and the Gateway's
+//! `credentialName` secret holds with the kind values.
 
 use anyhow::Result;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};

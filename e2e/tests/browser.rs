@@ -1,5 +1,5 @@
 //! The web page in a real browser: Debian's Chromium, driven by Playwright, through the EKS topology (the NLB
-//! stand-in terminating TLS, ALPN h2) and the whole gateway built by istiod from the overlay's CRs (basic-auth,
+//! stand-in terminating TLS, ALPN h2) and the whole gateway built by istiod from the chart's CRs (basic-auth,
 //! grpc-limits, host-router) to the model server, which serves the page and answers its gRPC-Web calls. Once with
 //! the three plugin filters and once with the suite.
 

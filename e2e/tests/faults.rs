@@ -22,7 +22,7 @@ fn fp32_batch(bytes: usize) -> Result<ModelInferRequest> {
     Ok(client::fp32_zeros(bytes.div_ceil(IMAGE_VALUES * 4)))
 }
 
-/// The EKS overlay's gateway in front of model server processes (stable, canary) that a test can kill.
+/// The gateway of the chart's EKS values in front of model server processes (stable, canary) that a test can kill.
 async fn process_stack() -> Result<(wasmgate_e2e::RunningGateway, ModelProcess, ModelProcess, Registry)> {
     let (stable_addr, canary_addr) = (free_addr()?, free_addr()?);
     let stable = ModelProcess::start(stable_addr).await?;

@@ -1,4 +1,4 @@
-//! The whole gateway from the EKS overlay's CRs (three plugins pulled from a real registry by digest, routes from
+//! The whole gateway from the chart's CRs (EKS values) (three plugins pulled from a real registry by digest, routes from
 //! the VirtualService) in front of two real model servers, driven by real clients. Every scenario runs twice: with
 //! the three plugin filters (`eks`) and with the one suite filter (`eks-suite`), which must behave the same, down
 //! to the counters.

@@ -15,6 +15,7 @@ use wasmgate_e2e::counters::{BasicAuth, GrpcLimits, PluginCounter};
 use wasmgate_e2e::deployment_checks;
 use wasmgate_e2e::fixtures::{CANARY_HOST, HOST, PASSWORD, USER};
 use wasmgate_e2e::kind::{self, Cluster, GATEWAY_NAMESPACE, MODEL_NAMESPACE, OnDrop, eventually};
+use wasmgate_e2e::kind_registry;
 use wasmgate_e2e::stack::model_cluster;
 use wasmgate_e2e::steady_traffic::{SteadyTraffic, Stream};
 use wasmgate_e2e::tls::TestCertificates;
@@ -283,6 +284,183 @@ async fn a_deleted_model_pod_is_replaced_and_no_request_is_lost() -> Result<()> 
     Ok(())
 }
 
+/// A Prometheus in the cluster (Debian's package, e2e/kind/prometheus.yaml) finds the gateway pod by Istio's
+/// annotations and scrapes its merged endpoint, as a team's Prometheus does: a plugin counter reaches its API with
+/// the value the gateway shows, and the chart's recording rules evaluate on it.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the kind cluster: make e2e-kind"]
+async fn prometheus_scrapes_the_plugins_counters_and_evaluates_the_rules() -> Result<()> {
+    let (cluster, certs) = deployed().await?;
+    let page = RawRequest::get("/").host(HOST).basic_auth(USER, PASSWORD);
+    assert_eq!(page.send_tls(kind::HTTPS, HOST, &certs.ca_pem).await?.status, 200);
+    // The plugins keep counts in the module and hand them to Envoy on their timer.
+    let at_gateway = eventually(HPA_SYNC, || async {
+        let allowed = metric(&cluster, BasicAuth::Allowed)?;
+        ensure!(allowed >= 1.0, "the gateway shows {allowed}");
+        Ok(allowed)
+    })
+    .await?;
+    let query = format!("sum({})", BasicAuth::Allowed.prometheus());
+    let scraped = eventually(HPA_SYNC, || async {
+        let result = cluster.prometheus_query(&query)?;
+        let value: f64 = result.first().and_then(|s| s["value"][1].as_str()).context("no sample yet")?.parse()?;
+        ensure!(value >= at_gateway, "Prometheus has {value}, the gateway {at_gateway}");
+        Ok(value)
+    })
+    .await?;
+    eprintln!("{query}: {scraped} in Prometheus, {at_gateway} at the gateway before");
+    // The chart's rules file, loaded: every rule evaluated without error, the recording rules' results there.
+    let rules = eventually(HPA_SYNC, || async {
+        let groups = cluster.prometheus_api("rules")?["groups"].as_array().cloned().unwrap_or_default();
+        let rules: Vec<serde_json::Value> =
+            groups.iter().flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default()).collect();
+        ensure!(rules.len() == 11, "{} rules loaded", rules.len());
+        for rule in &rules {
+            ensure!(rule["health"] == "ok", "{}: {} {}", rule["name"], rule["health"], rule["lastError"]);
+        }
+        Ok(rules)
+    })
+    .await?;
+    // (The model's rules read Istio's istio_requests_total, which only istio-proxy's own stats filter makes: the
+    // kind gateway runs upstream Envoy.)
+    let on_plugin_counters = |r: &&serde_json::Value| r["query"].as_str().is_some_and(|q| q.contains("wasmgate_"));
+    for rule in rules.iter().filter(|r| r["type"] == "recording").filter(on_plugin_counters) {
+        let name = rule["name"].as_str().context("name")?;
+        ensure!(!cluster.prometheus_query(name)?.is_empty(), "{name} has no sample");
+    }
+    Ok(())
+}
+
+/// Requests as the gateway answers them once its plugins run: 401 without credentials, 200 signed in; `false`
+/// while it answers both with something else (the deny-all filter of a plugin it could not pull: 403).
+async fn plugins_serve(certs: &TestCertificates) -> Result<bool> {
+    let page = RawRequest::get("/").host(HOST);
+    let anonymous = page.clone().send_tls(kind::HTTPS, HOST, &certs.ca_pem).await?.status;
+    let signed_in = page.basic_auth(USER, PASSWORD).send_tls(kind::HTTPS, HOST, &certs.ca_pem).await?.status;
+    match (anonymous, signed_in) {
+        (401, 200) => Ok(true),
+        (403, 403) => Ok(false),
+        other => anyhow::bail!("the gateway answered {other:?}"),
+    }
+}
+
+/// A new gateway pod (`kubectl rollout restart`): istio-agent starts with no module and pulls each one. Returns
+/// once the old pod is gone, so that every request reaches the new one.
+fn restart_gateway(cluster: &Cluster) -> Result<()> {
+    cluster.kubectl(&["-n", GATEWAY_NAMESPACE, "rollout", "restart", "deployment/istio-ingressgateway"])?;
+    cluster.rolled_out(GATEWAY_NAMESPACE, "istio-ingressgateway", ROLLOUT)?;
+    let timeout = format!("--timeout={}s", ROLLOUT.as_secs());
+    let selector = "istio=ingressgateway";
+    let serving = cluster.pods(GATEWAY_NAMESPACE, selector)?;
+    let all = cluster.get(GATEWAY_NAMESPACE, &["pods", "-l", selector])?;
+    for pod in all["items"].as_array().into_iter().flatten().filter_map(|p| p["metadata"]["name"].as_str()) {
+        if !serving.iter().any(|s| s == pod) {
+            let gone = format!("pod/{pod}");
+            cluster.kubectl(&["-n", GATEWAY_NAMESPACE, "wait", "--for=delete", &gone, &timeout])?;
+        }
+    }
+    Ok(())
+}
+
+/// The `user:password` the pull secret holds for the registry.
+fn pull_secret_credentials(cluster: &Cluster) -> Result<String> {
+    use base64::Engine;
+    let secret = cluster.get(GATEWAY_NAMESPACE, &["secret", "registry-pull"])?;
+    let decode = |text: &str| base64::engine::general_purpose::STANDARD.decode(text);
+    let config: serde_json::Value =
+        serde_json::from_slice(&decode(secret["data"][".dockerconfigjson"].as_str().context("no config")?)?)?;
+    let auth = config["auths"][kind_registry::HOST]["auth"].as_str().context("no auth for the registry")?;
+    Ok(String::from_utf8(decode(auth)?)?)
+}
+
+/// The issue a day-old pull secret makes, and the chart's answer: the plugins are pulled from a registry that
+/// wants a password (in the cluster, standing in for ECR), the chart's refresher writing the pull secret. The
+/// registry's password changes, as an ECR token expires: a gateway pod started then cannot pull and answers 403
+/// to everyone. The refresher runs as its CronJob runs it, the Secret holds the new password, and a gateway pod
+/// started after that pulls and serves.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs the kind cluster: make e2e-kind"]
+async fn the_refreshed_pull_secret_outlives_a_password_change() -> Result<()> {
+    let (cluster, certs) = deployed().await?;
+    let undo = cluster.clone();
+    let _restored = OnDrop::new(move || {
+        let _ = undo.helm_install("kind", &[]);
+        let _ = undo.delete(GATEWAY_NAMESPACE, &["secret", "registry-pull"]);
+        let _ = undo.kubectl(&["delete", "namespace", kind_registry::NAMESPACE, "--ignore-not-found"]);
+        let _ = restart_gateway(&undo);
+    });
+    let (first, second) = ("the-first-password-7Qe2", "the-second-password-Vb81");
+    for object in kind_registry::objects(first)? {
+        cluster.apply(&object)?;
+    }
+    cluster.rolled_out(kind_registry::NAMESPACE, "auth-registry", ROLLOUT)?;
+    let digests = kind_registry::PortForward::start(&cluster)?
+        .push(&["basic-auth", "grpc-limits-requests", "host-router"], "0.1.0", first)
+        .await?;
+    let server = cluster.kubectl(&["version", "-o", "json"])?;
+    let version: serde_json::Value = serde_json::from_str(&server)?;
+    let kubectl_image =
+        format!("registry.k8s.io/kubectl:{}", version["serverVersion"]["gitVersion"].as_str().context("version")?);
+    let values = json!({
+        "images": {"registry": format!("{}/wasmgate", kind_registry::HOST), "pullSecret": "registry-pull", "digests": digests},
+        "pullSecretRefresher": {
+            "enabled": true, "server": kind_registry::HOST, "username": kind_registry::USER,
+            "token": {"image": kubectl_image, "command": kind_registry::token_command()},
+            "kubectlImage": kubectl_image,
+        },
+    });
+    // The release pulls from there; its pre-upgrade Job wrote the secret before the WasmPlugins changed.
+    cluster.helm_install("kind", std::slice::from_ref(&values))?;
+    assert_eq!(pull_secret_credentials(&cluster)?, format!("{}:{first}", kind_registry::USER));
+    eventually(PLUGINS_PULLED, || async {
+        ensure!(plugins_serve(certs).await?, "not yet");
+        Ok(())
+    })
+    .await?;
+
+    // The registry's password changes (its htpasswd, and what the token command hands out).
+    for secret in kind_registry::password_secrets(second)? {
+        cluster.apply(&secret)?;
+    }
+    cluster.kubectl(&["-n", kind_registry::NAMESPACE, "rollout", "restart", "deployment/auth-registry"])?;
+    cluster.rolled_out(kind_registry::NAMESPACE, "auth-registry", ROLLOUT)?;
+    // A gateway pod started now has only the old password: no plugin, so Istio's deny-all filter.
+    restart_gateway(&cluster)?;
+    eventually(PLUGINS_PULLED, || async {
+        ensure!(!plugins_serve(certs).await?, "still serving");
+        Ok(())
+    })
+    .await?;
+
+    // The refresher, as its CronJob starts it.
+    cluster.kubectl(&[
+        "-n",
+        GATEWAY_NAMESPACE,
+        "create",
+        "job",
+        "wasmgate-pull-secret-now",
+        "--from=cronjob/wasmgate-pull-secret",
+    ])?;
+    cluster.kubectl(&[
+        "-n",
+        GATEWAY_NAMESPACE,
+        "wait",
+        "--for=condition=complete",
+        "job/wasmgate-pull-secret-now",
+        "--timeout=120s",
+    ])?;
+    cluster.delete(GATEWAY_NAMESPACE, &["job", "wasmgate-pull-secret-now"])?;
+    assert_eq!(pull_secret_credentials(&cluster)?, format!("{}:{second}", kind_registry::USER));
+    // And a gateway pod started after it pulls and serves.
+    restart_gateway(&cluster)?;
+    eventually(PLUGINS_PULLED, || async {
+        ensure!(plugins_serve(certs).await?, "not serving");
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}
+
 /// A WasmPlugin like ours whose image was never pushed.
 fn unpullable(fail_strategy: &str) -> serde_json::Value {
     json!({
@@ -341,7 +519,7 @@ async fn a_plugin_whose_image_cannot_be_pulled_fails_closed() -> Result<()> {
     Ok(())
 }
 
-/// istioctl's `IST0133`: the EnvoyFilter that sets the gateway's timeouts (base/istio/gateway-timeouts.yaml) is
+/// istioctl's `IST0133`: the EnvoyFilter that sets the gateway's timeouts (the chart's templates/istio/gateway-timeouts.yaml) is
 /// a kind Istio warns about on principle; docs/deployment.md says why it is there.
 const EXPECTED_WARNINGS: [&str; 1] = ["IST0133"];
 

@@ -1,4 +1,4 @@
-//! The EKS topology, configured by istiod from its overlay and driven by real clients over TLS: an NLB (a stand-in
+//! The EKS topology, configured by istiod from the chart's EKS values and driven by real clients over TLS: an NLB (a stand-in
 //! here) terminates TLS with ALPN `h2,http/1.1` and forwards plain TCP to the gateway's 8080/8443 (the Gateway's 443
 //! server speaks plain HTTP). The kind topology (TLS at the gateway from the Gateway's `credentialName`) runs the
 //! same clients on a real cluster: e2e/tests/kind.rs.
@@ -53,7 +53,7 @@ async fn behind_the_nlb_wrong_passwords_lock_out_only_the_client_that_sent_them(
     Ok(())
 }
 
-/// The EKS install options and the overlay agree on what the NLB forwards where: one gateway Service whose 443
+/// The EKS install options and the chart agree on what the NLB forwards where: one gateway Service whose 443
 /// goes to the Gateway's 443 server (plain HTTP), and whose 80 goes to the redirecting one.
 #[test]
 fn the_eks_gateway_service_sends_443_to_the_plain_http_server() -> Result<()> {

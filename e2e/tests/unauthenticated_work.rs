@@ -1,7 +1,7 @@
 //! What anyone may make the gateway and the model do without credentials is bounded: the health check, the one
 //! call basic-auth lets through unauthenticated, has a circuit breaker of its own at the gateway, so streams
 //! held open against it cannot starve signed-in calls; and the gateway stops waiting on a client that sends
-//! nothing (the EKS overlay, istiod's config, the real model server).
+//! nothing (the chart with its EKS values, istiod's config, the real model server).
 
 use anyhow::Result;
 use serde_json::Value;

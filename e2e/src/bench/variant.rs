@@ -174,7 +174,7 @@ fn same_as_native(forward: Option<&str>) -> Value {
     config
 }
 
-/// The committed suite CR (`manifests/components/suite`).
+/// The chart's suite CR (`layout: suite`).
 fn suite_cr() -> Result<WasmPlugin> {
     workspace::plugin_cr("suite")
 }

@@ -1,5 +1,5 @@
 //! `make demo`: the whole gateway on loopback — a local registry with the plugin images, two model servers with
-//! the committed weights, and Envoy configured by istiod from the EKS overlay (three plugins pulled by istio-agent,
+//! the committed weights, and Envoy configured by istiod from the chart with its EKS values (three plugins pulled by istio-agent,
 //! by digest) — and
 //! a short scripted session through it. `--keep-running` leaves it up and prints how to call it. Ctrl-C (or
 //! SIGTERM) at any point stops every process it started.
@@ -18,7 +18,9 @@ use wasmgate_inference::server::termination;
 #[tokio::main]
 async fn main() -> Result<()> {
     let keep_running = std::env::args().any(|a| a == "--keep-running");
-    println!("starting: registry, plugin images, two model servers, istiod with manifests/overlays/eks, Envoy ...");
+    println!(
+        "starting: registry, plugin images, two model servers, istiod with the chart (values-eks.yaml), Envoy ..."
+    );
     let stack = tokio::select! {
         stack = FullStack::start() => stack?,
         () = termination() => return stopped(),

@@ -16,7 +16,7 @@ pub struct Image {
     pub features: Features,
     /// The file in the crate's directory listing the proxy-wasm callbacks the module keeps.
     pub exports: &'static str,
-    /// The committed `WasmPlugin` that pulls this image (which `image push --pin-overlay` pins).
+    /// The chart's `WasmPlugin` that pulls this image by default.
     pub pins: Option<&'static str>,
     /// Whether the suite runs this plugin as one of its sections.
     pub suite_part: bool,

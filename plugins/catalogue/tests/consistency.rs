@@ -1,6 +1,6 @@
 //! The catalogue against the tree, both ways: each image's crate, features, export list and wasm profile entry
 //! exist, and each plugin crate and export list under `plugins/` belongs to an image. (The committed
-//! `WasmPlugin`s are checked against `pins` by the CLI, which reads the manifests: `cli/src/pin.rs`.)
+//! `WasmPlugin`s are checked against `pins` by the CLI, which renders the chart: `cli/src/pin.rs`.)
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};

@@ -4,15 +4,16 @@ writes the Secret from it (kubectl apply: created the first time, replaced after
 log or the pod's spec.
 */}}
 {{- define "wasmgate.pullSecretPod" -}}
-{{- $r := .Values.pullSecretRefresher -}}
+{{- $r := .root.Values.pullSecretRefresher -}}
+{{- $v := .root.Values -}}
 metadata:
   labels:
-    {{- include "wasmgate.labels" . | nindent 4 }}
+    {{- include "wasmgate.labels" .root | nindent 4 }}
     app.kubernetes.io/component: pull-secret-refresher
     # Not in the mesh: no sidecar to keep the Job from finishing.
     sidecar.istio.io/inject: "false"
 spec:
-  serviceAccountName: wasmgate-pull-secret-refresher
+  serviceAccountName: {{ .serviceAccount }}
   restartPolicy: OnFailure
   securityContext:
     runAsNonRoot: true
@@ -22,14 +23,19 @@ spec:
   volumes:
     - name: token
       emptyDir: {medium: Memory, sizeLimit: 1Mi}
+    # The commands' caches and config (aws, kubectl): the root filesystem is read-only.
+    - name: home
+      emptyDir: {sizeLimit: 64Mi}
   initContainers:
     - name: token
       image: {{ $r.token.image }}
       command: ["/bin/sh", "-c", 'umask 077 && "$@" > /token/password', "token"]
       args: {{ toJson $r.token.command }}
       env:
-        - {name: HOME, value: /token}
-      volumeMounts: [{name: token, mountPath: /token}]
+        - {name: HOME, value: /home/refresher}
+      volumeMounts:
+        - {name: token, mountPath: /token}
+        - {name: home, mountPath: /home/refresher}
       securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
   containers:
     - name: secret
@@ -42,10 +48,13 @@ spec:
           --docker-username "$USERNAME" --docker-password "$(cat /token/password)" --dry-run=client -o yaml
           | kubectl apply --server-side --force-conflicts --field-manager wasmgate-pull-secret-refresher -f -
       env:
-        - {name: SECRET, value: {{ .Values.images.pullSecret | quote }}}
-        - {name: NAMESPACE, value: {{ .Values.istio.namespace | quote }}}
+        - {name: SECRET, value: {{ $v.images.pullSecret | quote }}}
+        - {name: NAMESPACE, value: {{ $v.istio.namespace | quote }}}
         - {name: SERVER, value: {{ required "pullSecretRefresher.server: the registry host the secret is for" $r.server | quote }}}
         - {name: USERNAME, value: {{ $r.username | quote }}}
-      volumeMounts: [{name: token, mountPath: /token, readOnly: true}]
+        - {name: HOME, value: /home/refresher}
+      volumeMounts:
+        - {name: token, mountPath: /token, readOnly: true}
+        - {name: home, mountPath: /home/refresher}
       securityContext: {allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}
 {{- end }}
