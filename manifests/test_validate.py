@@ -223,3 +223,21 @@ def test_kind_keeps_tls_at_the_gateway(rendered):
     gateway = find(rendered["kind"], "Gateway", "ml-gateway")
     server = next(s for s in gateway["spec"]["servers"] if s["port"]["number"] == 443)
     assert server["port"]["protocol"] == "HTTPS" and server["tls"]["credentialName"]
+
+
+def test_the_readmes_argo_cd_application_points_at_the_chart_and_its_values():
+    """The README's Argo CD example: its path is the chart, its value files are the chart's, and the chart renders
+    with them as Argo CD would (the release name and namespace it gives)."""
+    with open(os.path.join(HERE, "..", "README.md")) as f:
+        blocks = f.read().split("```yaml\n")[1:]
+    apps = [yaml.safe_load(b.split("```")[0]) for b in blocks if "kind: Application" in b]
+    assert len(apps) == 1
+    source = apps[0]["spec"]["source"]
+    chart = os.path.join(HERE, "..", source["path"])
+    assert os.path.samefile(chart, validate.CHART)
+    values = [os.path.join(chart, v) for v in source["helm"]["valueFiles"]]
+    assert all(os.path.isfile(v) for v in values), values
+    assert apps[0]["spec"]["destination"]["namespace"] == "istio-system"
+    objs = validate.helm_template(values=values)
+    assert {o["metadata"]["name"] for o in objs if o["kind"] == "WasmPlugin"} == {"basic-auth", "grpc-limits",
+                                                                               "host-router"}
