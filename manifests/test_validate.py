@@ -241,3 +241,34 @@ def test_the_readmes_argo_cd_application_points_at_the_chart_and_its_values():
     objs = validate.helm_template(values=values)
     assert {o["metadata"]["name"] for o in objs if o["kind"] == "WasmPlugin"} == {"basic-auth", "grpc-limits",
                                                                                "host-router"}
+
+
+def istio_chart(name):
+    """One of Istio's own Helm charts, from the istio.io/istio module e2e/istiod pins (the Istio the tests run)."""
+    module = subprocess.run(["go", "list", "-m", "-f", "{{.Dir}}", "istio.io/istio"], check=True, text=True,
+                            capture_output=True, cwd=os.path.join(HERE, "..", "e2e", "istiod")).stdout.strip()
+    return os.path.join(module, "manifests", "charts", name)
+
+
+def test_istios_gateway_chart_with_the_eks_values_makes_the_gateway_istioctl_makes(crds):
+    """Installing the ingress gateway with Helm (Istio's `gateway` chart and eks-gateway-values.yaml) gives the
+    Service and Pod the IstioOperator options give istioctl: the NLB's annotations, the target ports the plugins
+    attach to, PROXY protocol on the Pod, and the label the chart's WasmPlugins select."""
+    with open(os.path.join(HERE, "istio", "eks-gateway.yaml")) as f:
+        options = yaml.safe_load(f)["spec"]["components"]["ingressGateways"][0]["k8s"]
+    objs = validate.helm_template(chart=istio_chart("gateway"), release="istio-ingressgateway",
+                                  values=[os.path.join(HERE, "istio", "eks-gateway-values.yaml")])
+    service = find(objs, "Service", "istio-ingressgateway")
+    assert service["spec"]["type"] == options["service"]["type"]
+    assert service["metadata"]["annotations"] == options["serviceAnnotations"]
+    ports = [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]]
+    assert ports == [(p["name"], p["port"], p["targetPort"]) for p in options["service"]["ports"]]
+    pod = find(objs, "Deployment", "istio-ingressgateway")["spec"]["template"]["metadata"]
+    assert options["podAnnotations"].items() <= pod["annotations"].items()
+    with open(os.path.join(validate.CHART, "values.yaml")) as f:
+        values = yaml.safe_load(f)
+    assert values["istio"]["gatewaySelector"].items() <= pod["labels"].items()
+    https = next(p for p in service["spec"]["ports"] if p["port"] == 443)
+    assert https["targetPort"] == values["gateway"]["pluginPort"], "the plugins attach to the 443 server's port"
+    for obj in objs:
+        validate.validate_object(obj, crds)

@@ -105,8 +105,8 @@ def values_files(deployment, chart=CHART):
     return [os.path.join(chart, f"values-{part}.yaml") for part in deployment.split("-")]
 
 
-def helm_template(chart=CHART, values=(), sets=()):
-    command = [helm(), "template", "wasmgate", chart, "--namespace", "istio-system"]
+def helm_template(chart=CHART, values=(), sets=(), release="wasmgate"):
+    command = [helm(), "template", release, chart, "--namespace", "istio-system"]
     for file in values:
         command += ["--values", file]
     for assignment in sets:
