@@ -71,11 +71,18 @@ impl PluginCounter for HostError {
 
 /// Every counter whose name does not depend on a config, as Prometheus shows it.
 pub fn prometheus_names() -> Vec<String> {
+    /// A counter known by its full name only.
+    struct Named(String);
+    impl PluginCounter for Named {
+        fn full_name(&self) -> String {
+            self.0.clone()
+        }
+    }
     let mut names: Vec<String> = BasicAuth::NAMES
         .iter()
         .map(|name| format!("{}.{name}", basic_auth::PLUGIN))
         .chain(GrpcLimits::NAMES.iter().map(|name| format!("{}.{name}", grpc_limits::PLUGIN)))
-        .map(|full_name| format!("wasmgate_{}", full_name.replace(['.', '-'], "_")))
+        .map(|full_name| Named(full_name).prometheus())
         .collect();
     names.push(RouterBadRequest.prometheus());
     for plugin in [basic_auth::PLUGIN, grpc_limits::PLUGIN, host_router::PLUGIN] {

@@ -47,37 +47,39 @@ impl Cluster {
         Ok(Self { context, kubectl, istioctl })
     }
 
-    /// The kubectl context of the cluster.
-    pub fn context(&self) -> &str {
-        &self.context
-    }
-
-    /// The kubectl program the cluster is driven with.
-    pub fn kubectl_program(&self) -> &str {
-        &self.kubectl
-    }
-
     /// `kubectl --context <cluster> args...`; its standard output, or an error with both outputs.
     pub fn kubectl(&self, args: &[&str]) -> Result<String> {
-        self.run(&self.kubectl, args, None)
+        self.run(self.kubectl_command(&[]), args, None)
+    }
+
+    /// `kubectl --context <cluster> args...` to start as the caller likes (a `port-forward` that keeps running).
+    pub fn kubectl_command(&self, args: &[&str]) -> Command {
+        let mut command = self.command(&self.kubectl, "--context");
+        command.args(args);
+        command
+    }
+
+    /// `program <context_flag> <cluster>`: kubectl and istioctl say `--context`, helm `--kube-context`.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>, context_flag: &str) -> Command {
+        let mut command = Command::new(program);
+        command.arg(context_flag).arg(&self.context);
+        command
     }
 
     /// `istioctl --context <cluster> args...`: its standard output and error, whatever its exit status (`analyze`
     /// exits non-zero when it finds an error, which is what the caller wants to read).
     pub fn istioctl(&self, args: &[&str]) -> Result<String> {
-        let output = Command::new(&self.istioctl)
-            .arg("--context")
-            .arg(&self.context)
+        let output = self
+            .command(&self.istioctl, "--context")
             .args(args)
             .output()
             .with_context(|| format!("running {}", self.istioctl))?;
         Ok(format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr)))
     }
 
-    fn run(&self, program: &str, args: &[&str], input: Option<&str>) -> Result<String> {
-        let mut child = Command::new(program)
-            .arg("--context")
-            .arg(&self.context)
+    fn run(&self, mut command: Command, args: &[&str], input: Option<&str>) -> Result<String> {
+        let program = command.get_program().to_string_lossy().into_owned();
+        let mut child = command
             .args(args)
             .stdin(if input.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
@@ -118,23 +120,12 @@ impl Cluster {
 
     /// `helm --kube-context <cluster> args...` (the Helm `make helm` builds); its standard output.
     pub fn helm(&self, args: &[&str]) -> Result<String> {
-        let helm = wasmgate::chart::helm();
-        let output = Command::new(&helm)
-            .arg("--kube-context")
-            .arg(&self.context)
-            .args(args)
-            .output()
-            .with_context(|| format!("running {helm:?}"))?;
-        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        if !output.status.success() {
-            bail!("helm {}: {stdout}{}", args.join(" "), String::from_utf8_lossy(&output.stderr));
-        }
-        Ok(stdout)
+        self.run(self.command(wasmgate::chart::helm(), "--kube-context"), args, None)
     }
 
     /// `kubectl apply -f -` of one object.
     pub fn apply(&self, object: &Value) -> Result<String> {
-        self.run(&self.kubectl, &["apply", "-f", "-"], Some(&object.to_string()))
+        self.run(self.kubectl_command(&[]), &["apply", "-f", "-"], Some(&object.to_string()))
     }
 
     /// `kubectl delete what...` in `namespace`; nothing to delete is not an error.

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 
 pub const NAMESPACE: &str = "wasmgate-pull-test";
 /// The registry as istio-agent reaches it (manifests/istio/kind-gateway.yaml lets it speak plain HTTP).
@@ -83,13 +83,12 @@ pub fn objects(password: &str) -> Result<Vec<Value>> {
 
 /// The registry's htpasswd Secret and the password Secret, for `password`: what a rotation changes.
 pub fn password_secrets(password: &str) -> Result<[Value; 2]> {
-    let hash = bcrypt::hash_with_result(password, 5)?.format_for_version(bcrypt::Version::TwoY);
     let secret = |name: &str, key: &str, value: String| {
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": NAMESPACE},
                "stringData": {key: value}})
     };
     Ok([
-        secret("auth-registry-htpasswd", "htpasswd", format!("{USER}:{hash}\n")),
+        secret("auth-registry-htpasswd", "htpasswd", crate::registry::htpasswd(USER, password)?),
         secret(PASSWORD_SECRET, "password", password.to_owned()),
     ])
 }
@@ -111,8 +110,8 @@ pub struct PortForward {
 
 impl PortForward {
     pub fn start(cluster: &Cluster) -> Result<Self> {
-        let mut child = Command::new(cluster.kubectl_program())
-            .args(["--context", cluster.context(), "-n", NAMESPACE, "port-forward", "service/auth-registry", ":5000"])
+        let mut child = cluster
+            .kubectl_command(&["-n", NAMESPACE, "port-forward", "service/auth-registry", ":5000"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

@@ -35,9 +35,8 @@ impl Registry {
             dir.path().join("data").display()
         );
         if let Some((user, password)) = credentials {
-            let hash = bcrypt::hash_with_result(password, 5)?.format_for_version(bcrypt::Version::TwoY);
             let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{hash}\n"))?;
+            std::fs::write(&htpasswd, self::htpasswd(user, password)?)?;
             config.push_str(&format!("auth:\n  htpasswd: {{realm: \"{realm}\", path: {}}}\n", htpasswd.display()));
         }
         let config_path = dir.path().join("config.yml");
@@ -102,6 +101,12 @@ pub async fn publish(registry: &Registry, plugins: Vec<WasmPlugin>) -> Result<Ve
         pinned.push(publish_module(registry, &plugin, &wasm, "test").await?);
     }
     Ok(pinned)
+}
+
+/// An htpasswd file with one user, bcrypt-hashed (the only scheme docker-registry reads).
+pub fn htpasswd(user: &str, password: &str) -> Result<String> {
+    let hash = bcrypt::hash_with_result(password, 5)?.format_for_version(bcrypt::Version::TwoY);
+    Ok(format!("{user}:{hash}\n"))
 }
 
 /// Pushes `wasm` as `<registry>/wasmgate/<image name>:<tag>` and returns `plugin` pinned to it.

@@ -1,7 +1,7 @@
 //! The kind cluster (`make e2e-kind`): Istio installed by istioctl as docs/deployment.md says, wasmgate installed
-//! with `helm install` of the chart and its kind values, the plugins (pinned by digest) pulled by the gateway pod's own istio-agent from a registry on
-//! the cluster's network, the model server's image built from inference/Dockerfile, and real clients through the
-//! gateway's node port. `#[ignore]`d in a plain `cargo test`: e2e/kind/run.sh starts the cluster and runs them.
+//! with `helm install` of the chart and its kind values, the plugins (pinned by digest) pulled by the gateway pod's
+//! own istio-agent from a registry on the cluster's network, the model server's image built from
+//! inference/Dockerfile, and real clients through the gateway's node port. `#[ignore]`d in a plain `cargo test`: e2e/kind/run.sh starts the cluster and runs them.
 
 use anyhow::{Context, Result, ensure};
 use serde_json::json;
@@ -225,13 +225,6 @@ fn steady_traffic(certs: &TestCertificates) -> SteadyTraffic {
     )
 }
 
-/// The switch as docs/deployment.md gives it: one `helm upgrade` to the other layout (Helm applies the new CRs,
-/// then deletes the ones the release no longer has).
-fn switch(cluster: &Cluster, deployment: &str) -> Result<()> {
-    cluster.helm_install(deployment, &[])?;
-    Ok(())
-}
-
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the kind cluster: make e2e-kind"]
 async fn helm_upgrade_to_the_suite_and_back_under_traffic_lets_nothing_through_unauthenticated_and_loses_nothing()
@@ -240,15 +233,17 @@ async fn helm_upgrade_to_the_suite_and_back_under_traffic_lets_nothing_through_u
     gateway_runs(&cluster, &THREE_PLUGINS).await?;
     let undo = cluster.clone();
     let _three_plugins_again = OnDrop::new(move || {
-        let _ = switch(&undo, "kind");
+        let _ = undo.helm_install("kind", &[]);
     });
     let traffic = steady_traffic(certs);
     tokio::time::sleep(Duration::from_secs(3)).await;
 
-    switch(&cluster, "kind-suite")?;
+    // The switch as docs/deployment.md gives it: one `helm upgrade` to the other layout (Helm applies the new CR,
+    // then deletes the ones the release no longer has).
+    cluster.helm_install("kind-suite", &[])?;
     gateway_runs(&cluster, &["suite"]).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
-    switch(&cluster, "kind")?;
+    cluster.helm_install("kind", &[])?;
     gateway_runs(&cluster, &THREE_PLUGINS).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
 
@@ -284,9 +279,9 @@ async fn a_deleted_model_pod_is_replaced_and_no_request_is_lost() -> Result<()> 
     Ok(())
 }
 
-/// A Prometheus in the cluster (Debian's package, e2e/kind/prometheus.yaml) finds the gateway pod by Istio's
-/// annotations and scrapes its merged endpoint, as a team's Prometheus does: a plugin counter reaches its API with
-/// the value the gateway shows, and the chart's recording rules evaluate on it.
+/// A Prometheus in the cluster (Debian's package, e2e/kind/prometheus.yaml) scrapes the gateway pod's merged
+/// endpoint, as a team's Prometheus does: a plugin counter reaches its API with the value the gateway shows, and
+/// the chart's rules load and evaluate without error.
 #[tokio::test(flavor = "multi_thread")]
 #[ignore = "needs the kind cluster: make e2e-kind"]
 async fn prometheus_scrapes_the_plugins_counters_and_evaluates_the_rules() -> Result<()> {
